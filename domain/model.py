@@ -1,0 +1,317 @@
+"""Aggregates: Transfer, Authorization, PartyPolicy.
+
+Events are named in the past tense and carry plain JSON-ready values (str,
+int, bool, lists and dicts of them): their stored form is part of the audit
+record, so it is kept explicit and stable. Every event class has an explicit
+``TOPIC`` (``transfer-ledger:<Name>:v<N>``): renaming a Python class never
+changes what is stored, and a new shape gets a new version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.parties import Actor
+from domain.values import GrantConditions, Handling, Purpose
+
+_PREFIX = "transfer-ledger:"
+
+
+class Transfer(Aggregate):
+    """One disclosure of personal data from a sender to a recipient.
+
+    A transfer is immutable once recorded. Its lineage is fixed at recording:
+    ``parent_transfer_id`` (None for a first transfer), ``root_transfer_id``,
+    ``depth`` (0 at the root) and ``origin``, the sender of the root: the first
+    transferring Party of art. 36 §3, which never changes along the lineage.
+    """
+
+    TOPIC = _PREFIX + "Transfer"
+
+    class Event(Aggregate.Event):
+        TOPIC = _PREFIX + "Transfer.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _PREFIX + "Transfer.Created"
+
+    class Recorded(Created):
+        TOPIC = _PREFIX + "TransferRecorded:v1"
+        sender: dict[str, str]
+        recipient: dict[str, str]
+        legal_basis: str
+        request_reference: str | None
+        purpose: dict[str, Any]
+        data_categories: list[str]
+        subjects: list[str]
+        dataset_sha256: str
+        item_count: int | None
+        handling: dict[str, Any]
+        retention_until: str | None
+        transferred_at: str
+        justification: str | None
+        ordered_by: str | None
+        parent_transfer_id: str | None
+        authorization_id: str | None
+        origin: str
+        root_transfer_id: str
+        depth: int
+        origin_requires_written_form: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._data = {
+                name: getattr(self, name)
+                for name in type(self).__annotations__
+                if not name.startswith("_")
+            }
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The recorded fields, as stored."""
+        return dict(self._data)
+
+    @property
+    def sender(self) -> Actor:
+        return Actor.from_dict(self._data["sender"])
+
+    @property
+    def recipient(self) -> Actor:
+        return Actor.from_dict(self._data["recipient"])
+
+    @property
+    def data_categories(self) -> tuple[str, ...]:
+        return tuple(self._data["data_categories"])
+
+    @property
+    def purpose(self) -> Purpose:
+        return Purpose.from_dict(self._data["purpose"])
+
+    @property
+    def handling(self) -> Handling:
+        return Handling.from_dict(self._data["handling"])
+
+    @property
+    def origin(self) -> str:
+        return str(self._data["origin"])
+
+    @property
+    def parent_transfer_id(self) -> UUID | None:
+        parent = self._data["parent_transfer_id"]
+        return UUID(parent) if parent else None
+
+    @property
+    def root_transfer_id(self) -> UUID:
+        return UUID(self._data["root_transfer_id"])
+
+    @property
+    def depth(self) -> int:
+        return int(self._data["depth"])
+
+    @property
+    def authorization_id(self) -> UUID | None:
+        auth = self._data["authorization_id"]
+        return UUID(auth) if auth else None
+
+    @property
+    def origin_requires_written_form(self) -> bool:
+        return bool(self._data["origin_requires_written_form"])
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.created_on
+
+
+class Authorization(Aggregate):
+    """The origin's authorization of an onward transfer (art. 36 §3).
+
+    Its life: a request is recorded first (``pending``: the holder's
+    notification of intention); the origin grants it with conditions or
+    refuses it with reasons; a grant may be revoked. Each onward transfer made
+    under a grant is a ``Used`` event, saved atomically with the transfer, so
+    that the grant's version orders uses and revocation: whichever commits
+    first wins. The grant's id is the request's id.
+    """
+
+    TOPIC = _PREFIX + "Authorization"
+
+    class Event(Aggregate.Event):
+        TOPIC = _PREFIX + "Authorization.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _PREFIX + "Authorization.Created"
+
+    class Requested(Created):
+        TOPIC = _PREFIX + "AuthorizationRequested:v1"
+        parent_transfer_id: str
+        requested_by: dict[str, str]
+        recipient: dict[str, str]
+        purpose: dict[str, Any]
+        data_categories: list[str]
+        justification: str
+        origin: str
+        root_transfer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._request = {
+                name: getattr(self, name) for name in type(self).__annotations__
+            }
+            aggregate.status = "pending"
+            aggregate._decision = None
+            aggregate._revocation = None
+            aggregate.uses = []
+
+    class Granted(Event):
+        TOPIC = _PREFIX + "AuthorizationGranted:v1"
+        decided_by: dict[str, str]
+        conditions: dict[str, Any]
+        reasons: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "granted"
+            aggregate._decision = {
+                "decision": "granted",
+                "decided_by": self.decided_by,
+                "conditions": self.conditions,
+                "reasons": self.reasons,
+                "decided_at": self.timestamp,
+            }
+
+    class Refused(Event):
+        TOPIC = _PREFIX + "AuthorizationRefused:v1"
+        decided_by: dict[str, str]
+        reasons: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "refused"
+            aggregate._decision = {
+                "decision": "refused",
+                "decided_by": self.decided_by,
+                "conditions": None,
+                "reasons": self.reasons,
+                "decided_at": self.timestamp,
+            }
+
+    class Revoked(Event):
+        TOPIC = _PREFIX + "AuthorizationRevoked:v1"
+        revoked_by: dict[str, str]
+        reasons: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "revoked"
+            aggregate._revocation = {
+                "revoked_by": self.revoked_by,
+                "reasons": self.reasons,
+                "revoked_at": self.timestamp,
+            }
+
+    class Used(Event):
+        TOPIC = _PREFIX + "AuthorizationUsed:v1"
+        transfer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.uses.append(self.transfer_id)
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return dict(self._request)
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        return dict(self._decision) if self._decision else None
+
+    @property
+    def revocation(self) -> dict[str, Any] | None:
+        return dict(self._revocation) if self._revocation else None
+
+    @property
+    def origin(self) -> str:
+        return str(self._request["origin"])
+
+    @property
+    def holder(self) -> str:
+        return str(self._request["requested_by"]["party"])
+
+    @property
+    def recipient(self) -> Actor:
+        return Actor.from_dict(self._request["recipient"])
+
+    @property
+    def parent_transfer_id(self) -> UUID:
+        return UUID(self._request["parent_transfer_id"])
+
+    @property
+    def requested_categories(self) -> tuple[str, ...]:
+        return tuple(self._request["data_categories"])
+
+    @property
+    def granted_by(self) -> str | None:
+        if self._decision is None or self._decision["decision"] != "granted":
+            return None
+        return str(self._decision["decided_by"]["party"])
+
+    @property
+    def conditions(self) -> GrantConditions | None:
+        if self._decision is None or self._decision["conditions"] is None:
+            return None
+        return GrantConditions.from_dict(self._decision["conditions"])
+
+    def grant(self, decided_by: Actor, conditions: GrantConditions, reasons: str | None) -> None:
+        self.trigger_event(
+            self.Granted,
+            decided_by=decided_by.as_dict(),
+            conditions=conditions.as_dict(),
+            reasons=reasons,
+        )
+
+    def refuse(self, decided_by: Actor, reasons: str) -> None:
+        self.trigger_event(self.Refused, decided_by=decided_by.as_dict(), reasons=reasons)
+
+    def revoke(self, revoked_by: Actor, reasons: str) -> None:
+        self.trigger_event(self.Revoked, revoked_by=revoked_by.as_dict(), reasons=reasons)
+
+    def record_use(self, transfer_id: UUID) -> None:
+        self.trigger_event(self.Used, transfer_id=str(transfer_id))
+
+
+class PartyPolicy(Aggregate):
+    """A Party's standing policy, e.g. that it requires authorizations in writing.
+
+    One aggregate per Party, with a deterministic id (:func:`party_policy_id`).
+    """
+
+    TOPIC = _PREFIX + "PartyPolicy"
+
+    class Event(Aggregate.Event):
+        TOPIC = _PREFIX + "PartyPolicy.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _PREFIX + "PartyPolicy.Created"
+
+    class Registered(Created):
+        TOPIC = _PREFIX + "PartyPolicyRegistered:v1"
+        party: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.party = self.party
+            aggregate.written_authorization_required = False
+
+    class WrittenFormRequirementSet(Event):
+        TOPIC = _PREFIX + "WrittenFormRequirementSet:v1"
+        required: bool
+        set_by: dict[str, str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.written_authorization_required = self.required
+
+    def set_written_form_requirement(self, required: bool, set_by: Actor) -> None:
+        self.trigger_event(
+            self.WrittenFormRequirementSet, required=required, set_by=set_by.as_dict()
+        )
+
+
+def party_policy_id(party: str) -> UUID:
+    """The id of a Party's policy aggregate: stable, derived from the code."""
+    return uuid5(NAMESPACE_URL, f"urn:transfer-ledger:party-policy:{party}")

@@ -1,0 +1,172 @@
+"""Parties, authorities and officers.
+
+A **Party** is a State Party to the Convention, named by its ISO 3166-1
+alpha-2 code (validated against the ISO code list shipped by ``pycountry``),
+or an international organization, named by its registered short name
+(``INTERPOL``). An **authority** is a body within a Party, written
+``<PARTY>/<NAME>`` (``DE/BKA``). An **officer** is the person acting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pycountry
+
+from domain.errors import InvalidInput
+
+#: International organizations that exchange data under the Convention and
+#: comparable instruments. Art. 36 §3 names transfers "to a third country or
+#: an international organization"; these are the organizations the ledger
+#: knows by default.
+INTERNATIONAL_ORGANIZATIONS: dict[str, str] = {
+    "INTERPOL": "International Criminal Police Organization",
+    "EUROPOL": "European Union Agency for Law Enforcement Cooperation",
+    "EUROJUST": "European Union Agency for Criminal Justice Cooperation",
+    "UNODC": "United Nations Office on Drugs and Crime",
+    "AFRIPOL": "African Union Mechanism for Police Cooperation",
+    "ASEANAPOL": "ASEAN Chiefs of National Police",
+    "AMERIPOL": "Police Community of the Americas",
+    "GCCPOL": "Gulf Cooperation Council Police",
+    "ICC": "International Criminal Court",
+}
+
+_AUTHORITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()&'-]{0,119}$")
+_MAX_TEXT = 2000
+
+
+def party_name(code: str) -> str | None:
+    """The name of a Party, or None if ``code`` is not a Party."""
+    if code in INTERNATIONAL_ORGANIZATIONS:
+        return INTERNATIONAL_ORGANIZATIONS[code]
+    if len(code) == 2 and code.isascii() and code.isupper():
+        country = pycountry.countries.get(alpha_2=code)
+        if country is not None:
+            return str(country.name)
+    return None
+
+
+def is_international_organization(code: str) -> bool:
+    return code in INTERNATIONAL_ORGANIZATIONS
+
+
+def parse_party(value: Any, field: str) -> str:
+    """Validate a Party code: an ISO 3166-1 alpha-2 code or a known organization."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(
+            "a Party is required: an ISO 3166-1 alpha-2 code (e.g. DE) "
+            "or an international organization (e.g. INTERPOL)",
+            rule="unknown-party",
+            field=field,
+            values={"value": value},
+        )
+    if party_name(value) is None:
+        hint = ""
+        if party_name(value.upper()) is not None:
+            hint = f"; did you mean {value.upper()!r}?"
+        raise InvalidInput(
+            f"unknown Party {value!r}: not an ISO 3166-1 alpha-2 code nor a known "
+            f"international organization{hint}",
+            rule="unknown-party",
+            field=field,
+            values={"value": value},
+        )
+    return value
+
+
+def parse_text(value: Any, field: str, *, required: bool = True, max_len: int = _MAX_TEXT) -> str | None:
+    """A free-text field: a string without control characters other than newline."""
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{field} is required", rule="missing-field", field=field)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"{field} must be a string, got {type(value).__name__}",
+            rule="invalid-field",
+            field=field,
+        )
+    if len(value) > max_len:
+        raise InvalidInput(
+            f"{field} is {len(value)} characters long; the limit is {max_len}",
+            rule="invalid-field",
+            field=field,
+        )
+    if any(ord(ch) < 0x20 and ch not in "\n\t" for ch in value) or "\x7f" in value:
+        raise InvalidInput(
+            f"{field} contains control characters", rule="invalid-field", field=field
+        )
+    if not value.strip():
+        raise InvalidInput(f"{field} is blank", rule="missing-field", field=field)
+    return value
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a Party, one of its authorities, and (for senders) the officer."""
+
+    party: str
+    authority: str | None = None
+    officer: str | None = None
+
+    @classmethod
+    def parse(cls, value: Any, field: str, *, officer_required: bool) -> Actor:
+        if not isinstance(value, dict):
+            raise InvalidInput(
+                f"{field} must be an object with 'party' and 'authority'",
+                rule="invalid-field",
+                field=field,
+            )
+        unknown = set(value) - {"party", "authority", "officer"}
+        if unknown:
+            raise InvalidInput(
+                f"unknown field(s) {sorted(unknown)} in {field}",
+                rule="invalid-field",
+                field=f"{field}.{sorted(unknown)[0]}",
+            )
+        party = parse_party(value.get("party"), f"{field}.party")
+        authority = parse_authority(value.get("authority"), party, f"{field}.authority")
+        officer = parse_text(
+            value.get("officer"), f"{field}.officer", required=officer_required, max_len=200
+        )
+        return cls(party=party, authority=authority, officer=officer)
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"party": self.party}
+        if self.authority is not None:
+            out["authority"] = self.authority
+        if self.officer is not None:
+            out["officer"] = self.officer
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Actor:
+        return cls(data["party"], data.get("authority"), data.get("officer"))
+
+
+def parse_authority(value: Any, party: str, field: str) -> str:
+    """An authority of ``party``, written ``<PARTY>/<NAME>`` (e.g. ``DE/BKA``)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(
+            f"{field} is required, written <PARTY>/<NAME>, e.g. {party}/BKA",
+            rule="missing-field",
+            field=field,
+        )
+    prefix, sep, name = value.partition("/")
+    if not sep or not _AUTHORITY_NAME.match(name):
+        raise InvalidInput(
+            f"malformed authority {value!r}: expected <PARTY>/<NAME>, e.g. {party}/BKA",
+            rule="invalid-field",
+            field=field,
+            values={"value": value},
+        )
+    if prefix != party:
+        raise InvalidInput(
+            f"authority {value!r} does not belong to Party {party!r}",
+            rule="authority-not-of-party",
+            field=field,
+            values={"authority": value, "party": party},
+        )
+    return value

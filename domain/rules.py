@@ -1,0 +1,354 @@
+"""The rules of art. 36 §3 and its neighbours, one named check each.
+
+This module is the one place where a newcomer finds every rule the ledger
+enforces (DOMAIN.md, "What follows for the ledger", points 1-7). Each check
+is a function named after what it checks, citing its article, and raises a
+:class:`~domain.errors.RuleViolation` (or :class:`~domain.errors.InvalidInput`)
+whose ``rule`` is the stable name clients see, with the values that failed.
+
+Point 7 (the check and the recording are one atomic step) is kept by the
+application: an onward transfer is saved together with the grant's ``Used``
+event, so the grant's version orders every use and its revocation, and a
+revocation that commits first makes the transfer's save fail and be checked
+again (see ``ledger.application``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.errors import InvalidInput, RuleViolation
+from domain.model import Authorization, Transfer
+from domain.parties import Actor
+from domain.values import (
+    AuthorizationRequestDraft,
+    DecisionDraft,
+    GrantConditions,
+    TransferDraft,
+    format_datetime,
+)
+
+ART_36_3 = "art. 36 §3"
+
+
+# -- point 1: lineage and origin ---------------------------------------------
+
+
+def origin_of(sender_party: str, parent: Transfer | None) -> str:
+    """Point 1 (art. 36 §3): the origin is the sender of the lineage's root.
+
+    A first transfer's origin is its sender; an onward transfer inherits its
+    parent's origin, so the origin never changes along a lineage.
+    """
+    return parent.origin if parent is not None else sender_party
+
+
+def check_not_to_self(sender: Actor, recipient: Actor) -> None:
+    """A transfer goes from one Party to another (art. 36: "transfer")."""
+    if sender.party == recipient.party:
+        raise InvalidInput(
+            f"a transfer from {sender.party} to itself is not a transfer between Parties",
+            rule="transfer-to-self",
+            field="recipient.party",
+            values={"sender": sender.party, "recipient": recipient.party},
+        )
+
+
+def check_holder_received_parent(holder: str, parent: Transfer, field: str) -> None:
+    """Point 1 (art. 36 §3): only the Party that received the data passes them on.
+
+    An onward transfer (or a request to make one) names its parent transfer;
+    the sender must be that transfer's recipient.
+    """
+    if parent.recipient.party != holder:
+        raise RuleViolation(
+            f"{holder} did not receive transfer {parent.id}: it went from "
+            f"{parent.sender.party} to {parent.recipient.party}, so {holder} cannot pass it on",
+            rule="not-holder",
+            field=field,
+            article=ART_36_3,
+            values={
+                "holder": holder,
+                "parent_transfer_id": str(parent.id),
+                "parent_recipient": parent.recipient.party,
+            },
+        )
+
+
+def check_categories_received(categories: tuple[str, ...], parent: Transfer) -> None:
+    """Point 6 (art. 36 §3): an onward transfer carries only categories the holder received."""
+    extra = sorted(set(categories) - set(parent.data_categories))
+    if extra:
+        raise RuleViolation(
+            f"data categories {extra} were not received in parent transfer {parent.id} "
+            f"(it carried {list(parent.data_categories)})",
+            rule="category-not-received",
+            field="data_categories",
+            article=ART_36_3,
+            values={"not_received": extra, "received": list(parent.data_categories)},
+        )
+
+
+# -- point 2: who must authorize ---------------------------------------------
+
+
+def authorization_required(origin: str, holder: str, recipient: str) -> bool:
+    """Point 2 (art. 36 §3): an onward transfer needs the origin's authorization.
+
+    Needed for a transfer to any Party other than the origin. Returning data
+    to the origin needs none, and neither does the origin passing on its own
+    data again.
+    """
+    return recipient != origin and holder != origin
+
+
+def check_request_needed(origin: str, holder: str, recipient: str) -> None:
+    """Point 3 (art. 36 §3): a request is made only where authorization is needed."""
+    if not authorization_required(origin, holder, recipient):
+        raise RuleViolation(
+            f"no authorization is needed for {holder} to pass data of origin {origin} "
+            f"to {recipient}: art. 36 §3 requires it only for transfers to a third "
+            "country or organization",
+            rule="authorization-not-needed",
+            field="recipient.party",
+            article=ART_36_3,
+            values={"origin": origin, "holder": holder, "recipient": recipient},
+        )
+
+
+def check_decided_by_origin(actor: Actor, authorization: Authorization, field: str) -> None:
+    """Points 2 and 4 (art. 36 §3): only the first transferring Party decides or revokes.
+
+    Not the intermediate Party that holds the data and passes them on.
+    """
+    if actor.party != authorization.origin:
+        raise RuleViolation(
+            f"{actor.party} is not the origin of the data: only {authorization.origin}, "
+            "the first transferring Party, may decide on or revoke this authorization",
+            rule="not-origin",
+            field=f"{field}.party",
+            article=ART_36_3,
+            values={"party": actor.party, "origin": authorization.origin},
+        )
+
+
+# -- point 4: decisions ------------------------------------------------------
+
+
+def check_pending(authorization: Authorization) -> None:
+    """Point 4: a request is decided once; a decision is never overwritten."""
+    if authorization.status != "pending":
+        raise RuleViolation(
+            f"authorization request {authorization.id} was already decided: it is "
+            f"{authorization.status}",
+            rule="authorization-already-decided",
+            article=ART_36_3,
+            values={"status": authorization.status},
+        )
+
+
+def check_refusal_reasoned(decision: DecisionDraft) -> None:
+    """Point 4 (art. 40 §25): "any refusal ... shall be reasoned"."""
+    if decision.decision == "refused" and not decision.reasons:
+        raise InvalidInput(
+            "a refusal must state its reasons (art. 40 §25)",
+            rule="refusal-without-reasons",
+            field="reasons",
+            article="art. 40 §25",
+        )
+
+
+def check_conditions_within_request(conditions: GrantConditions, authorization: Authorization) -> None:
+    """Point 4: a grant may narrow the request (a subset of its categories), not widen it."""
+    if conditions.data_categories is None:
+        return
+    extra = sorted(set(conditions.data_categories) - set(authorization.requested_categories))
+    if extra:
+        raise InvalidInput(
+            f"conditions grant categories {extra} that were not requested "
+            f"(requested {list(authorization.requested_categories)})",
+            rule="category-not-requested",
+            field="conditions.data_categories",
+            article=ART_36_3,
+            values={"not_requested": extra},
+        )
+
+
+def check_revocable(authorization: Authorization) -> None:
+    """Point 4: the origin may revoke a grant; there is nothing else to revoke."""
+    if authorization.status != "granted":
+        raise RuleViolation(
+            f"authorization {authorization.id} is {authorization.status}; only a granted "
+            "authorization can be revoked",
+            rule="authorization-not-granted",
+            article=ART_36_3,
+            values={"status": authorization.status},
+        )
+
+
+# -- point 5: written form ---------------------------------------------------
+
+
+def written_form_required(lineage_requires: bool, origin_policy_requires: bool) -> bool:
+    """Point 5 (art. 36 §3): the origin "may require the authorization in writing".
+
+    It does so by a handling condition on a transfer it sent in the lineage,
+    or by its standing policy.
+    """
+    return lineage_requires or origin_policy_requires
+
+
+def check_written_instrument(conditions: GrantConditions | None, required: bool, origin: str) -> None:
+    """Point 5 (art. 36 §3): where written form is required, a grant needs an instrument.
+
+    The instrument is a document reference with the document's SHA-256 digest.
+    """
+    if required and (conditions is None or conditions.written_instrument is None):
+        raise RuleViolation(
+            f"{origin} requires authorization in writing: the grant needs a written "
+            "instrument (conditions.written_instrument: reference and sha256)",
+            rule="written-instrument-required",
+            field="conditions.written_instrument",
+            article=ART_36_3,
+            values={"origin": origin},
+        )
+
+
+# -- point 6: the onward transfer against its authorization --------------------
+
+
+def check_onward_transfer_authorized(
+    draft: TransferDraft,
+    origin: str,
+    authorization: Authorization | None,
+    *,
+    written_required: bool,
+    now: datetime,
+) -> None:
+    """Points 2, 5 and 6 (art. 36 §3): the transfer is covered by the origin's grant.
+
+    Refused when there is no grant, when the grant answers another request
+    (other parent, holder or recipient), when it was refused, is still
+    pending, was revoked, has expired or is used up, when the transfer
+    carries categories or serves a purpose the grant does not cover, when it
+    was granted by anyone but the origin, or when written form is required and
+    the grant has no instrument.
+    """
+    holder, recipient = draft.sender.party, draft.recipient.party
+    if authorization is None:
+        raise RuleViolation(
+            f"onward transfer of {origin}'s data from {holder} to {recipient} needs the "
+            f"authorization of {origin}, the first transferring Party (authorization_id "
+            "is missing)",
+            rule="onward-transfer-not-authorized",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"origin": origin, "holder": holder, "recipient": recipient},
+        )
+    auth_id = str(authorization.id)
+    if authorization.parent_transfer_id != draft.parent_transfer_id or authorization.holder != holder:
+        raise RuleViolation(
+            f"authorization {auth_id} answers a request by {authorization.holder} about "
+            f"transfer {authorization.parent_transfer_id}, not this transfer by {holder} "
+            f"of transfer {draft.parent_transfer_id}",
+            rule="authorization-not-for-this-transfer",
+            field="authorization_id",
+            article=ART_36_3,
+            values={
+                "authorization_parent": str(authorization.parent_transfer_id),
+                "authorization_holder": authorization.holder,
+            },
+        )
+    if authorization.recipient.party != recipient:
+        raise RuleViolation(
+            f"authorization {auth_id} covers a transfer to {authorization.recipient.party}, "
+            f"not to {recipient}",
+            rule="recipient-not-authorized",
+            field="recipient.party",
+            article=ART_36_3,
+            values={"authorized": authorization.recipient.party, "recipient": recipient},
+        )
+    if authorization.status == "revoked":
+        revocation = authorization.revocation or {}
+        raise RuleViolation(
+            f"authorization {auth_id} was revoked by {origin}: {revocation.get('reasons')}",
+            rule="authorization-revoked",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": "revoked", "reasons": revocation.get("reasons")},
+        )
+    if authorization.status == "refused":
+        decision = authorization.decision or {}
+        raise RuleViolation(
+            f"{origin} refused authorization {auth_id}: {decision.get('reasons')}",
+            rule="authorization-refused",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": "refused", "reasons": decision.get("reasons")},
+        )
+    if authorization.status != "granted":
+        raise RuleViolation(
+            f"authorization request {auth_id} is still pending: {origin} has not decided",
+            rule="authorization-pending",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": authorization.status},
+        )
+    if authorization.granted_by != origin:
+        raise RuleViolation(
+            f"authorization {auth_id} was granted by {authorization.granted_by}, not by the "
+            f"origin {origin}",
+            rule="not-origin",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"granted_by": authorization.granted_by, "origin": origin},
+        )
+    conditions = authorization.conditions or GrantConditions()
+    if conditions.valid_until is not None and (
+        now > conditions.valid_until or draft.transferred_at > conditions.valid_until
+    ):
+        raise RuleViolation(
+            f"authorization {auth_id} expired at {format_datetime(conditions.valid_until)}",
+            rule="authorization-expired",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"valid_until": format_datetime(conditions.valid_until)},
+        )
+    if conditions.max_transfers is not None and len(authorization.uses) >= conditions.max_transfers:
+        raise RuleViolation(
+            f"authorization {auth_id} allows {conditions.max_transfers} transfer(s) and "
+            f"{len(authorization.uses)} were made",
+            rule="authorization-exhausted",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"max_transfers": conditions.max_transfers, "uses": len(authorization.uses)},
+        )
+    allowed = conditions.data_categories or authorization.requested_categories
+    extra = sorted(set(draft.data_categories) - set(allowed))
+    if extra:
+        raise RuleViolation(
+            f"authorization {auth_id} does not cover data categories {extra} "
+            f"(it covers {list(allowed)})",
+            rule="category-not-authorized",
+            field="data_categories",
+            article=ART_36_3,
+            values={"not_authorized": extra, "authorized": list(allowed)},
+        )
+    if conditions.purpose is not None and conditions.purpose.proceeding != draft.purpose.proceeding:
+        raise RuleViolation(
+            f"authorization {auth_id} is for proceeding {conditions.purpose.proceeding!r}, "
+            f"not {draft.purpose.proceeding!r} (specialty, art. 40 §19)",
+            rule="purpose-not-authorized",
+            field="purpose.proceeding",
+            article="art. 36 §3; art. 40 §19",
+            values={"authorized": conditions.purpose.proceeding, "purpose": draft.purpose.proceeding},
+        )
+    check_written_instrument(conditions, written_required, origin)
+
+
+def check_request_consistent(draft: AuthorizationRequestDraft, parent: Transfer) -> None:
+    """Point 3 (art. 36 §3): the request comes from the holder, for data it received."""
+    check_not_to_self(draft.requested_by, draft.recipient)
+    check_holder_received_parent(draft.requested_by.party, parent, "requested_by.party")
+    check_categories_received(draft.data_categories, parent)
+    check_request_needed(parent.origin, draft.requested_by.party, draft.recipient.party)

@@ -1,0 +1,383 @@
+"""The event-sourced application: commands and queries of the ledger.
+
+Commands (imperative): :meth:`TransferLedger.record_transfer`,
+:meth:`~TransferLedger.request_authorization`, :meth:`~TransferLedger.decide`,
+:meth:`~TransferLedger.revoke`, :meth:`~TransferLedger.set_party_policy`.
+Queries: :meth:`~TransferLedger.get_transfer` (with origin and ancestors),
+:meth:`~TransferLedger.get_authorization` (with its uses).
+
+Every command parses its input (``domain.values``), applies the named rules
+(``domain.rules``) and saves all it changed in one call, i.e. one database
+transaction that also appends the ledger's leaves. An onward transfer and the
+grant's ``Used`` event are saved together: if a revocation (or another use of
+the last permitted transfer) committed first, the grant's version has moved,
+the save fails with a conflict, and the command checks again against the
+grant as it now stands. So a revocation that commits first always wins
+(DOMAIN.md point 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import RecordConflictError
+
+from domain.errors import InvalidInput, NotFound
+from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
+from domain.parties import Actor, parse_party
+from domain.rules import (
+    authorization_required,
+    check_categories_received,
+    check_conditions_within_request,
+    check_decided_by_origin,
+    check_holder_received_parent,
+    check_not_to_self,
+    check_onward_transfer_authorized,
+    check_pending,
+    check_refusal_reasoned,
+    check_request_consistent,
+    check_revocable,
+    check_written_instrument,
+    origin_of,
+    written_form_required,
+)
+from domain.values import (
+    AuthorizationRequestDraft,
+    DecisionDraft,
+    RevocationDraft,
+    TransferDraft,
+    format_datetime,
+    parse_uuid,
+)
+from ledger.leaf import AppendedLeaf
+from ledger.store import LedgerStore
+
+#: How often a command is re-checked after losing a race to another writer.
+MAX_ATTEMPTS = 20
+
+
+class TransferLedger(Application[UUID]):
+    """The ledger of transfers and authorizations (art. 36 §3)."""
+
+    name = "TransferLedger"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def store(self) -> LedgerStore:
+        """The tamper-evident store: leaves, nodes, head and checkpoints."""
+        return self.recorder  # type: ignore[return-value]
+
+    # -- commands --------------------------------------------------------------
+
+    def record_transfer(self, data: Any) -> dict[str, Any]:
+        """Record a transfer; an onward transfer only under the origin's grant."""
+        now = self.clock()
+        draft = TransferDraft.parse(data, now=now)
+        check_not_to_self(draft.sender, draft.recipient)
+        for _ in range(MAX_ATTEMPTS):
+            parent = self._parent_of(draft)
+            origin = origin_of(draft.sender.party, parent)
+            authorization = self._authorization_for(draft, parent, origin, now)
+            transfer_id = uuid4()
+            transfer = Transfer._create(
+                Transfer.Recorded,
+                id=transfer_id,
+                **self._recorded_fields(transfer_id, draft, parent, origin),
+            )
+            if authorization is not None:
+                authorization.record_use(transfer.id)
+            appended: list[AppendedLeaf] = []
+            try:
+                self.save(transfer, authorization, leaf_sink=appended)
+            except RecordConflictError:
+                continue  # a decision, revocation or use committed first: check again
+            return self._transfer_view(transfer, appended[0])
+        raise RuntimeError("could not record the transfer: too much contention on its grant")
+
+    def request_authorization(self, data: Any) -> dict[str, Any]:
+        """Record the holder's notification of intention and request (art. 36 §3)."""
+        draft = AuthorizationRequestDraft.parse(data)
+        parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
+        check_request_consistent(draft, parent)
+        authorization = Authorization._create(
+            Authorization.Requested,
+            id=uuid4(),
+            parent_transfer_id=str(parent.id),
+            requested_by=draft.requested_by.as_dict(),
+            recipient=draft.recipient.as_dict(),
+            purpose=draft.purpose.as_dict(),
+            data_categories=list(draft.data_categories),
+            justification=draft.justification,
+            origin=parent.origin,
+            root_transfer_id=str(parent.root_transfer_id),
+        )
+        self.save(authorization)
+        return self._authorization_view(authorization)
+
+    def decide(self, authorization_id: Any, data: Any) -> dict[str, Any]:
+        """The origin grants (with conditions) or refuses (with reasons) a request."""
+        auth_id = parse_uuid(authorization_id, "authorization_id")
+        draft = DecisionDraft.parse(data)
+        check_refusal_reasoned(draft)
+        for _ in range(MAX_ATTEMPTS):
+            authorization = self._get_authorization(auth_id, "authorization_id")
+            check_decided_by_origin(draft.decided_by, authorization, "decided_by")
+            check_pending(authorization)
+            if draft.decision == "granted":
+                check_conditions_within_request(draft.conditions, authorization)
+                parent = self._get_transfer(authorization.parent_transfer_id, "parent_transfer_id")
+                required = written_form_required(
+                    parent.origin_requires_written_form, self._policy_requires_writing(authorization.origin)
+                )
+                check_written_instrument(draft.conditions, required, authorization.origin)
+                authorization.grant(draft.decided_by, draft.conditions, draft.reasons)
+            else:
+                authorization.refuse(draft.decided_by, draft.reasons or "")
+            try:
+                self.save(authorization)
+            except RecordConflictError:
+                continue
+            return self._authorization_view(authorization)
+        raise RuntimeError("could not record the decision: too much contention")
+
+    def revoke(self, authorization_id: Any, data: Any) -> dict[str, Any]:
+        """The origin revokes a grant; later onward transfers under it are refused."""
+        auth_id = parse_uuid(authorization_id, "authorization_id")
+        draft = RevocationDraft.parse(data)
+        for _ in range(MAX_ATTEMPTS):
+            authorization = self._get_authorization(auth_id, "authorization_id")
+            check_decided_by_origin(draft.revoked_by, authorization, "revoked_by")
+            check_revocable(authorization)
+            authorization.revoke(draft.revoked_by, draft.reasons)
+            try:
+                self.save(authorization)
+            except RecordConflictError:
+                continue
+            return self._authorization_view(authorization)
+        raise RuntimeError("could not record the revocation: too much contention")
+
+    def set_party_policy(self, party: str, *, written_authorization_required: bool, set_by: Any) -> dict[str, Any]:
+        """Record a Party's standing policy on written authorizations (art. 36 §3)."""
+        party = parse_party(party, "party")
+        actor = Actor.parse(set_by, "set_by", officer_required=True)
+        if actor.party != party:
+            raise InvalidInput(
+                f"{actor.party} cannot set the policy of {party}",
+                rule="not-own-policy",
+                field="set_by.party",
+                values={"party": party, "set_by": actor.party},
+            )
+        for _ in range(MAX_ATTEMPTS):
+            policy = self._get_policy(party)
+            if policy is None:
+                policy = PartyPolicy._create(PartyPolicy.Registered, id=party_policy_id(party), party=party)
+            policy.set_written_form_requirement(written_authorization_required, actor)
+            try:
+                self.save(policy)
+            except RecordConflictError:
+                continue
+            return {"party": party, "written_authorization_required": written_authorization_required}
+        raise RuntimeError("could not record the policy: too much contention")
+
+    # -- queries ---------------------------------------------------------------
+
+    def get_transfer(self, transfer_id: Any) -> dict[str, Any]:
+        """A transfer with its origin, leaf index and ancestors (parent first)."""
+        transfer = self._get_transfer(parse_uuid(transfer_id, "transfer_id"), "transfer_id")
+        view = self._transfer_view(transfer)
+        ancestors = []
+        parent_id = transfer.parent_transfer_id
+        while parent_id is not None:
+            parent = self._get_transfer(parent_id, "parent_transfer_id")
+            ancestors.append(self._transfer_view(parent))
+            parent_id = parent.parent_transfer_id
+        view["ancestors"] = ancestors
+        return view
+
+    def get_authorization(self, authorization_id: Any) -> dict[str, Any]:
+        """An authorization request, its decision, revocation and uses."""
+        auth = self._get_authorization(parse_uuid(authorization_id, "authorization_id"), "authorization_id")
+        return self._authorization_view(auth)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _parent_of(self, draft: TransferDraft) -> Transfer | None:
+        if draft.parent_transfer_id is None:
+            return None
+        parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
+        check_holder_received_parent(draft.sender.party, parent, "sender.party")
+        check_categories_received(draft.data_categories, parent)
+        return parent
+
+    def _authorization_for(
+        self, draft: TransferDraft, parent: Transfer | None, origin: str, now: datetime
+    ) -> Authorization | None:
+        needed = parent is not None and authorization_required(
+            origin, draft.sender.party, draft.recipient.party
+        )
+        if not needed:
+            if draft.authorization_id is not None:
+                reason = (
+                    "a first transfer needs no authorization"
+                    if parent is None
+                    else f"returning data to their origin {origin} (or the origin sending its own data) "
+                    "needs no authorization"
+                )
+                raise InvalidInput(
+                    f"authorization_id given, but {reason}",
+                    rule="authorization-not-needed",
+                    field="authorization_id",
+                    article="art. 36 §3",
+                )
+            return None
+        assert parent is not None
+        authorization = (
+            self._get_authorization(draft.authorization_id, "authorization_id")
+            if draft.authorization_id is not None
+            else None
+        )
+        required = written_form_required(
+            parent.origin_requires_written_form, self._policy_requires_writing(origin)
+        )
+        check_onward_transfer_authorized(draft, origin, authorization, written_required=required, now=now)
+        return authorization
+
+    @staticmethod
+    def _recorded_fields(
+        transfer_id: UUID, draft: TransferDraft, parent: Transfer | None, origin: str
+    ) -> dict[str, Any]:
+        sender_is_origin = draft.sender.party == origin
+        return {
+            "sender": draft.sender.as_dict(),
+            "recipient": draft.recipient.as_dict(),
+            "legal_basis": draft.legal_basis,
+            "request_reference": draft.request_reference,
+            "purpose": draft.purpose.as_dict(),
+            "data_categories": list(draft.data_categories),
+            "subjects": list(draft.subjects),
+            "dataset_sha256": draft.dataset_sha256,
+            "item_count": draft.item_count,
+            "handling": draft.handling.as_dict(),
+            "retention_until": draft.retention_until.isoformat() if draft.retention_until else None,
+            "transferred_at": format_datetime(draft.transferred_at),
+            "justification": draft.justification,
+            "ordered_by": draft.ordered_by,
+            "parent_transfer_id": str(parent.id) if parent else None,
+            "authorization_id": str(draft.authorization_id) if draft.authorization_id else None,
+            "origin": origin,
+            "root_transfer_id": str(parent.root_transfer_id if parent else transfer_id),
+            "depth": parent.depth + 1 if parent else 0,
+            "origin_requires_written_form": (
+                (parent.origin_requires_written_form if parent else False)
+                or (sender_is_origin and draft.handling.written_authorization_required)
+            ),
+        }
+
+    def _get_transfer(self, transfer_id: UUID, field: str) -> Transfer:
+        try:
+            aggregate = self.repository.get(transfer_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no transfer {transfer_id}", rule="transfer-not-found", field=field,
+                           values={"id": str(transfer_id)}) from None
+        if not isinstance(aggregate, Transfer):
+            raise NotFound(f"{transfer_id} is not a transfer", rule="transfer-not-found", field=field,
+                           values={"id": str(transfer_id)})
+        return aggregate
+
+    def _get_authorization(self, authorization_id: UUID, field: str) -> Authorization:
+        try:
+            aggregate = self.repository.get(authorization_id)
+        except AggregateNotFoundError:
+            raise NotFound(
+                f"no authorization request {authorization_id}",
+                rule="authorization-not-found",
+                field=field,
+                values={"id": str(authorization_id)},
+            ) from None
+        if not isinstance(aggregate, Authorization):
+            raise NotFound(
+                f"{authorization_id} is not an authorization request",
+                rule="authorization-not-found",
+                field=field,
+                values={"id": str(authorization_id)},
+            )
+        return aggregate
+
+    def _get_policy(self, party: str) -> PartyPolicy | None:
+        try:
+            policy = self.repository.get(party_policy_id(party))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(policy, PartyPolicy)
+        return policy
+
+    def _policy_requires_writing(self, party: str) -> bool:
+        policy = self._get_policy(party)
+        return bool(policy and policy.written_authorization_required)
+
+    def _leaf(self, aggregate_id: UUID, version: int) -> dict[str, Any]:
+        leaf = self.store.leaf_of_event(aggregate_id, version)
+        if leaf is None:
+            return {"leaf_index": None, "recorded_at": None}
+        return {"leaf_index": leaf.leaf_index, "recorded_at": leaf.recorded_at}
+
+    def _transfer_view(self, transfer: Transfer, appended: AppendedLeaf | None = None) -> dict[str, Any]:
+        view: dict[str, Any] = {"id": str(transfer.id), **transfer.data}
+        view.pop("origin_requires_written_form", None)
+        if appended is not None:
+            view.update(leaf_index=appended.leaf_index, recorded_at=appended.recorded_at)
+        else:
+            view.update(self._leaf(transfer.id, 1))
+        return view
+
+    def _authorization_view(self, auth: Authorization) -> dict[str, Any]:
+        request = auth.request
+        decision = auth.decision
+        conditions = decision["conditions"] if decision else None
+        max_transfers = conditions.get("max_transfers") if conditions else None
+        return {
+            "id": str(auth.id),
+            "status": auth.status,
+            "origin": auth.origin,
+            "parent_transfer_id": request["parent_transfer_id"],
+            "root_transfer_id": request["root_transfer_id"],
+            "requested_by": request["requested_by"],
+            "recipient": request["recipient"],
+            "purpose": request["purpose"],
+            "data_categories": request["data_categories"],
+            "justification": request["justification"],
+            "requested_at": format_datetime(auth.created_on),
+            "decision": (
+                {
+                    "decision": decision["decision"],
+                    "decided_by": decision["decided_by"],
+                    "reasons": decision["reasons"],
+                    "decided_at": format_datetime(decision["decided_at"]),
+                }
+                if decision
+                else None
+            ),
+            "conditions": conditions,
+            "revocation": (
+                {**auth.revocation, "revoked_at": format_datetime(auth.revocation["revoked_at"])}
+                if auth.revocation
+                else None
+            ),
+            "uses": list(auth.uses),
+            "remaining_transfers": (
+                max(0, max_transfers - len(auth.uses)) if max_transfers is not None else None
+            ),
+            "version": auth.version,
+        }

@@ -1,0 +1,237 @@
+"""The tamper-evident store on PostgreSQL: for several writers and hosts.
+
+:class:`PostgresLedgerRecorder` extends eventsourcing's
+``PostgresApplicationRecorder``. Its insert takes an EXCLUSIVE lock on the
+events table, then ``_fetch_ids_after_insert_events`` runs in the same
+transaction (psycopg pipeline mode): the lock serializes every writer, so the
+ledger's head is safe to read and extend there. Notification ids may have
+gaps after rejected writes; the leaf index never does. Record times come from
+the database server's clock, one clock for every API process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from domain.values import format_datetime
+from ledger.leaf import ZERO_HASH, originator_id_text
+from ledger.merkle import NodeId
+from ledger.store import EventRow, Head, LeafRow, StoredCheckpoint, compute_append
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    """Application recorder that appends the ledger's leaves with every event."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        id_type = Identifier(self.datastore.originator_id_type)
+        self._t = {
+            name: SQL("{}.{}").format(schema, Identifier(name))
+            for name in ("ledger_leaves", "ledger_nodes", "ledger_head", "ledger_checkpoints")
+        }
+        self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "leaf_index bigint PRIMARY KEY, "
+                    "notification_id bigint NOT NULL UNIQUE, "
+                    "originator_id {} NOT NULL, "
+                    "originator_version bigint NOT NULL, "
+                    "recorded_at text NOT NULL, "
+                    "leaf_hash bytea NOT NULL, "
+                    "UNIQUE (originator_id, originator_version))"
+                ).format(self._t["ledger_leaves"], id_type),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "level smallint NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, "
+                    "PRIMARY KEY (level, idx))"
+                ).format(self._t["ledger_nodes"]),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "id smallint PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, "
+                    "last_leaf_hash bytea NOT NULL, frontier bytea NOT NULL)"
+                ).format(self._t["ledger_head"]),
+                SQL(
+                    "INSERT INTO {} VALUES (1, 0, '\\x" + ZERO_HASH.hex() + "', '') "
+                    "ON CONFLICT (id) DO NOTHING"
+                ).format(self._t["ledger_head"]),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "tree_size bigint PRIMARY KEY, root_hash bytea NOT NULL, "
+                    "note text NOT NULL, created_at text NOT NULL)"
+                ).format(self._t["ledger_checkpoints"]),
+            ]
+        )
+        self._select_head = SQL(
+            "SELECT size, last_leaf_hash, frontier, clock_timestamp() AS now FROM {} WHERE id = 1"
+        ).format(self._t["ledger_head"])
+        self._insert_leaf = SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s,%s)").format(
+            self._t["ledger_leaves"]
+        )
+        self._insert_node = SQL("INSERT INTO {} VALUES (%s,%s,%s)").format(self._t["ledger_nodes"])
+        self._update_head = SQL(
+            "UPDATE {} SET size = %s, last_leaf_hash = %s, frontier = %s WHERE id = 1"
+        ).format(self._t["ledger_head"])
+
+    def _fetch_ids_after_insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        leaf_sink: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not stored_events:
+            return notification_ids
+        assert notification_ids is not None
+        # The EXCLUSIVE lock taken before the insert is held until commit:
+        # no other writer can move the head under us.
+        curs.execute(self._select_head, prepare=True)
+        row = curs.fetchone()
+        assert row is not None
+        head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
+        append = compute_append(head, stored_events, notification_ids, row["now"], lambda i: i)
+        curs.executemany(self._insert_leaf, append.leaves)
+        if append.nodes:
+            curs.executemany(self._insert_node, append.nodes)
+        curs.execute(
+            self._update_head,
+            (append.head.size, append.head.last_leaf_hash, append.head.frontier),
+            prepare=True,
+        )
+        if leaf_sink is not None:
+            leaf_sink.extend(append.appended)
+        return notification_ids
+
+    # -- reads -----------------------------------------------------------------
+
+    def _query(self, sql: Any, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return list(curs.fetchall())
+
+    def head(self) -> Head:
+        row = self._query(self._select_head)[0]
+        return Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
+
+    @staticmethod
+    def _leaf(r: dict[str, Any]) -> LeafRow:
+        return LeafRow(
+            r["leaf_index"],
+            r["notification_id"],
+            originator_id_text(r["originator_id"]),
+            r["originator_version"],
+            r["recorded_at"],
+            bytes(r["leaf_hash"]),
+        )
+
+    def read_leaves(self, start: int, limit: int) -> list[LeafRow]:
+        rows = self._query(
+            SQL("SELECT * FROM {} WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s").format(
+                self._t["ledger_leaves"]
+            ),
+            (start, limit),
+        )
+        return [self._leaf(r) for r in rows]
+
+    def read_events(self, after_notification_id: int, limit: int) -> list[EventRow]:
+        rows = self._query(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            ).format(self._events),
+            (after_notification_id, limit),
+        )
+        return [
+            EventRow(
+                r["notification_id"],
+                originator_id_text(r["originator_id"]),
+                r["originator_version"],
+                r["topic"],
+                bytes(r["state"]),
+            )
+            for r in rows
+        ]
+
+    def count_events(self) -> int:
+        return int(self._query(SQL("SELECT COUNT(*) AS n FROM {}").format(self._events))[0]["n"])
+
+    def read_nodes(self, ids: Sequence[NodeId]) -> list[bytes | None]:
+        found: dict[NodeId, bytes] = {}
+        leaves = [idx for level, idx in ids if level == 0]
+        inner = [(level, idx) for level, idx in ids if level > 0]
+        with self.datastore.transaction(commit=False) as curs:
+            if leaves:
+                curs.execute(
+                    SQL("SELECT leaf_index, leaf_hash FROM {} WHERE leaf_index = ANY(%s)").format(
+                        self._t["ledger_leaves"]
+                    ),
+                    (leaves,),
+                )
+                found.update(((0, r["leaf_index"]), bytes(r["leaf_hash"])) for r in curs.fetchall())
+            if inner:
+                curs.execute(
+                    SQL(
+                        "SELECT n.level, n.idx, n.hash FROM {} n "
+                        "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+                        "ON n.level = k.level AND n.idx = k.idx"
+                    ).format(self._t["ledger_nodes"]),
+                    ([lv for lv, _ in inner], [ix for _, ix in inner]),
+                )
+                found.update(((r["level"], r["idx"]), bytes(r["hash"])) for r in curs.fetchall())
+        return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
+
+    def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
+        rows = self._query(
+            SQL(
+                "SELECT idx, hash FROM {} WHERE level = %s AND idx BETWEEN %s AND %s ORDER BY idx"
+            ).format(self._t["ledger_nodes"]),
+            (level, first, last),
+        )
+        return [(r["idx"], bytes(r["hash"])) for r in rows]
+
+    def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
+        rows = self._query(
+            SQL("SELECT * FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+                self._t["ledger_leaves"]
+            ),
+            (originator_id, originator_version),
+        )
+        return self._leaf(rows[0]) if rows else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._query(
+            SQL("SELECT * FROM {} ORDER BY tree_size").format(self._t["ledger_checkpoints"])
+        )
+        return [
+            StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
+            for r in rows
+        ]
+
+    def save_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> StoredCheckpoint:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s) ON CONFLICT (tree_size) DO NOTHING").format(
+                    self._t["ledger_checkpoints"]
+                ),
+                (tree_size, root_hash, note, format_datetime(datetime.now(UTC))),
+            )
+            curs.execute(
+                SQL("SELECT * FROM {} WHERE tree_size = %s").format(self._t["ledger_checkpoints"]),
+                (tree_size,),
+            )
+            r = curs.fetchone()
+        assert r is not None
+        return StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])

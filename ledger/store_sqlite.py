@@ -1,0 +1,190 @@
+"""The tamper-evident store on SQLite: the embedded default.
+
+:class:`SQLiteLedgerRecorder` extends eventsourcing's
+``SQLiteApplicationRecorder``: its ``_insert_events`` runs inside the write
+transaction and returns the new rowids (notification ids); the ledger's
+leaves, nodes and head are written there with the same cursor, so an event
+and its leaf commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from domain.values import format_datetime
+from ledger.leaf import ZERO_HASH, originator_id_text
+from ledger.merkle import NodeId
+from ledger.store import EventRow, Head, LeafRow, StoredCheckpoint, compute_append
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS ledger_leaves ("
+    "leaf_index INTEGER PRIMARY KEY, "
+    "notification_id INTEGER NOT NULL UNIQUE, "
+    "originator_id TEXT NOT NULL, "
+    "originator_version INTEGER NOT NULL, "
+    "recorded_at TEXT NOT NULL, "
+    "leaf_hash BLOB NOT NULL, "
+    "UNIQUE (originator_id, originator_version))",
+    "CREATE TABLE IF NOT EXISTS ledger_nodes ("
+    "level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+    "PRIMARY KEY (level, idx)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS ledger_head ("
+    "id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, "
+    "last_leaf_hash BLOB NOT NULL, frontier BLOB NOT NULL)",
+    "INSERT OR IGNORE INTO ledger_head VALUES (1, 0, X'" + ZERO_HASH.hex() + "', X'')",
+    "CREATE TABLE IF NOT EXISTS ledger_checkpoints ("
+    "tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, note TEXT NOT NULL, "
+    "created_at TEXT NOT NULL)",
+]
+
+
+def _stored_id(originator_id: UUID | str) -> str:
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """Application recorder that appends the ledger's leaves with every event."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *_SCHEMA]
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        *,
+        leaf_sink: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if not stored_events:
+            return notification_ids
+        assert notification_ids is not None
+        c.execute("SELECT size, last_leaf_hash, frontier FROM ledger_head WHERE id = 1")
+        row = c.fetchone()
+        head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
+        append = compute_append(
+            head, stored_events, notification_ids, datetime.now(UTC), _stored_id
+        )
+        c.executemany("INSERT INTO ledger_leaves VALUES (?,?,?,?,?,?)", append.leaves)
+        if append.nodes:
+            c.executemany("INSERT INTO ledger_nodes VALUES (?,?,?)", append.nodes)
+        c.execute(
+            "UPDATE ledger_head SET size = ?, last_leaf_hash = ?, frontier = ? WHERE id = 1",
+            (append.head.size, append.head.last_leaf_hash, append.head.frontier),
+        )
+        if leaf_sink is not None:
+            leaf_sink.extend(append.appended)
+        return notification_ids
+
+    # -- reads -----------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return list(c.fetchall())
+
+    def head(self) -> Head:
+        row = self._query("SELECT size, last_leaf_hash, frontier FROM ledger_head WHERE id = 1")[0]
+        return Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
+
+    def read_leaves(self, start: int, limit: int) -> list[LeafRow]:
+        rows = self._query(
+            "SELECT * FROM ledger_leaves WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
+            (start, limit),
+        )
+        return [
+            LeafRow(
+                r["leaf_index"],
+                r["notification_id"],
+                originator_id_text(r["originator_id"]),
+                r["originator_version"],
+                r["recorded_at"],
+                bytes(r["leaf_hash"]),
+            )
+            for r in rows
+        ]
+
+    def read_events(self, after_notification_id: int, limit: int) -> list[EventRow]:
+        rows = self._query(
+            f"SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after_notification_id, limit),
+        )
+        return [
+            EventRow(
+                r["rowid"],
+                originator_id_text(r["originator_id"]),
+                r["originator_version"],
+                r["topic"],
+                bytes(r["state"]),
+            )
+            for r in rows
+        ]
+
+    def count_events(self) -> int:
+        return int(self._query(f"SELECT COUNT(*) AS n FROM {self.events_table_name}")[0]["n"])
+
+    def read_nodes(self, ids: Sequence[NodeId]) -> list[bytes | None]:
+        found: dict[NodeId, bytes] = {}
+        leaves = [idx for level, idx in ids if level == 0]
+        inner = [(level, idx) for level, idx in ids if level > 0]
+        with self.datastore.transaction(commit=False) as c:
+            if leaves:
+                c.execute(
+                    "SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN "
+                    f"({','.join('?' * len(leaves))})",
+                    leaves,
+                )
+                found.update(((0, r[0]), bytes(r[1])) for r in c.fetchall())
+            if inner:
+                c.execute(
+                    "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN "
+                    f"(VALUES {','.join(['(?,?)'] * len(inner))})",
+                    [v for pair in inner for v in pair],
+                )
+                found.update(((r[0], r[1]), bytes(r[2])) for r in c.fetchall())
+        return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
+
+    def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
+        rows = self._query(
+            "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx",
+            (level, first, last),
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
+        rows = self._query(
+            "SELECT * FROM ledger_leaves WHERE originator_id = ? AND originator_version = ?",
+            (_stored_id(originator_id), originator_version),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return LeafRow(
+            r["leaf_index"], r["notification_id"], originator_id_text(r["originator_id"]),
+            r["originator_version"], r["recorded_at"], bytes(r["leaf_hash"]),
+        )
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._query("SELECT * FROM ledger_checkpoints ORDER BY tree_size")
+        return [
+            StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
+            for r in rows
+        ]
+
+    def save_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> StoredCheckpoint:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO ledger_checkpoints VALUES (?,?,?,?)",
+                (tree_size, root_hash, note, format_datetime(datetime.now(UTC))),
+            )
+            c.execute("SELECT * FROM ledger_checkpoints WHERE tree_size = ?", (tree_size,))
+            r = c.fetchone()
+        return StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
