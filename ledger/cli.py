@@ -1,0 +1,250 @@
+"""The ``transfer-ledger`` command line.
+
+Exit status everywhere: 0 success, 1 integrity failure or refused by a rule,
+2 usage or environment error. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from eventsourcing.persistence import OperationalError, PersistenceError
+
+from domain.errors import DomainError, RuleViolation
+from ledger.application import TransferLedger
+from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.config import DEFAULT_LOG_ORIGIN, ConfigError, Settings, eventsourcing_env
+from ledger.keys import KeyFileError, create_signing_key, load_signing_key
+from ledger.note import NoteError, Verifier, check_key_name
+from ledger.verify import verify_ledger
+
+app = typer.Typer(
+    name="transfer-ledger",
+    help=(
+        "Tamper-evident audit ledger for cross-border transfers of personal data "
+        "(UN Convention against Cybercrime, art. 36).\n\n"
+        "Exit status: 0 success, 1 integrity failure or refused, 2 usage or environment error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Directory with the SQLite database, signing key and settings "
+        "[env TRANSFER_LEDGER_DATA_DIR; default ./ledger-data].",
+        show_default=False,
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Keep the events in PostgreSQL: postgresql://user:pw@host:port/db "
+        "[env TRANSFER_LEDGER_DATABASE_URL]. Keys stay in the data dir.",
+        show_default=False,
+    ),
+]
+
+T = TypeVar("T")
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    typer.echo(f"transfer-ledger: error: {message}", err=True)
+    raise typer.Exit(status)
+
+
+@contextmanager
+def errors_as_exit_status() -> Iterator[None]:
+    """Turn known failures into one line on stderr and the right exit status."""
+    try:
+        yield
+    except RuleViolation as e:
+        fail(str(e), 1)
+    except DomainError as e:
+        fail(str(e), 2)
+    except (ConfigError, KeyFileError, NoteError) as e:
+        fail(str(e), 2)
+    except InconsistentTreeError as e:
+        fail(str(e), 1)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", 2)
+
+
+def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
+    return Settings.from_env(data_dir, database_url)
+
+
+def require_initialized(settings: Settings) -> None:
+    if not settings.settings_file.exists():
+        fail(
+            f"{settings.data_dir} is not an initialized ledger data dir; "
+            "run `transfer-ledger init` first (or pass --data-dir)"
+        )
+
+
+def open_ledger(settings: Settings) -> TransferLedger:
+    return TransferLedger(eventsourcing_env(settings))
+
+
+def load_verifier(settings: Settings, vkey: Path | None) -> Verifier:
+    path = vkey or settings.vkey_file
+    try:
+        text = path.read_text("utf-8").strip()
+    except OSError as e:
+        fail(f"cannot read verifier key {path}: {e.strerror or e}")
+    return Verifier.from_vkey(text)
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    origin: Annotated[
+        str,
+        typer.Option(
+            help="The ledger's name: the checkpoint origin line and signing key name "
+            "(a schema-less URL is recommended).",
+        ),
+    ] = DEFAULT_LOG_ORIGIN,
+) -> None:
+    """Create the database, the signing key (mode 0600) and the settings, once.
+
+    Prints the verifier key (C2SP vkey) on a line of its own. A second init
+    changes nothing and says so.
+    """
+    settings = settings_for(data_dir, database_url)
+    with errors_as_exit_status():
+        check_key_name(origin)
+        if settings.settings_file.exists():
+            stored = settings.stored()
+            typer.echo(f"already initialized: {settings.data_dir} (nothing changed)", err=True)
+            typer.echo(load_verifier(settings, None).vkey())
+            if origin != DEFAULT_LOG_ORIGIN and origin != stored.get("origin"):
+                fail(f"this ledger's origin is {stored.get('origin')!r}; it cannot be changed")
+            return
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(settings.data_dir, 0o700)
+        ledger = open_ledger(settings)  # creates the tables
+        ledger.close()
+        signer = create_signing_key(settings.signing_key_file, origin)
+        settings.vkey_file.write_text(signer.vkey() + "\n", "utf-8")
+        tmp = settings.settings_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"origin": origin}, indent=2) + "\n", "utf-8")
+        tmp.replace(settings.settings_file)
+        typer.echo(f"initialized {settings.data_dir} ({settings.describe_database()})", err=True)
+        typer.echo(f"signing key: {settings.signing_key_file} (mode 0600)", err=True)
+        typer.echo("verifier key:", err=True)
+        typer.echo(signer.vkey())
+
+
+@app.command()
+def checkpoint(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Sign the current tree and print the checkpoint (C2SP signed note) alone on stdout."""
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        signer = load_signing_key(settings.signing_key_file)
+        ledger = open_ledger(settings)
+        try:
+            stored = sign_current_checkpoint(ledger.store, signer)
+        finally:
+            ledger.close()
+        sys.stdout.write(stored.note)
+
+
+@app.command()
+def verify(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    vkey: Annotated[
+        Path | None,
+        typer.Option(help="Verifier key file (default: ledger.vkey in the data dir).", show_default=False),
+    ] = None,
+) -> None:
+    """Re-read every event and leaf, recompute the hash chain, the Merkle tree and
+    every stored checkpoint, and report the first index where anything differs.
+
+    Exit status 0 intact, 1 integrity failure, 2 usage or environment error.
+    """
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        verifier = load_verifier(settings, vkey)
+        ledger = open_ledger(settings)
+        try:
+            with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+                report = verify_ledger(ledger.store, verifier, settings.log_origin(), progress=progress)
+        finally:
+            ledger.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        root = report.root_hash.hex() if report.root_hash else "-"
+        if report.ok:
+            typer.echo(
+                f"OK: {report.tree_size} leaves, root {root}, "
+                f"{report.checkpoints_checked} checkpoint(s) consistent"
+            )
+        else:
+            typer.echo(
+                f"FAILED: {report.problem_count} problem(s); first bad index: "
+                f"{report.first_bad_index if report.first_bad_index is not None else '-'}"
+            )
+            for line in report.problems:
+                typer.echo(f"  {line}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), transient=True,
+    ) as bar:
+        task = bar.add_task("verifying leaves", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Record a realistic multi-hop art. 36 §3 scenario and narrate it, then print a checkpoint."""
+    from ledger.demo import run_demo
+
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        signer = load_signing_key(settings.signing_key_file)
+        ledger = open_ledger(settings)
+        try:
+            run_demo(ledger, signer, typer.echo)
+        finally:
+            ledger.close()
+
+
+def main() -> Any:
+    return app()
+
+
+if __name__ == "__main__":
+    main()

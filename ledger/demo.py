@@ -1,0 +1,224 @@
+"""``transfer-ledger demo``: a multi-hop art. 36 §3 scenario, narrated.
+
+DE sends FR data under art. 44 and requires written authorization; FR asks
+DE to pass them to INTERPOL; DE grants in writing; FR transfers; INTERPOL's
+onward transfer to a third State needs DE's grant again (not FR's); a
+refusal with reasons; a revocation, and an onward transfer refused after it.
+Then a signed checkpoint of it all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from domain.errors import DomainError
+from ledger.application import TransferLedger
+from ledger.checkpoints import sign_current_checkpoint
+from ledger.note import Signer
+
+Say = Callable[[str], Any]
+
+BKA = {"party": "DE", "authority": "DE/BKA", "officer": "Kriminalhauptkommissarin A. Keller"}
+BMJ = {"party": "DE", "authority": "DE/BfJ", "officer": "Regierungsdirektor M. Brandt"}
+OFAC = {"party": "FR", "authority": "FR/OFAC", "officer": "Commandant L. Moreau"}
+IPSG = {"party": "INTERPOL", "authority": "INTERPOL/IPSG", "officer": "Analyst R. Okafor"}
+PURPOSE = {"proceeding": "FR-PNC-2026-0417", "description": "ransomware attacks on hospitals"}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
+    def step(title: str) -> None:
+        say("")
+        say(f"== {title}")
+
+    def refused(action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except DomainError as e:
+            say(f"   REFUSED [{e.rule}] {e.detail}")
+            say("   (nothing was recorded)")
+            return
+        raise AssertionError("the ledger accepted what it must refuse")
+
+    step("1. DE (BKA) sends FR (OFAC) subscriber and traffic data under art. 44")
+    first = ledger.record_transfer(
+        {
+            "sender": BKA,
+            "recipient": {"party": "FR", "authority": "FR/OFAC"},
+            "legal_basis": "art44",
+            "request_reference": "FR-MLA-2026-112",
+            "purpose": PURPOSE,
+            "data_categories": ["subscriber", "traffic"],
+            "subjects": ["person:FR-PNC-2026-0417/1", "person:FR-PNC-2026-0417/2"],
+            "dataset_sha256": _digest("DE-BKA export 2026-03-01"),
+            "item_count": 1840,
+            "handling": {"written_authorization_required": True, "use_restrictions": ["H2"]},
+            "retention_until": "2031-03-01",
+            "justification": "MLA request FR-MLA-2026-112 (art. 40 §15)",
+            "ordered_by": "Staatsanwältin C. Vogel",
+        }
+    )
+    say(f"   recorded transfer {first['id']} at leaf {first['leaf_index']}; origin {first['origin']}")
+    say("   DE requires any onward transfer to be authorized in writing.")
+
+    step("2. FR wants to pass the traffic data to INTERPOL: it notifies DE and asks (art. 36 §3)")
+    request = ledger.request_authorization(
+        {
+            "parent_transfer_id": first["id"],
+            "requested_by": OFAC,
+            "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
+            "purpose": PURPOSE,
+            "data_categories": ["traffic"],
+            "justification": "cross-match against INTERPOL's cybercrime databases",
+        }
+    )
+    say(f"   request {request['id']} is {request['status']}; it must be decided by {request['origin']}")
+
+    step("3. FR tries to decide on DE's data itself")
+    refused(lambda: ledger.decide(request["id"], {"decision": "granted", "decided_by": OFAC}))
+
+    step("4. DE grants - but first without the written instrument it requires")
+    refused(lambda: ledger.decide(request["id"], {"decision": "granted", "decided_by": BMJ}))
+    grant = ledger.decide(
+        request["id"],
+        {
+            "decision": "granted",
+            "decided_by": BMJ,
+            "conditions": {
+                "max_transfers": 1,
+                "data_categories": ["traffic"],
+                "purpose": PURPOSE,
+                "written_instrument": {
+                    "reference": "BfJ II B 4 - 9350/26",
+                    "sha256": _digest("Bewilligung BfJ II B 4 - 9350/26"),
+                },
+            },
+        },
+    )
+    say(f"   granted in writing: {grant['conditions']['written_instrument']['reference']}, "
+        f"at most {grant['conditions']['max_transfers']} transfer, traffic data only")
+
+    step("5. FR transfers the traffic data to INTERPOL under DE's grant")
+    to_interpol = ledger.record_transfer(
+        {
+            "sender": OFAC,
+            "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
+            "legal_basis": "art47",
+            "purpose": PURPOSE,
+            "data_categories": ["traffic"],
+            "dataset_sha256": _digest("FR-OFAC extract for INTERPOL"),
+            "parent_transfer_id": first["id"],
+            "authorization_id": grant["id"],
+        }
+    )
+    say(f"   recorded onward transfer {to_interpol['id']} at leaf {to_interpol['leaf_index']} "
+        f"(depth {to_interpol['depth']}, origin still {to_interpol['origin']})")
+
+    step("6. FR tries to pass the data on to the United States without asking DE")
+    refused(
+        lambda: ledger.record_transfer(
+            {
+                "sender": OFAC,
+                "recipient": {"party": "US", "authority": "US/FBI"},
+                "legal_basis": "treaty:FR-US MLAT 1998",
+                "purpose": PURPOSE,
+                "data_categories": ["traffic"],
+                "dataset_sha256": _digest("FR-OFAC extract for the FBI"),
+                "parent_transfer_id": first["id"],
+            }
+        )
+    )
+
+    step("7. INTERPOL wants to pass the data on to Brazil: DE must authorize, not FR")
+    to_brazil = {
+        "parent_transfer_id": to_interpol["id"],
+        "requested_by": IPSG,
+        "recipient": {"party": "BR", "authority": "BR/PF"},
+        "purpose": PURPOSE,
+        "data_categories": ["traffic"],
+        "justification": "the traffic leads to servers hosted in Brazil",
+    }
+    brazil_request = ledger.request_authorization(to_brazil)
+    say(f"   request {brazil_request['id']}: origin {brazil_request['origin']} decides")
+    refused(lambda: ledger.decide(brazil_request["id"], {"decision": "granted", "decided_by": OFAC}))
+    brazil_grant = ledger.decide(
+        brazil_request["id"],
+        {
+            "decision": "granted",
+            "decided_by": BMJ,
+            "conditions": {
+                "max_transfers": 3,
+                "written_instrument": {
+                    "reference": "BfJ II B 4 - 9351/26",
+                    "sha256": _digest("Bewilligung BfJ II B 4 - 9351/26"),
+                },
+            },
+        },
+    )
+    first_to_brazil = ledger.record_transfer(
+        {
+            "sender": IPSG,
+            "recipient": {"party": "BR", "authority": "BR/PF"},
+            "legal_basis": "art47",
+            "purpose": PURPOSE,
+            "data_categories": ["traffic"],
+            "dataset_sha256": _digest("INTERPOL notice to BR, part 1"),
+            "parent_transfer_id": to_interpol["id"],
+            "authorization_id": brazil_grant["id"],
+        }
+    )
+    say(f"   DE granted; INTERPOL transferred to BR at leaf {first_to_brazil['leaf_index']} "
+        f"(depth {first_to_brazil['depth']}, origin {first_to_brazil['origin']})")
+
+    step("8. INTERPOL asks to pass the data to Canada; DE refuses, with reasons (art. 40 §25)")
+    canada = ledger.request_authorization({**to_brazil, "recipient": {"party": "CA", "authority": "CA/RCMP"},
+                                           "justification": "possible victims in Canada"})
+    refusal = ledger.decide(
+        canada["id"],
+        {
+            "decision": "refused",
+            "decided_by": BMJ,
+            "reasons": "no proceeding in Canada is named; the specialty rule (art. 40 §19) applies",
+        },
+    )
+    say(f"   {refusal['status']}: {refusal['decision']['reasons']}")
+
+    step("9. DE revokes the Brazil grant; INTERPOL's next transfer under it is refused")
+    revoked = ledger.revoke(
+        brazil_grant["id"],
+        {"revoked_by": BMJ, "reasons": "the Brazilian proceeding was closed"},
+    )
+    say(f"   authorization {revoked['id']} is now {revoked['status']}")
+    refused(
+        lambda: ledger.record_transfer(
+            {
+                "sender": IPSG,
+                "recipient": {"party": "BR", "authority": "BR/PF"},
+                "legal_basis": "art47",
+                "purpose": PURPOSE,
+                "data_categories": ["traffic"],
+                "dataset_sha256": _digest("INTERPOL notice to BR, part 2"),
+                "parent_transfer_id": to_interpol["id"],
+                "authorization_id": brazil_grant["id"],
+            }
+        )
+    )
+
+    step("10. Where did DE's data go? The lineage of the last transfer")
+    lineage = ledger.get_transfer(first_to_brazil["id"])
+    hops = [lineage, *lineage["ancestors"]]
+    for hop in reversed(hops):
+        say(f"   {hop['sender']['party']:>8} -> {hop['recipient']['party']:<8} "
+            f"leaf {hop['leaf_index']:<4} {hop['legal_basis']:<6} {','.join(hop['data_categories'])}")
+
+    step("11. A signed checkpoint of the ledger (C2SP tlog-checkpoint)")
+    stored = sign_current_checkpoint(ledger.store, signer)
+    for line in stored.note.rstrip("\n").split("\n"):
+        say(f"   {line}")
+    say("")
+    say("Check it all with: transfer-ledger verify")
