@@ -87,7 +87,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing environment for the configured backend."""
     if not settings.database_url:
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "ledger.store_sqlite:SQLiteLedgerFactory",
             "SQLITE_DBNAME": str(settings.database_file),
             "SQLITE_LOCK_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": "ledger.store_sqlite:SQLiteLedgerRecorder",

@@ -14,8 +14,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+import sqlite3
+
+from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+)
 
 from domain.values import format_datetime
 from ledger.leaf import ZERO_HASH, originator_id_text
@@ -29,8 +38,7 @@ _SCHEMA = [
     "originator_id TEXT NOT NULL, "
     "originator_version INTEGER NOT NULL, "
     "recorded_at TEXT NOT NULL, "
-    "leaf_hash BLOB NOT NULL, "
-    "UNIQUE (originator_id, originator_version))",
+    "leaf_hash BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_nodes ("
     "level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
     "PRIMARY KEY (level, idx)) WITHOUT ROWID",
@@ -72,9 +80,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         append = compute_append(
             head, stored_events, notification_ids, datetime.now(UTC), _stored_id
         )
-        c.executemany("INSERT INTO ledger_leaves VALUES (?,?,?,?,?,?)", append.leaves)
-        if append.nodes:
-            c.executemany("INSERT INTO ledger_nodes VALUES (?,?,?)", append.nodes)
+        for leaf in append.leaves:
+            c.execute("INSERT INTO ledger_leaves VALUES (?,?,?,?,?,?)", leaf)
+        for node in append.nodes:
+            c.execute("INSERT INTO ledger_nodes VALUES (?,?,?)", node)
         c.execute(
             "UPDATE ledger_head SET size = ?, last_leaf_hash = ?, frontier = ? WHERE id = 1",
             (append.head.size, append.head.last_leaf_hash, append.head.frontier),
@@ -161,7 +170,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
 
     def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
         rows = self._query(
-            "SELECT * FROM ledger_leaves WHERE originator_id = ? AND originator_version = ?",
+            f"SELECT l.* FROM {self.events_table_name} e JOIN ledger_leaves l "
+            "ON l.notification_id = e.rowid WHERE e.originator_id = ? AND e.originator_version = ?",
             (_stored_id(originator_id), originator_version),
         )
         if not rows:
@@ -188,3 +198,53 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT * FROM ledger_checkpoints WHERE tree_size = ?", (tree_size,))
             r = c.fetchone()
         return StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
+
+
+#: Prepared statements kept per connection. eventsourcing 9.5 opens SQLite
+#: connections with a cache of one statement, so every append would
+#: re-prepare the ledger's four statements.
+STATEMENT_CACHE = 128
+
+
+class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
+    """eventsourcing's pool, with a statement cache and explicit durability.
+
+    ``synchronous=FULL`` in WAL mode: a transaction acknowledged is on disk
+    (an audit ledger must not lose an acknowledged record on power loss).
+    """
+
+    def _create_connection(self) -> SQLiteConnection:
+        try:
+            conn = sqlite3.connect(
+                database=self.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # eventsourcing issues BEGIN itself
+                cached_statements=STATEMENT_CACHE,
+                timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )
+        except (sqlite3.Error, TypeError) as e:
+            raise InterfaceError(e) from e
+        if not self.is_sqlite_memory_mode:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=conn, max_age=self.max_age)
+
+
+class SQLiteLedgerFactory(SQLiteFactory):
+    """Infrastructure factory for the ledger on SQLite (``PERSISTENCE_MODULE``)."""
+
+    application_recorder_class = SQLiteLedgerRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        default_pool = self.datastore.pool
+        self.datastore.pool = LedgerSQLiteConnectionPool(
+            db_name=default_pool.db_name, lock_timeout=default_pool.lock_timeout
+        )
+        default_pool.close()
