@@ -26,7 +26,7 @@ def actor(party: str, officer: str | None = "Officer on duty") -> dict[str, str]
     return out
 
 
-def transfer(sender: str, recipient: str, **overrides: Any) -> dict[str, Any]:
+def transfer(sender: str, recipient: str, /, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "sender": actor(sender),
         "recipient": actor(recipient, officer=None),
@@ -40,15 +40,15 @@ def transfer(sender: str, recipient: str, **overrides: Any) -> dict[str, Any]:
 
 
 def onward(sender: str, recipient: str, parent: dict[str, Any], auth: dict[str, Any] | None = None,
-           **overrides: Any) -> dict[str, Any]:
-    body = transfer(sender, recipient, parent_transfer_id=parent["id"], legal_basis="art47",
-                    data_categories=["traffic"], **overrides)
+           /, **overrides: Any) -> dict[str, Any]:
+    fields = {"parent_transfer_id": parent["id"], "legal_basis": "art47", "data_categories": ["traffic"]}
+    body = transfer(sender, recipient, **{**fields, **overrides})
     if auth is not None:
         body["authorization_id"] = auth["id"]
     return body
 
 
-def request(holder: str, recipient: str, parent: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+def request(holder: str, recipient: str, parent: dict[str, Any], /, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "parent_transfer_id": parent["id"],
         "requested_by": actor(holder),
