@@ -28,6 +28,10 @@ from ledger.merkle import NodeId
 from ledger.store import EventRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 
+#: Advisory lock key serializing schema creation ("TLDG" in ASCII).
+_DDL_LOCK = 0x544C4447
+
+
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     """Application recorder that appends the ledger's leaves with every event."""
 
@@ -83,6 +87,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._update_head = SQL(
             "UPDATE {} SET size = %s, last_leaf_hash = %s, frontier = %s WHERE id = 1"
         ).format(self._t["ledger_head"])
+
+    def create_table(self) -> None:
+        """Create types and tables, one process at a time.
+
+        Concurrent DDL from several starting processes fails in PostgreSQL
+        ("tuple concurrently updated"): a session advisory lock, held on a
+        connection of its own, serializes it across processes and hosts.
+        """
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
 
     def _fetch_ids_after_insert_events(
         self,

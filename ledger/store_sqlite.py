@@ -52,6 +52,15 @@ _SCHEMA = [
 ]
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A BLOB cell as bytes. SQLite columns are dynamically typed: a tampered
+    state may come back as text or a number, which must verify as modified,
+    not crash verification."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 def _stored_id(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else originator_id
 
@@ -61,6 +70,18 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_SCHEMA]
+
+    def create_table(self) -> None:
+        """Create the tables, each statement on its own (autocommit).
+
+        In one deferred transaction, a process that read the schema and then
+        writes would fail at once ("database is locked") if another process
+        committed in between; single statements wait for the lock instead.
+        """
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            for statement in self.create_table_statements:
+                cursor.execute(statement)
 
     def _insert_events(
         self,
@@ -129,10 +150,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         return [
             EventRow(
                 r["rowid"],
-                originator_id_text(r["originator_id"]),
+                originator_id_text(str(r["originator_id"])),
                 r["originator_version"],
-                r["topic"],
-                bytes(r["state"]),
+                str(r["topic"]),
+                _as_bytes(r["state"]),
             )
             for r in rows
         ]
