@@ -247,6 +247,10 @@ class Authorization(Aggregate):
         return tuple(self._request["data_categories"])
 
     @property
+    def requested_purpose(self) -> Purpose:
+        return Purpose.from_dict(self._request["purpose"])
+
+    @property
     def granted_by(self) -> str | None:
         if self._decision is None or self._decision["decision"] != "granted":
             return None

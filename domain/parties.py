@@ -33,7 +33,7 @@ INTERNATIONAL_ORGANIZATIONS: dict[str, str] = {
     "ICC": "International Criminal Court",
 }
 
-_AUTHORITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()&'-]{0,119}$")
+_AUTHORITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()&'-]{0,119}\Z")
 _MAX_TEXT = 2000
 
 

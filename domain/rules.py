@@ -334,14 +334,16 @@ def check_onward_transfer_authorized(
             article=ART_36_3,
             values={"not_authorized": extra, "authorized": list(allowed)},
         )
-    if conditions.purpose is not None and conditions.purpose.proceeding != draft.purpose.proceeding:
+    # A grant covers the purpose it sets, else the purpose stated in the request.
+    authorized_purpose = conditions.purpose or authorization.requested_purpose
+    if authorized_purpose.proceeding != draft.purpose.proceeding:
         raise RuleViolation(
-            f"authorization {auth_id} is for proceeding {conditions.purpose.proceeding!r}, "
+            f"authorization {auth_id} is for proceeding {authorized_purpose.proceeding!r}, "
             f"not {draft.purpose.proceeding!r} (specialty, art. 40 §19)",
             rule="purpose-not-authorized",
             field="purpose.proceeding",
             article="art. 36 §3; art. 40 §19",
-            values={"authorized": conditions.purpose.proceeding, "purpose": draft.purpose.proceeding},
+            values={"authorized": authorized_purpose.proceeding, "purpose": draft.purpose.proceeding},
         )
     check_written_instrument(conditions, written_required, origin)
 

@@ -36,8 +36,13 @@ LEGAL_BASES: dict[str, str] = {
     "art47": "Law enforcement cooperation (art. 47)",
 }
 
-_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
-_TREATY = re.compile(r"^treaty:\S(.{0,198}\S)?$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}\Z")
+_TREATY = re.compile(r"^treaty:\S(.{0,198}\S)?\Z")
+_RFC3339_DATE_TIME = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?\Z"
+)
+_FULL_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 #: How far in the future a reported time may lie (clock skew between systems).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -88,7 +93,9 @@ def parse_categories(value: Any, field: str) -> tuple[str, ...]:
 
 
 def parse_legal_basis(value: Any, field: str = "legal_basis") -> str:
-    if isinstance(value, str) and (value in LEGAL_BASES or _TREATY.match(value)):
+    if isinstance(value, str) and (
+        value in LEGAL_BASES or (_TREATY.match(value) and value.isprintable())
+    ):
         return value
     raise InvalidInput(
         f"unknown legal basis {value!r}: expected one of {', '.join(LEGAL_BASES)} "
@@ -103,7 +110,7 @@ def parse_datetime(value: Any, field: str) -> datetime:
     """An RFC 3339 date-time with a time zone offset, returned in UTC."""
     if isinstance(value, datetime):
         parsed = value
-    elif isinstance(value, str) and len(value) >= 19 and value[10] in "Tt ":
+    elif isinstance(value, str) and _RFC3339_DATE_TIME.match(value):
         try:
             parsed = datetime.fromisoformat(value.replace("z", "Z"))
         except ValueError:
@@ -131,7 +138,7 @@ def parse_date(value: Any, field: str) -> date:
     """A calendar date, YYYY-MM-DD."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and len(value) == 10:
+    if isinstance(value, str) and _FULL_DATE.match(value):
         try:
             return date.fromisoformat(value)
         except ValueError:
