@@ -1,0 +1,62 @@
+"""The leaf encoding is RFC 8785 canonical JSON: cross-checked with ``rfc8785``."""
+
+from __future__ import annotations
+
+import json
+import string
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.leaf import LEAF_FORMAT, encode_leaf, leaf_document, originator_id_text
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    index=st.integers(min_value=0, max_value=2**53 - 1),
+    prev=st.binary(min_size=32, max_size=32),
+    originator_id=texts,
+    version=st.integers(min_value=1, max_value=2**53 - 1),
+    topic=texts,
+    state=st.binary(max_size=300),
+    recorded_at=texts,
+)
+def test_encoding_equals_rfc8785(index: int, prev: bytes, originator_id: str, version: int, topic: str,
+                                 state: bytes, recorded_at: str) -> None:
+    args = (index, prev, originator_id, version, topic, state, recorded_at)
+    assert encode_leaf(*args) == rfc8785.dumps(leaf_document(*args))
+
+
+def test_control_characters_and_unicode_are_escaped_as_jcs_requires() -> None:
+    topic = 'tl:"quoted"\\\n\t\x01\x1f é € 😀 \u2028'
+    data = encode_leaf(0, bytes(32), "a", 1, topic, b"", "2026-01-01T00:00:00Z")
+    assert data == rfc8785.dumps(leaf_document(0, bytes(32), "a", 1, topic, b"", "2026-01-01T00:00:00Z"))
+    assert b"\\u0001" in data and b"\\u001f" in data and "😀".encode() in data
+
+
+def test_leaf_bytes_decode_to_the_documented_object() -> None:
+    data = encode_leaf(7, bytes(range(32)), "3f1c0c1e-0000-4000-8000-000000000001", 2, "t",
+                       b"\x00\xff", "2026-03-01T09:30:00.250000Z")
+    obj = json.loads(data)
+    assert obj == {
+        "format": LEAF_FORMAT,
+        "leaf_index": 7,
+        "originator_id": "3f1c0c1e-0000-4000-8000-000000000001",
+        "originator_version": 2,
+        "prev_leaf_hash": bytes(range(32)).hex(),
+        "recorded_at": "2026-03-01T09:30:00.250000Z",
+        "state": "AP8=",
+        "topic": "t",
+    }
+    assert list(obj) == sorted(obj)  # keys in code-point order, as RFC 8785 sorts them
+
+
+def test_originator_ids_have_one_text_form_on_every_backend() -> None:
+    hyphenated = "3f1c0c1e-0000-4000-8000-000000000001"
+    assert originator_id_text(hyphenated.replace("-", "")) == hyphenated  # SQLite's storage form
+    assert originator_id_text(hyphenated) == hyphenated
+    assert originator_id_text("not-a-uuid") == "not-a-uuid"
+    assert all(c in string.hexdigits + "-" for c in originator_id_text("f" * 32))
