@@ -65,20 +65,30 @@ def fail(message: str, status: int = 2) -> NoReturn:
 
 
 @contextmanager
-def errors_as_exit_status() -> Iterator[None]:
-    """Turn known failures into one line on stderr and the right exit status."""
+def errors_as_exit_status(*, json_report: bool = False) -> Iterator[None]:
+    """Turn known failures into one line on stderr and the right exit status.
+
+    With ``json_report``, stdout also gets the one JSON object a job expects,
+    with ``ok: false`` and the ``error``.
+    """
     try:
         yield
-    except RuleViolation as e:
-        fail(str(e), 1)
-    except DomainError as e:
-        fail(str(e), 2)
-    except (ConfigError, KeyFileError, NoteError) as e:
-        fail(str(e), 2)
-    except InconsistentTreeError as e:
-        fail(str(e), 1)
+    except (RuleViolation, InconsistentTreeError) as e:
+        _report_error(str(e), 1, json_report)
+    except (DomainError, ConfigError, KeyFileError, NoteError) as e:
+        _report_error(str(e), 2, json_report)
     except (OperationalError, PersistenceError) as e:
-        fail(f"database: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", 2)
+        text = str(e).strip()
+        _report_error(f"database: {text.splitlines()[0] if text else type(e).__name__}", 2, json_report)
+    except OSError as e:
+        _report_error(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 2, json_report)
+
+
+def _report_error(message: str, status: int, json_report: bool) -> NoReturn:
+    if json_report:
+        typer.echo(json.dumps({"ok": False, "tree_size": None, "first_bad_index": None,
+                               "problems": [], "error": message}))
+    fail(message, status)
 
 
 def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
@@ -101,9 +111,12 @@ def load_verifier(settings: Settings, vkey: Path | None) -> Verifier:
     path = vkey or settings.vkey_file
     try:
         text = path.read_text("utf-8").strip()
-    except OSError as e:
-        fail(f"cannot read verifier key {path}: {e.strerror or e}")
-    return Verifier.from_vkey(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read verifier key {path}: {getattr(e, 'strerror', None) or e}") from e
+    try:
+        return Verifier.from_vkey(text)
+    except NoteError as e:
+        raise ConfigError(f"verifier key {path}: {e}") from e
 
 
 @app.command()
@@ -133,10 +146,16 @@ def init(
             if origin != DEFAULT_LOG_ORIGIN and origin != stored.get("origin"):
                 fail(f"this ledger's origin is {stored.get('origin')!r}; it cannot be changed")
             return
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(settings.data_dir, 0o700)
-        ledger = open_ledger(settings)  # creates the tables
-        ledger.close()
+        eventsourcing_env(settings)  # a malformed --database-url fails before anything is created
+        created = not settings.data_dir.exists()
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(settings.data_dir, 0o700)
+            open_ledger(settings).close()  # creates the tables
+        except BaseException:
+            if created and not any(settings.data_dir.iterdir()):
+                settings.data_dir.rmdir()
+            raise
         signer = create_signing_key(settings.signing_key_file, origin)
         settings.vkey_file.write_text(signer.vkey() + "\n", "utf-8")
         tmp = settings.settings_file.with_suffix(".tmp")
@@ -179,8 +198,12 @@ def verify(
     Exit status 0 intact, 1 integrity failure, 2 usage or environment error.
     """
     settings = settings_for(data_dir, database_url)
-    require_initialized(settings)
-    with errors_as_exit_status():
+    with errors_as_exit_status(json_report=as_json):
+        if not settings.settings_file.exists():
+            raise ConfigError(
+                f"{settings.data_dir} is not an initialized ledger data dir; "
+                "run `transfer-ledger init` first (or pass --data-dir)"
+            )
         verifier = load_verifier(settings, vkey)
         ledger = open_ledger(settings)
         try:

@@ -1,0 +1,134 @@
+"""The command line, run as a real process: outputs, files, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.config import Settings
+from ledger.note import Verifier, open_checkpoint
+
+
+def run(*args: str, settings: Settings | None = None, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "ledger.cli", *args]
+    if settings is not None:
+        argv += ["--data-dir", str(settings.data_dir)]
+        if settings.database_url:
+            argv += ["--database-url", settings.database_url]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSFER_LEDGER_")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("transfer-ledger: error: ")
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def initialized(settings: Settings) -> Settings:
+    run("init", settings=settings)
+    return settings
+
+
+def test_init_creates_key_vkey_and_database_once(settings: Settings) -> None:
+    first = run("init", "--origin", "ledger.example.org/transfers", settings=settings)
+    vkey = first.stdout.strip()
+    assert vkey.count("\n") == 0 and vkey.startswith("ledger.example.org/transfers+")
+    verifier = Verifier.from_vkey(vkey)
+    key_file = settings.data_dir / "signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
+    key_bytes = key_file.read_bytes()
+    again = run("init", settings=settings)
+    assert "already initialized" in again.stderr and "nothing changed" in again.stderr
+    assert again.stdout.strip() == verifier.vkey()
+    assert key_file.read_bytes() == key_bytes
+    if settings.database_url is None:
+        assert settings.database_file.exists()
+
+
+def test_checkpoint_prints_a_signed_note_alone(initialized: Settings) -> None:
+    run("demo", settings=initialized)
+    done = run("checkpoint", settings=initialized)
+    vkey = (initialized.data_dir / "ledger.vkey").read_text().strip()
+    checkpoint = open_checkpoint(done.stdout, Verifier.from_vkey(vkey), "transfer-ledger.example/ledger")
+    assert checkpoint.size > 10
+    assert done.stdout.endswith("\n") and done.stdout.startswith("transfer-ledger.example/ledger\n")
+    assert run("checkpoint", settings=initialized).stdout == done.stdout  # same tree, same bytes
+
+
+def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -> None:
+    done = run("demo", settings=initialized)
+    for rule in ("not-origin", "written-instrument-required", "onward-transfer-not-authorized",
+                 "authorization-revoked"):
+        assert f"REFUSED [{rule}]" in done.stdout
+    assert "INTERPOL -> BR" in done.stdout
+    report = json.loads(run("verify", "--json", settings=initialized).stdout)
+    assert report["ok"] is True and report["first_bad_index"] is None and report["problems"] == []
+    assert report["tree_size"] >= 12 and report["checkpoints_checked"] == 1
+    human = run("verify", settings=initialized)
+    assert human.stdout.startswith("OK: ")
+
+
+def test_verify_of_an_empty_ledger(initialized: Settings) -> None:
+    report = json.loads(run("verify", "--json", settings=initialized).stdout)
+    assert report == {**report, "ok": True, "tree_size": 0, "first_bad_index": None, "problems": []}
+
+
+def test_commands_on_an_uninitialized_dir_exit_2(tmp_path: Path) -> None:
+    settings = Settings(tmp_path / "nothing-here")
+    for command in ("verify", "checkpoint", "demo"):
+        done = run(command, settings=settings, check=2)
+        assert "not an initialized ledger data dir" in one_line_error(done)
+    assert not settings.data_dir.exists()
+    done = run("verify", "--json", settings=settings, check=2)
+    assert json.loads(done.stdout)["ok"] is False
+
+
+def test_bad_database_url_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    done = run("init", "--data-dir", str(data_dir), "--database-url", "mysql://u@h/db", check=2)
+    assert "unsupported database URL scheme" in one_line_error(done)
+    assert not data_dir.exists()
+
+
+def test_a_key_file_readable_by_others_is_refused(initialized: Settings) -> None:
+    key = initialized.data_dir / "signing.key"
+    key.chmod(0o644)
+    done = run("checkpoint", settings=initialized, check=2)
+    assert "chmod 600" in one_line_error(done)
+
+
+def test_a_bad_origin_name_is_refused(tmp_path: Path) -> None:
+    done = run("init", "--data-dir", str(tmp_path / "d"), "--origin", "has space", check=2)
+    one_line_error(done)
+    assert not (tmp_path / "d").exists()
+
+
+def test_wrong_verifier_key_fails_the_checkpoints(initialized: Settings, tmp_path: Path) -> None:
+    run("demo", settings=initialized)
+    other = Settings(tmp_path / "other")
+    run("init", settings=other)
+    done = run("verify", "--json", "--vkey", str(other.data_dir / "ledger.vkey"), settings=initialized, check=1)
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    assert any("does not verify" in p for p in report["problems"])
+
+
+def test_help_lists_the_commands() -> None:
+    done = run("--help")
+    for command in ("init", "checkpoint", "verify", "demo"):
+        assert command in done.stdout
+    assert "Exit status" in run("verify", "--help").stdout
