@@ -3,15 +3,33 @@
 :func:`verify_ledger` streams the leaves (in leaf order) and the stored
 events (in notification order) side by side, in batches, with constant
 memory. For each leaf it recomputes the canonical bytes from the event row
-and the previous leaf's *recomputed* hash, the leaf hash, and the RFC 9162
-tree (a compact range); it compares the subtree hashes stored for proofs,
-the head row, and every stored checkpoint (signature, origin, and root at
-its size). It reports the **first leaf index** where anything differs and
-what differs:
+and the previous leaf's hash, and compares the leaf hash with the stored
+one; it builds the RFC 9162 tree (a compact range) over the leaf hashes and
+compares the subtree hashes stored for proofs, the head row, and every
+stored checkpoint (signature, origin, and root at its size). It reports the
+**first leaf index** where anything differs and what differs.
+
+When a leaf's recomputed hash differs from the stored one, that leaf is
+reported, and the chain and the tree go on from the *stored* hash: the later
+leaves, the stored nodes and the signed checkpoints all commit to it. So one
+changed event row is reported once, at its own index, and not again through
+every later leaf, the nodes above it and the checkpoints after it; whereas a
+stored leaf hash that was rewritten (with the chain after it made to agree)
+still shows as a checkpoint whose root differs. If nothing is reported, every
+stored hash equals the recomputed one, so this checks exactly what
+recomputing everything from the event rows would. Where leaf rows are gone,
+the tree keeps the later leaves at their places: the stored nodes over the
+gap are not compared, and a checkpoint beyond it is reported as not
+checkable (``missing``, at the gap).
+
+Kinds of problem:
 
 - ``modified``: an event row no longer hashes to its leaf (state, topic,
-  id, version or record time changed; or the chain before it was rewritten);
-- ``missing``: a leaf index is absent, or a leaf's event row is gone;
+  id, version or record time changed, or the previous leaf's stored hash);
+  a stored Merkle node (named by the first leaf it covers) or the head row
+  differs from the recomputed one;
+- ``missing``: a leaf index is absent, a leaf's event row is gone, or a
+  stored Merkle node is;
 - ``inserted``: an event row that no leaf records;
 - ``reordered``: leaves whose event rows are out of commit order, or an event
   row that holds another leaf's event;
@@ -39,6 +57,8 @@ from ledger.store import EventRow, LedgerStore, LeafRow, StoredCheckpoint, iter_
 #: How many problems a report lists (the count is always complete).
 MAX_LISTED_PROBLEMS = 100
 BATCH = 4096
+#: Stands in the tree for a leaf whose row is gone (its hash is unknown).
+_UNKNOWN = bytes(32)
 
 
 @dataclass
@@ -88,11 +108,13 @@ class _Checkpoints:
         self.verifier, self.origin, self.report = verifier, origin, report
         self.covered = 0  # leaves [0, covered) agree with a verified checkpoint
 
-    def check_due(self, tree: CompactRange) -> None:
+    def check_due(self, tree: CompactRange, gap: int | None = None) -> None:
+        """Check the checkpoints at the tree's size; ``gap``: the first leaf that
+        is gone, if any (the root cannot be recomputed beyond it)."""
         while self.pending and self.pending[0].tree_size == tree.size:
-            self._check(self.pending.pop(0), tree.root())
+            self._check(self.pending.pop(0), tree.root(), gap)
 
-    def _check(self, stored: StoredCheckpoint, root: bytes) -> None:
+    def _check(self, stored: StoredCheckpoint, root: bytes, gap: int | None) -> None:
         self.report.checkpoints_checked += 1
         size = stored.tree_size
         if self.verifier is not None:
@@ -109,6 +131,12 @@ class _Checkpoints:
                     f"root {signed.root_hash.hex()}",
                 )
                 return
+        if gap is not None:
+            self.report.problem(
+                gap, "missing",
+                f"the checkpoint signed at size {size} cannot be checked: leaf {gap} is gone",
+            )
+            return
         if stored.root_hash != root:
             self.report.problem(
                 self.covered, "forked",
@@ -132,14 +160,19 @@ class _Checkpoints:
 class _NodeCheck:
     """Compares the subtree hashes stored for proofs with the recomputed ones."""
 
-    def __init__(self, store: LedgerStore, report: VerifyReport) -> None:
+    def __init__(self, store: LedgerStore, report: VerifyReport, gaps: list[tuple[int, int]]) -> None:
         self.store, self.report = store, report
+        self.gaps = gaps  # [first, end) of leaf rows that are gone: nodes over them are unknown
         self.computed: dict[tuple[int, int], bytes] = {}
 
     def add(self, nodes: list[tuple[int, int, bytes]]) -> None:
         for level, idx, digest in nodes:
-            if level > 0:
+            if level > 0 and not (self.gaps and self._over_gap(level, idx)):
                 self.computed[(level, idx)] = digest
+
+    def _over_gap(self, level: int, idx: int) -> bool:
+        first, end = idx << level, (idx + 1) << level
+        return any(gap_first < end and first < gap_end for gap_first, gap_end in self.gaps)
 
     def flush(self) -> None:
         by_level: dict[int, dict[int, bytes]] = {}
@@ -161,12 +194,77 @@ class _NodeCheck:
 
 
 def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
-    """The leaf that records this event's id and version, if any."""
+    """The leaf that records this event's id and version, if any.
+
+    Only a leaf that itself records them counts: a store may find the leaf
+    through the event row (SQLite joins on the notification id), and in a
+    tampered database that row's leaf may have recorded another event.
+    """
     try:
         originator_id = UUID(event.originator_id)
     except ValueError:
         return None
-    return store.leaf_of_event(originator_id, event.originator_version)
+    leaf = store.leaf_of_event(originator_id, event.originator_version)
+    if leaf is None or (leaf.originator_id, leaf.originator_version) != _key(event):
+        return None
+    return leaf
+
+
+def _key(row: EventRow | LeafRow) -> tuple[str, int]:
+    return row.originator_id, row.originator_version
+
+
+class _Moved:
+    """Event rows holding another event than their leaf recorded.
+
+    Such a row is ``reordered`` if the event it holds is one that another
+    leaf recorded and does not find in its own row (rows swapped or moved),
+    else ``modified`` (its id or version was changed). Worked out from the
+    leaves themselves as they stream by, so it does not depend on how a
+    store looks leaves up; memory grows only with the problems found.
+    """
+
+    LIMIT = 1 << 16
+
+    def __init__(self, report: VerifyReport) -> None:
+        self.report = report
+        self.lost: dict[tuple[str, int], int] = {}  # event -> the leaf whose row lacks it
+        self.held: dict[tuple[str, int], tuple[LeafRow, EventRow]] = {}  # undecided
+
+    def lost_event(self, leaf: LeafRow) -> None:
+        """``leaf``'s own event is not in its row."""
+        key = _key(leaf)
+        if key in self.held:
+            self._report(*self.held.pop(key), leaf.leaf_index)
+        elif len(self.lost) < self.LIMIT:
+            self.lost[key] = leaf.leaf_index
+
+    def holds(self, leaf: LeafRow, row: EventRow) -> None:
+        """``leaf``'s row holds another event."""
+        key = _key(row)
+        if key in self.lost:
+            self._report(leaf, row, self.lost.pop(key))
+        elif len(self.held) < self.LIMIT:
+            self.held[key] = (leaf, row)
+        else:
+            self._report(leaf, row, None)
+
+    def finish(self) -> None:
+        for leaf, row in self.held.values():
+            self._report(leaf, row, None)
+
+    def _report(self, leaf: LeafRow, row: EventRow, owner: int | None) -> None:
+        held = _describe(row) if owner is None else f"{_describe(row)} (the event of leaf {owner})"
+        self.report.problem(
+            leaf.leaf_index, "modified" if owner is None else "reordered",
+            f"event row {row.notification_id} holds {held}, but the leaf recorded {_describe(leaf)}",
+        )
+
+
+def _event_at(store: LedgerStore, notification_id: int) -> EventRow | None:
+    """The event row with this notification id, read out of stream order."""
+    rows = store.read_events(notification_id - 1, 1)
+    return rows[0] if rows and rows[0].notification_id == notification_id else None
 
 
 def _describe(row: EventRow | LeafRow) -> str:
@@ -186,12 +284,19 @@ def verify_ledger(
     head = store.head()
     total = head.size
     checkpoints = _Checkpoints(store.checkpoints(), verifier, origin, report)
-    nodes = _NodeCheck(store, report)
+    gaps: list[tuple[int, int]] = []
+    nodes = _NodeCheck(store, report, gaps)
+    moved = _Moved(report)
     tree = CompactRange()
     prev = ZERO_HASH
     expected = 0
-    last_notification = 0
+    last_notification = 0  # the highest notification id of the leaves so far
+    previous_notification = 0
     checkpoints.check_due(tree)
+
+    def append(digest: bytes) -> None:
+        nodes.add(tree.append(digest))
+        checkpoints.check_due(tree, gaps[0][0] if gaps else None)
 
     leaves: Iterator[LeafRow] = iter_batches(
         store.read_leaves, 0, lambda r: r.leaf_index + 1, batch
@@ -205,63 +310,82 @@ def verify_ledger(
         if leaf.leaf_index >= total:
             break
         index = leaf.leaf_index
-        if index != expected:
-            report.problem(expected, "missing", f"leaves {expected}..{index - 1} are gone")
-            prev = ZERO_HASH if index == 0 else prev
-        if leaf.notification_id <= last_notification:
+        linked = index == expected  # the previous leaf is there: the chain can be checked
+        if not linked:
+            report.problem(
+                expected, "missing",
+                f"leaves {expected}..{index - 1} are gone (so leaf {index}'s link to the "
+                "previous leaf cannot be checked)",
+            )
+            gaps.append((expected, index))
+            for _ in range(expected, index):
+                append(_UNKNOWN)  # keeps the later leaves at their places in the tree
+        if leaf.notification_id <= previous_notification:
             report.problem(
                 index, "reordered",
                 f"its event row {leaf.notification_id} comes before the row of the previous leaf "
-                f"({last_notification})",
+                f"({previous_notification})",
             )
-        while event is not None and event.notification_id < leaf.notification_id:
-            if event.notification_id > last_notification:
+        row: EventRow | None = None
+        if leaf.notification_id <= last_notification:
+            row = _event_at(store, leaf.notification_id)  # the stream is past it
+        else:
+            displaced: list[tuple[int, int]] = []  # (row, leaf): rows other leaves recorded
+            while event is not None and event.notification_id < leaf.notification_id:
+                other = _leaf_of(store, event)
+                if other is None:
+                    report.problem(
+                        index, "inserted",
+                        f"event row {event.notification_id} ({_describe(event)}) has no leaf",
+                    )
+                else:
+                    displaced.append((event.notification_id, other.leaf_index))
+                event = next(events, None)
+            if displaced:
                 report.problem(
-                    index, "inserted",
-                    f"event row {event.notification_id} ({_describe(event)}) has no leaf",
+                    index, "reordered",
+                    f"{len(displaced)} event row(s) recorded by other leaves come before this "
+                    f"leaf's row {leaf.notification_id}: rows {displaced[0][0]}..{displaced[-1][0]} "
+                    f"(the first recorded by leaf {displaced[0][1]})",
                 )
-            event = next(events, None)
-        digest = leaf.leaf_hash
-        if event is None or event.notification_id != leaf.notification_id:
+            if event is not None and event.notification_id == leaf.notification_id:
+                row, event = event, next(events, None)
+        if row is None:
             report.problem(
                 index, "missing",
                 f"its event row {leaf.notification_id} ({_describe(leaf)}) is gone",
             )
+            moved.lost_event(leaf)
         else:
             report.events_checked += 1
-            if (event.originator_id, event.originator_version) != (
-                leaf.originator_id, leaf.originator_version,
-            ):
-                kind = "reordered" if _leaf_of(store, event) is not None else "modified"
-                report.problem(
-                    index, kind,
-                    f"event row {event.notification_id} holds {_describe(event)}, but the leaf "
-                    f"recorded {_describe(leaf)}",
-                )
+            if _key(row) != _key(leaf):
+                moved.holds(leaf, row)
+                moved.lost_event(leaf)
             digest = leaf_hash(
                 encode_leaf(
-                    index, prev, event.originator_id, event.originator_version,
-                    event.topic, event.state, leaf.recorded_at,
+                    index, prev, row.originator_id, row.originator_version,
+                    row.topic, row.state, leaf.recorded_at,
                 )
             )
-            if digest != leaf.leaf_hash:
+            if linked and digest != leaf.leaf_hash:
                 report.problem(
                     index, "modified",
-                    f"event row {event.notification_id} ({_describe(event)}) does not hash to the "
-                    "stored leaf hash: its topic, state, id, version or record time, or an "
-                    "earlier leaf, was changed",
+                    f"event row {row.notification_id} ({_describe(row)}) does not hash to the "
+                    "stored leaf hash: its topic, state, id, version or record time, or the "
+                    "previous leaf's hash, was changed",
                 )
-            event = next(events, None)
+        previous_notification = leaf.notification_id
         last_notification = max(last_notification, leaf.notification_id)
-        nodes.add(tree.append(digest))
-        prev = digest
+        # Go on from the stored hash (see the module docstring).
+        prev = leaf.leaf_hash
+        append(prev)
         expected = index + 1
-        checkpoints.check_due(tree)
         if expected % batch == 0:
             nodes.flush()
             if progress is not None:
                 progress(expected, total)
     nodes.flush()
+    moved.finish()
 
     if expected < total:
         report.problem(
@@ -275,14 +399,16 @@ def verify_ledger(
                 f"event row {event.notification_id} ({_describe(event)}) has no leaf",
             )
         event = next(events, None)
-    if expected == total and (head.last_leaf_hash != prev or head.frontier != tree.to_bytes()):
+    if expected == total and (
+        head.last_leaf_hash != prev or (not gaps and head.frontier != tree.to_bytes())
+    ):
         report.problem(
             max(0, total - 1), "modified",
             "the head row (last leaf hash, frontier) does not match the recomputed tree",
         )
     checkpoints.finish(expected)
     report.tree_size = expected
-    report.root_hash = tree.root()
+    report.root_hash = None if gaps else tree.root()
     if progress is not None:
         progress(expected, total)
     return report
