@@ -53,11 +53,21 @@ from domain.values import (
     format_datetime,
     parse_uuid,
 )
+from ledger.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
 from ledger.leaf import AppendedLeaf
+from ledger.sql import SqlAccess
 from ledger.store import LedgerStore
 
 #: How often a command is re-checked after losing a race to another writer.
 MAX_ATTEMPTS = 20
+
+
+class AlreadyDone(Exception):
+    """A concurrent request with the same idempotency key recorded first."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__("already done")
+        self.status, self.body = status, body
 
 
 class TransferLedger(Application[UUID]):
@@ -73,15 +83,67 @@ class TransferLedger(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._idempotency: IdempotencyStore | None = None
 
     @property
     def store(self) -> LedgerStore:
         """The tamper-evident store: leaves, nodes, head and checkpoints."""
         return self.recorder  # type: ignore[return-value]
 
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        if self._idempotency is None:
+            self._idempotency = IdempotencyStore(SqlAccess(self.recorder))
+        return self._idempotency
+
+    # -- idempotency -----------------------------------------------------------
+
+    def replay(self, claim: IdempotencyClaim) -> tuple[int, dict[str, Any]] | None:
+        """The first response to this key, if the command was already done.
+
+        Raises :class:`~ledger.idempotency.IdempotencyKeyReused` if the key
+        named another request.
+        """
+        record = self.idempotency.lookup(claim)
+        return None if record is None else self._response_of(record)
+
+    def remember_refusal(self, claim: IdempotencyClaim, status: int, body: dict[str, Any]) -> None:
+        """Store a refusal, so a retry with the same key gets the same answer."""
+        self.idempotency.save_refusal(claim, status, body)
+
+    def _response_of(self, record: IdempotencyRecord) -> tuple[int, dict[str, Any]]:
+        if record.response is not None:
+            return record.status_code, record.response
+        assert record.resource_id is not None
+        if record.resource_kind == "transfer":
+            transfer = self._get_transfer(UUID(record.resource_id), "id")
+            return record.status_code, self._transfer_view(transfer)
+        authorization = self.repository.get(UUID(record.resource_id), version=record.resource_version)
+        return record.status_code, self._authorization_view(authorization)
+
+    def _save_command(
+        self,
+        *aggregates: Any,
+        resource: Any,
+        kind: str,
+        idempotency: IdempotencyClaim | None,
+        leaf_sink: list[AppendedLeaf] | None = None,
+    ) -> None:
+        """Save, with the idempotency key's row in the same transaction."""
+        rows = ()
+        if idempotency is not None:
+            rows = (IdempotencyStore.row_for(idempotency, kind, str(resource.id), resource.version),)
+        try:
+            self.save(*aggregates, leaf_sink=leaf_sink, also_insert=rows)
+        except RecordConflictError:
+            done = self.replay(idempotency) if idempotency is not None else None
+            if done is not None:
+                raise AlreadyDone(*done) from None
+            raise
+
     # -- commands --------------------------------------------------------------
 
-    def record_transfer(self, data: Any) -> dict[str, Any]:
+    def record_transfer(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Record a transfer; an onward transfer only under the origin's grant."""
         now = self.clock()
         draft = TransferDraft.parse(data, now=now)
@@ -100,13 +162,16 @@ class TransferLedger(Application[UUID]):
                 authorization.record_use(transfer.id)
             appended: list[AppendedLeaf] = []
             try:
-                self.save(transfer, authorization, leaf_sink=appended)
+                self._save_command(transfer, authorization, resource=transfer, kind="transfer",
+                                   idempotency=idempotency, leaf_sink=appended)
             except RecordConflictError:
                 continue  # a decision, revocation or use committed first: check again
             return self._transfer_view(transfer, appended[0])
         raise RuntimeError("could not record the transfer: too much contention on its grant")
 
-    def request_authorization(self, data: Any) -> dict[str, Any]:
+    def request_authorization(
+        self, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> dict[str, Any]:
         """Record the holder's notification of intention and request (art. 36 §3)."""
         draft = AuthorizationRequestDraft.parse(data)
         parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
@@ -123,10 +188,13 @@ class TransferLedger(Application[UUID]):
             origin=parent.origin,
             root_transfer_id=str(parent.root_transfer_id),
         )
-        self.save(authorization)
+        self._save_command(authorization, resource=authorization, kind="authorization",
+                           idempotency=idempotency)
         return self._authorization_view(authorization)
 
-    def decide(self, authorization_id: Any, data: Any) -> dict[str, Any]:
+    def decide(
+        self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> dict[str, Any]:
         """The origin grants (with conditions) or refuses (with reasons) a request."""
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = DecisionDraft.parse(data)
@@ -146,13 +214,16 @@ class TransferLedger(Application[UUID]):
             else:
                 authorization.refuse(draft.decided_by, draft.reasons or "")
             try:
-                self.save(authorization)
+                self._save_command(authorization, resource=authorization, kind="authorization",
+                                   idempotency=idempotency)
             except RecordConflictError:
                 continue
             return self._authorization_view(authorization)
         raise RuntimeError("could not record the decision: too much contention")
 
-    def revoke(self, authorization_id: Any, data: Any) -> dict[str, Any]:
+    def revoke(
+        self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> dict[str, Any]:
         """The origin revokes a grant; later onward transfers under it are refused."""
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = RevocationDraft.parse(data)
@@ -162,7 +233,8 @@ class TransferLedger(Application[UUID]):
             check_revocable(authorization)
             authorization.revoke(draft.revoked_by, draft.reasons)
             try:
-                self.save(authorization)
+                self._save_command(authorization, resource=authorization, kind="authorization",
+                                   idempotency=idempotency)
             except RecordConflictError:
                 continue
             return self._authorization_view(authorization)
@@ -210,6 +282,80 @@ class TransferLedger(Application[UUID]):
         """An authorization request, its decision, revocation and uses."""
         auth = self._get_authorization(parse_uuid(authorization_id, "authorization_id"), "authorization_id")
         return self._authorization_view(auth)
+
+    def list_transfers(
+        self,
+        *,
+        visible: Callable[[dict[str, Any]], bool],
+        party: str | None = None,
+        origin: str | None = None,
+        since: datetime | None = None,
+        after: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Transfers in commit order after a cursor, filtered; and the next cursor.
+
+        ``party`` matches the sender, the recipient or the origin; ``since``
+        keeps transfers made at or after that time. Scans the event feed: the
+        read models of ``projections/`` answer this faster.
+        """
+        def keep(view: dict[str, Any]) -> bool:
+            if party is not None and party not in (
+                view["sender"]["party"], view["recipient"]["party"], view["origin"]
+            ):
+                return False
+            if origin is not None and view["origin"] != origin:
+                return False
+            if since is not None and datetime.fromisoformat(view["transferred_at"]) < since:
+                return False
+            return visible(view)
+
+        return self._scan(Transfer.Recorded.TOPIC, after, limit, self._transfer_view, keep)
+
+    def list_authorizations(
+        self,
+        *,
+        visible: Callable[[dict[str, Any]], bool],
+        status: str | None = None,
+        party: str | None = None,
+        after: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Authorization requests in commit order after a cursor, filtered; and the next cursor."""
+        def keep(view: dict[str, Any]) -> bool:
+            if status is not None and view["status"] != status:
+                return False
+            if party is not None and party not in (
+                view["origin"], view["requested_by"]["party"], view["recipient"]["party"]
+            ):
+                return False
+            return visible(view)
+
+        return self._scan(Authorization.Requested.TOPIC, after, limit, self._authorization_view, keep)
+
+    def _scan(
+        self,
+        topic: str,
+        after: int,
+        limit: int,
+        view_of: Callable[[Any], dict[str, Any]],
+        keep: Callable[[dict[str, Any]], bool],
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        items: list[dict[str, Any]] = []
+        cursor = after
+        while True:
+            page = self.recorder.select_notifications(
+                start=cursor, limit=500, topics=[topic], inclusive_of_start=False
+            )
+            for notification in page:
+                cursor = notification.id
+                view = view_of(self.repository.get(notification.originator_id))
+                if keep(view):
+                    items.append(view)
+                    if len(items) == limit:
+                        return items, cursor
+            if len(page) < 500:
+                return items, None
 
     # -- helpers ---------------------------------------------------------------
 

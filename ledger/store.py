@@ -152,6 +152,10 @@ class LedgerStore(Protocol):
 
     def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None: ...
 
+    def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
+        """Leaves from ``start`` in leaf order, each with its event row."""
+        ...
+
     def checkpoints(self) -> list[StoredCheckpoint]: ...
 
     def save_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> StoredCheckpoint:

@@ -108,6 +108,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         leaf_sink: list[Any] | None = None,
+        also_insert: Sequence[tuple[str, Sequence[Any]]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
@@ -129,6 +130,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             (append.head.size, append.head.last_leaf_hash, append.head.frontier),
             prepare=True,
         )
+        schema = Identifier(self.datastore.schema)
+        for table, values in also_insert:
+            curs.execute(
+                SQL("INSERT INTO {}.{} VALUES ({})").format(
+                    schema, Identifier(table), SQL(",").join([SQL("%s")] * len(values))
+                ),
+                tuple(values),
+            )
         if leaf_sink is not None:
             leaf_sink.extend(append.appended)
         return notification_ids
@@ -182,6 +191,22 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             )
             for r in rows
         ]
+
+    def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
+        """Leaves from ``start`` in leaf order, each with its event row."""
+        rows = self._query(
+            SQL(
+                "SELECT l.*, e.topic, e.state FROM {} l JOIN {} e ON e.notification_id = l.notification_id "
+                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
+            ).format(self._t["ledger_leaves"], self._events),
+            (start, limit),
+        )
+        out = []
+        for r in rows:
+            leaf = self._leaf(r)
+            out.append((leaf, EventRow(leaf.notification_id, leaf.originator_id, leaf.originator_version,
+                                       r["topic"], bytes(r["state"]))))
+        return out
 
     def count_events(self) -> int:
         return int(self._query(SQL("SELECT COUNT(*) AS n FROM {}").format(self._events))[0]["n"])

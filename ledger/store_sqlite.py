@@ -89,6 +89,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         leaf_sink: list[Any] | None = None,
+        also_insert: Sequence[tuple[str, Sequence[Any]]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
@@ -109,6 +110,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "UPDATE ledger_head SET size = ?, last_leaf_hash = ?, frontier = ? WHERE id = 1",
             (append.head.size, append.head.last_leaf_hash, append.head.frontier),
         )
+        for table, values in also_insert:
+            c.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", tuple(values))
         if leaf_sink is not None:
             leaf_sink.extend(append.appended)
         return notification_ids
@@ -157,6 +160,23 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             )
             for r in rows
         ]
+
+    def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
+        """Leaves from ``start`` in leaf order, each with its event row."""
+        rows = self._query(
+            f"SELECT l.*, e.topic, e.state FROM ledger_leaves l JOIN {self.events_table_name} e "
+            "ON e.rowid = l.notification_id WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?",
+            (start, limit),
+        )
+        out = []
+        for r in rows:
+            leaf = LeafRow(
+                r["leaf_index"], r["notification_id"], originator_id_text(r["originator_id"]),
+                r["originator_version"], r["recorded_at"], bytes(r["leaf_hash"]),
+            )
+            out.append((leaf, EventRow(leaf.notification_id, leaf.originator_id, leaf.originator_version,
+                                       str(r["topic"]), _as_bytes(r["state"]))))
+        return out
 
     def count_events(self) -> int:
         return int(self._query(f"SELECT COUNT(*) AS n FROM {self.events_table_name}")[0]["n"])
