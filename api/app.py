@@ -1,0 +1,133 @@
+"""The FastAPI application: wiring, lifespan, limits.
+
+``create_app(settings)`` builds the app for a data dir (and optional
+PostgreSQL URL); ``create_app_from_env`` is the factory for
+``uvicorn --factory api.app:create_app_from_env`` with the
+``TRANSFER_LEDGER_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.routers import router
+from ledger.application import TransferLedger
+from ledger.config import ConfigError, Settings, eventsourcing_env
+from ledger.keys import load_signing_key
+from ledger.principals import PrincipalStore
+from ledger.sql import SqlAccess
+
+#: Requests with a larger body are refused with 413 before they are parsed.
+MAX_BODY_BYTES = 64 * 1024
+
+DESCRIPTION = """\
+Tamper-evident audit ledger for cross-border transfers of personal data
+(UN Convention against Cybercrime, art. 36). Every transfer is a hash-chained
+leaf of an RFC 9162 Merkle tree; an onward transfer is recorded only under a
+grant of the **first transferring Party** (art. 36 §3).
+
+Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457
+`application/problem+json` with a stable `type` per rule (`/problems/<rule>`).
+Every `POST` accepts `Idempotency-Key`.
+"""
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over ``limit`` bytes with a 413 problem."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.limit
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._refuse(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = errors.problem(413, "body-too-large", f"request bodies are limited to {self.limit} bytes",
+                              instance=scope.get("path"))
+        response = JSONResponse(body, status_code=413, media_type=errors.PROBLEM_JSON,
+                                headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API over the ledger configured by ``settings`` (opened at start-up)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.settings_file.exists():
+            raise ConfigError(f"{settings.data_dir} is not initialized: run `transfer-ledger init`")
+        ledger = TransferLedger(eventsourcing_env(settings))
+        try:
+            app.state.ledger = ledger
+            app.state.principals = PrincipalStore(SqlAccess(ledger.recorder))
+            app.state.signer = load_signing_key(settings.signing_key_file)
+            ledger.idempotency  # noqa: B018 - creates its table before the first request
+            yield
+        finally:
+            ledger.close()
+
+    app = FastAPI(
+        title="Transfer Ledger",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "transfers", "description": "Transfers and onward transfers of personal data"},
+            {"name": "authorizations", "description": "Art. 36 §3 requests, decisions and revocations"},
+            {"name": "ledger", "description": "Feed, checkpoints and Merkle proofs"},
+            {"name": "health", "description": "Liveness"},
+        ],
+    )
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/problems/{rule}", include_in_schema=False)
+    def problem_type(rule: str) -> dict[str, Any]:
+        return {"type": errors.PROBLEM_BASE + rule, "rule": rule,
+                "see": "docs/API.md lists every rule, its status code and meaning"}
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` (settings from the environment)."""
+    return create_app(Settings.from_env())
+

@@ -1,0 +1,112 @@
+"""Dependencies: the ledger, the principal behind the API key, access rules.
+
+Access (DESIGN.md "HTTP API"):
+
+- a **recorder** records transfers its Party sends and requests authorization
+  for data its Party holds;
+- an **authority** of the origin decides on and revokes authorizations;
+- a Party reads the transfers it sent, received or originated, and the
+  requests and grants about them; an **auditor** of party ``*`` reads
+  everything, an auditor of a Party reads that Party's share;
+- a **verifier** reads checkpoints, proofs and leaf hashes, never personal data;
+- reading something of another Party answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from api.errors import ApiProblem
+from ledger.application import TransferLedger
+from ledger.idempotency import IdempotencyClaim
+from ledger.principals import Principal
+
+#: Roles that may read transfers and authorizations (of their Party's share).
+READER_ROLES = frozenset({"recorder", "authority", "auditor"})
+
+
+def get_ledger(request: Request) -> TransferLedger:
+    return request.app.state.ledger  # type: ignore[no-any-return]
+
+
+Ledger = Annotated[TransferLedger, Depends(get_ledger)]
+
+
+def get_principal(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Principal:
+    challenge = {"WWW-Authenticate": 'Bearer realm="transfer-ledger"'}
+    if not authorization:
+        raise ApiProblem(401, "authentication-required",
+                         "send your API key as 'Authorization: Bearer <key>'", headers=challenge)
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiProblem(401, "authentication-required",
+                         "the Authorization header must be 'Bearer <key>'", headers=challenge)
+    principal = request.app.state.principals.authenticate(key.strip())
+    if principal is None:
+        raise ApiProblem(401, "invalid-api-key", "the API key is unknown or was revoked",
+                         headers=challenge)
+    return principal  # type: ignore[no-any-return]
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    if not any(principal.has_role(role) for role in roles):
+        raise ApiProblem(403, "role-required",
+                         f"this needs the role {' or '.join(roles)}; the key has {', '.join(sorted(principal.roles))}")
+
+
+def require_party(principal: Principal, party: str, field: str, what: str) -> None:
+    """The principal acts only for its own Party."""
+    if principal.party != party:
+        raise ApiProblem(403, "not-your-party",
+                         f"this key belongs to {principal.party}; it cannot {what} for {party}", field=field)
+
+
+def can_read(principal: Principal, parties: set[str]) -> bool:
+    """Whether the principal may read an object involving these Parties."""
+    if principal.has_role("auditor") and principal.is_global:
+        return True
+    return bool(READER_ROLES & principal.roles) and principal.party in parties
+
+
+def transfer_parties(view: dict[str, Any]) -> set[str]:
+    return {view["sender"]["party"], view["recipient"]["party"], view["origin"]}
+
+
+def authorization_parties(view: dict[str, Any]) -> set[str]:
+    return {view["origin"], view["requested_by"]["party"], view["recipient"]["party"]}
+
+
+def not_found(what: str, ident: str) -> ApiProblem:
+    return ApiProblem(404, f"{what}-not-found", f"no {what.replace('-', ' ')} {ident}")
+
+
+def idempotency_claim(
+    request: Request, principal: Principal, key: str | None, body: Any, success_status: int
+) -> IdempotencyClaim | None:
+    """The claim for an ``Idempotency-Key`` header: the key names this exact request."""
+    if key is None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(request.method.encode() + b" " + request.url.path.encode() + b"\n")
+    digest.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    return IdempotencyClaim(principal.id, key, digest.hexdigest(), success_status)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retrying with the same key and body returns the first response and records nothing new",
+        max_length=255,
+    ),
+]

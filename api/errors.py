@@ -1,0 +1,145 @@
+"""RFC 9457 problem details for every error the API returns.
+
+``type`` is a stable URI reference per rule: ``/problems/<rule>`` (served by
+the API itself, with the rule's description), e.g.
+``/problems/onward-transfer-not-authorized``. ``detail`` is for people;
+``rule``, ``field``, ``article`` and ``values`` are for programs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+#: Rules that are about who asks, not what is asked.
+FORBIDDEN_RULES = {"forbidden", "not-your-party", "role-required"}
+
+
+class ApiProblem(Exception):
+    """An error raised by the API layer itself (authentication, access, limits)."""
+
+    def __init__(self, status: int, rule: str, detail: str, *, title: str | None = None,
+                 field: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.rule, self.detail = status, rule, detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.field = field
+        self.headers = headers or {}
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Refused",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    503: "Unavailable",
+}
+
+
+def problem(status: int, rule: str, detail: str, *, title: str | None = None, field: str | None = None,
+            extra: dict[str, Any] | None = None, instance: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + rule,
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "rule": rule,
+    }
+    if field:
+        body["field"] = field
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_status(error: DomainError) -> int:
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, RuleViolation):
+        return 409
+    return 422
+
+
+def domain_problem(error: DomainError, instance: str | None = None) -> tuple[int, dict[str, Any]]:
+    status = domain_status(error)
+    extra: dict[str, Any] = {}
+    if error.article:
+        extra["article"] = error.article
+    if error.values:
+        extra["values"] = error.values
+    title = {404: "Not found", 409: "Refused by a rule", 422: "Invalid request"}[status]
+    return status, problem(status, error.rule, error.detail, title=title, field=error.field,
+                           extra=extra, instance=instance)
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or ".".join(str(p) for p in loc)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem."""
+
+    @app.exception_handler(DomainError)
+    async def on_domain_error(request: Request, error: DomainError) -> JSONResponse:
+        status, body = domain_problem(error, request.url.path)
+        return problem_response(status, body)
+
+    @app.exception_handler(ApiProblem)
+    async def on_api_problem(request: Request, error: ApiProblem) -> JSONResponse:
+        return problem_response(
+            error.status,
+            problem(error.status, error.rule, error.detail, title=error.title, field=error.field,
+                    instance=request.url.path),
+            headers=error.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = error.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = _field_of(tuple(first.get("loc", ())))
+        message = str(first.get("msg", "invalid"))
+        detail = f"{field}: {message}" if field else message
+        invalid = [
+            {"field": _field_of(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in errors[:20]
+        ]
+        return problem_response(
+            422, problem(422, "invalid-input", detail, field=field, extra={"errors": invalid},
+                         instance=request.url.path)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        rule = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        return problem_response(
+            error.status_code,
+            problem(error.status_code, rule, str(error.detail), instance=request.url.path),
+            headers=getattr(error, "headers", None),
+        )
+
+
+__all__ = ["ApiProblem", "InvalidInput", "domain_problem", "install", "problem", "problem_response"]

@@ -1,0 +1,376 @@
+"""The routes of DESIGN.md "HTTP API". They check who may do what and call the
+ledger application; every rule of the Convention lives in ``domain/``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from api.deps import (
+    READER_ROLES,
+    CurrentPrincipal,
+    IdempotencyKey,
+    Ledger,
+    authorization_parties,
+    can_read,
+    idempotency_claim,
+    not_found,
+    require_party,
+    require_role,
+    transfer_parties,
+)
+from api.errors import PROBLEM_JSON, ApiProblem, domain_problem, problem_response
+from api.schemas import (
+    AuthorizationOut,
+    AuthorizationPage,
+    AuthorizationRequestIn,
+    ConsistencyProofOut,
+    DecisionIn,
+    FeedPage,
+    Health,
+    InclusionProofOut,
+    Problem,
+    RevocationIn,
+    TransferDetailOut,
+    TransferIn,
+    TransferOut,
+    TransferPage,
+)
+from domain.errors import DomainError, NotFound
+from domain.values import parse_datetime
+from ledger.application import AlreadyDone, TransferLedger
+from ledger.checkpoints import sign_current_checkpoint
+from ledger.merkle import consistency_proof, inclusion_proof
+from ledger.principals import Principal
+
+router = APIRouter()
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
+    for status, text in {
+        401: "No API key, or an unknown or revoked one",
+        403: "The key's role or Party does not allow this",
+        404: "Nothing with this id that the key may see",
+        409: "Refused by a rule of the Convention (e.g. onward-transfer-not-authorized)",
+        413: "Request body too large",
+        422: "Invalid input: the field and the rule are named",
+    }.items()
+}
+UUID_PATH = Path(description="A UUID", max_length=64)
+
+
+def _command(
+    request: Request,
+    ledger: TransferLedger,
+    principal: Principal,
+    key: str | None,
+    body: dict[str, Any],
+    status: int,
+    run: Callable[[Any], dict[str, Any]],
+) -> Response:
+    """Run a command once per idempotency key; refusals are problems."""
+    claim = idempotency_claim(request, principal, key, body, status)
+    try:
+        if claim is not None:
+            done = ledger.replay(claim)
+            if done is not None:
+                return _stored(*done)
+        return JSONResponse(run(claim), status_code=status)
+    except AlreadyDone as done:
+        return _stored(done.status, done.body)
+    except DomainError as error:
+        code, problem = domain_problem(error, request.url.path)
+        if claim is not None and error.rule != "idempotency-key-reused":
+            ledger.remember_refusal(claim, code, problem)
+        return problem_response(code, problem)
+
+
+def _stored(status: int, body: dict[str, Any]) -> Response:
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return JSONResponse(body, status_code=status, media_type=media)
+
+
+def _body(model: Any) -> dict[str, Any]:
+    return model.model_dump(exclude_none=True)  # type: ignore[no-any-return]
+
+
+# -- transfers -------------------------------------------------------------------
+
+
+@router.post("/v1/transfers", status_code=201, response_model=TransferOut, responses=_PROBLEMS,
+             tags=["transfers"], summary="Record a transfer (art. 36 §3 for onward transfers)")
+def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+                    idempotency_key: IdempotencyKey = None) -> Response:
+    require_role(principal, "recorder")
+    require_party(principal, body.sender.party, "sender.party", "record transfers it does not send")
+    data = _body(body)
+    return _command(request, ledger, principal, idempotency_key, data, 201,
+                    lambda claim: ledger.record_transfer(data, idempotency=claim))
+
+
+def _readable_transfer(ledger: TransferLedger, principal: Principal, transfer_id: str) -> dict[str, Any]:
+    require_role(principal, *READER_ROLES)
+    try:
+        view = ledger.get_transfer(transfer_id)
+    except NotFound:
+        raise not_found("transfer", transfer_id) from None
+    if not can_read(principal, transfer_parties(view)):
+        raise not_found("transfer", transfer_id)
+    return view
+
+
+@router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_PROBLEMS,
+            tags=["transfers"], summary="One transfer, with its origin, leaf index and ancestors")
+def get_transfer(principal: CurrentPrincipal, ledger: Ledger,
+                 transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    return _readable_transfer(ledger, principal, transfer_id)
+
+
+def _cursor(value: str | None) -> int:
+    if value is None:
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise ApiProblem(422, "invalid-cursor", "cursor must be a value returned as next_cursor", field="cursor")
+    return int(value)
+
+
+@router.get("/v1/transfers", response_model=TransferPage, responses=_PROBLEMS, tags=["transfers"],
+            summary="Transfers the key may read, in commit order")
+def list_transfers(
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    party: Annotated[str | None, Query(max_length=16, description="Sender, recipient or origin")] = None,
+    origin: Annotated[str | None, Query(max_length=16)] = None,
+    since: Annotated[str | None, Query(max_length=40, description="transferred_at at or after (RFC 3339)")] = None,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    require_role(principal, *READER_ROLES)
+    items, next_cursor = ledger.list_transfers(
+        visible=lambda view: can_read(principal, transfer_parties(view)),
+        party=party,
+        origin=origin,
+        since=parse_datetime(since, "since") if since is not None else None,
+        after=_cursor(cursor),
+        limit=limit,
+    )
+    return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
+
+
+# -- authorizations --------------------------------------------------------------
+
+
+@router.post("/v1/authorization-requests", status_code=201, response_model=AuthorizationOut,
+             responses=_PROBLEMS, tags=["authorizations"],
+             summary="Notify the origin of an intended onward transfer and request its authorization")
+def request_authorization(body: AuthorizationRequestIn, request: Request, principal: CurrentPrincipal,
+                          ledger: Ledger, idempotency_key: IdempotencyKey = None) -> Response:
+    require_role(principal, "recorder")
+    require_party(principal, body.requested_by.party, "requested_by.party",
+                  "request authorization for data held by another Party")
+    data = _body(body)
+    return _command(request, ledger, principal, idempotency_key, data, 201,
+                    lambda claim: ledger.request_authorization(data, idempotency=claim))
+
+
+def _authorization_for_origin(ledger: TransferLedger, principal: Principal, authorization_id: str,
+                              actor_party: str, field: str) -> None:
+    """Only an authority of the origin decides or revokes; others are told why, or nothing."""
+    require_role(principal, "authority")
+    try:
+        view = ledger.get_authorization(authorization_id)
+    except NotFound:
+        raise not_found("authorization-request", authorization_id) from None
+    if principal.party != view["origin"]:
+        if not can_read(principal, authorization_parties(view)):
+            raise not_found("authorization-request", authorization_id)
+        raise ApiProblem(403, "not-origin",
+                         f"only an authority of {view['origin']}, the first transferring Party, may decide "
+                         f"on or revoke this authorization (art. 36 §3); this key belongs to {principal.party}")
+    require_party(principal, actor_party, field, "act")
+
+
+@router.post("/v1/authorization-requests/{authorization_id}/decision", response_model=AuthorizationOut,
+             responses=_PROBLEMS, tags=["authorizations"],
+             summary="The origin grants (with conditions) or refuses (with reasons)")
+def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+           authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    _authorization_for_origin(ledger, principal, authorization_id, body.decided_by.party, "decided_by.party")
+    data = _body(body)
+    return _command(request, ledger, principal, idempotency_key, data, 200,
+                    lambda claim: ledger.decide(authorization_id, data, idempotency=claim))
+
+
+@router.post("/v1/authorizations/{authorization_id}/revocation", response_model=AuthorizationOut,
+             responses=_PROBLEMS, tags=["authorizations"], summary="The origin revokes a grant")
+def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+           authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    _authorization_for_origin(ledger, principal, authorization_id, body.revoked_by.party, "revoked_by.party")
+    data = _body(body)
+    return _command(request, ledger, principal, idempotency_key, data, 200,
+                    lambda claim: ledger.revoke(authorization_id, data, idempotency=claim))
+
+
+def _readable_authorization(ledger: TransferLedger, principal: Principal, authorization_id: str) -> dict[str, Any]:
+    require_role(principal, *READER_ROLES)
+    try:
+        view = ledger.get_authorization(authorization_id)
+    except NotFound:
+        raise not_found("authorization", authorization_id) from None
+    if not can_read(principal, authorization_parties(view)):
+        raise not_found("authorization", authorization_id)
+    return view
+
+
+@router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_PROBLEMS,
+            tags=["authorizations"], summary="An authorization: status, conditions, uses")
+def get_authorization(principal: CurrentPrincipal, ledger: Ledger,
+                      authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    return _readable_authorization(ledger, principal, authorization_id)
+
+
+@router.get("/v1/authorization-requests/{authorization_id}", response_model=AuthorizationOut,
+            responses=_PROBLEMS, tags=["authorizations"], summary="An authorization request and its decision")
+def get_authorization_request(principal: CurrentPrincipal, ledger: Ledger,
+                              authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    return _readable_authorization(ledger, principal, authorization_id)
+
+
+@router.get("/v1/authorization-requests", response_model=AuthorizationPage, responses=_PROBLEMS,
+            tags=["authorizations"], summary="Authorization requests the key may read, in commit order")
+def list_authorization_requests(
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    status: Annotated[str | None, Query(pattern="^(pending|granted|refused|revoked)$")] = None,
+    party: Annotated[str | None, Query(max_length=16, description="Origin, holder or recipient")] = None,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    require_role(principal, *READER_ROLES)
+    items, next_cursor = ledger.list_authorizations(
+        visible=lambda view: can_read(principal, authorization_parties(view)),
+        status=status, party=party, after=_cursor(cursor), limit=limit,
+    )
+    return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
+
+
+# -- the ledger: feed, checkpoint, proofs ----------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (UUID, datetime)):
+        return str(value) if isinstance(value, UUID) else value.isoformat()
+    return value
+
+
+@router.get("/v1/events", response_model=FeedPage, responses=_PROBLEMS, tags=["ledger"],
+            summary="The ledger feed in leaf order (auditors of the whole ledger)")
+def events(
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    after: Annotated[int, Query(ge=-1, le=2**62, description="Leaf index; the feed starts after it")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    require_role(principal, "auditor")
+    if not principal.is_global:
+        raise ApiProblem(403, "not-your-party",
+                         "the whole feed is for auditors of the whole ledger (party *); "
+                         "a Party's auditor reads its share through /v1/transfers")
+    rows = ledger.store.read_feed(after + 1, limit)
+    items = []
+    for leaf, event in rows:
+        domain_event = ledger.mapper.to_domain_event(
+            StoredEvent(UUID(leaf.originator_id), leaf.originator_version, event.topic, event.state)
+        )
+        items.append({
+            "leaf_index": leaf.leaf_index,
+            "leaf_hash": base64.b64encode(leaf.leaf_hash).decode(),
+            "recorded_at": leaf.recorded_at,
+            "originator_id": leaf.originator_id,
+            "originator_version": leaf.originator_version,
+            "topic": event.topic,
+            "event": _json_safe(dict(domain_event.__dict__)),
+        })
+    next_after = rows[-1][0].leaf_index if len(rows) == limit else None
+    return {"items": items, "next_after": next_after}
+
+
+@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_PROBLEMS, tags=["ledger"],
+            summary="The latest checkpoint, a C2SP signed note")
+def checkpoint(request: Request, principal: CurrentPrincipal, ledger: Ledger) -> PlainTextResponse:
+    del principal  # anyone with a key
+    stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
+    return PlainTextResponse(stored.note, media_type="text/plain; charset=utf-8")
+
+
+def _tree_size(ledger: TransferLedger) -> int:
+    return ledger.store.head().size
+
+
+def _get_nodes(ledger: TransferLedger) -> Callable[[Any], list[bytes]]:
+    def get_nodes(ids: Any) -> list[bytes]:
+        found = ledger.store.read_nodes(ids)
+        if any(h is None for h in found):
+            raise ApiProblem(503, "nodes-missing", "stored Merkle nodes are missing: run transfer-ledger verify")
+        return found  # type: ignore[return-value]
+
+    return get_nodes
+
+
+@router.get("/v1/proofs/inclusion", response_model=InclusionProofOut, responses=_PROBLEMS, tags=["ledger"],
+            summary="RFC 9162 inclusion proof of a leaf in a tree size")
+def inclusion(
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    index: Annotated[int, Query(ge=0, le=2**62)],
+    tree_size: Annotated[int, Query(ge=1, le=2**62)],
+) -> dict[str, Any]:
+    require_role(principal, "verifier", "auditor")
+    size = _tree_size(ledger)
+    if tree_size > size:
+        raise ApiProblem(422, "tree-size-out-of-range", f"tree_size {tree_size} exceeds the ledger's {size}",
+                         field="tree_size")
+    if index >= tree_size:
+        raise ApiProblem(422, "index-out-of-range", f"index {index} is not below tree_size {tree_size}",
+                         field="index")
+    get_nodes = _get_nodes(ledger)
+    leaf_hash = get_nodes([(0, index)])[0]
+    proof = inclusion_proof(index, tree_size, get_nodes)
+    b64 = base64.b64encode
+    return {"leaf_index": index, "tree_size": tree_size, "leaf_hash": b64(leaf_hash).decode(),
+            "proof": [b64(p).decode() for p in proof]}
+
+
+@router.get("/v1/proofs/consistency", response_model=ConsistencyProofOut, responses=_PROBLEMS, tags=["ledger"],
+            summary="RFC 9162 consistency proof between two tree sizes")
+def consistency(
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    first: Annotated[int, Query(ge=1, le=2**62)],
+    second: Annotated[int, Query(ge=1, le=2**62)],
+) -> dict[str, Any]:
+    require_role(principal, "verifier", "auditor")
+    size = _tree_size(ledger)
+    if second > size:
+        raise ApiProblem(422, "tree-size-out-of-range", f"second {second} exceeds the ledger's {size}",
+                         field="second")
+    if first > second:
+        raise ApiProblem(422, "tree-size-out-of-range", f"first {first} exceeds second {second}", field="first")
+    proof = consistency_proof(first, second, _get_nodes(ledger))
+    return {"first": first, "second": second, "proof": [base64.b64encode(p).decode() for p in proof]}
+
+
+@router.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (and the database answers)")
+def healthz(ledger: Ledger) -> dict[str, Any]:
+    return {"status": "ok", "tree_size": _tree_size(ledger)}

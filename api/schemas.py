@@ -1,0 +1,219 @@
+"""Public request and response schemas (DESIGN.md "HTTP API": field names are binding).
+
+These shape and document the JSON; the domain parses the values (Party
+codes, dates, categories...) and refuses bad ones with a precise rule, so
+constraints here stay at the level of JSON types, lengths and enumerations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DataCategory = Literal["subscriber", "traffic", "content", "other_personal"]
+
+_TEXT = Field(min_length=1, max_length=2000)
+_SHORT = Field(min_length=1, max_length=200)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SenderIn(Strict):
+    party: str = Field(min_length=1, max_length=16, description="ISO 3166-1 alpha-2 code or organization, e.g. DE")
+    authority: str = Field(min_length=3, max_length=140, description="<PARTY>/<NAME>, e.g. DE/BKA")
+    officer: str = Field(min_length=1, max_length=200, description="The person acting")
+
+
+class RecipientIn(Strict):
+    party: str = Field(min_length=1, max_length=16)
+    authority: str = Field(min_length=3, max_length=140)
+    officer: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class PurposeIn(Strict):
+    proceeding: str = _SHORT
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class HandlingIn(Strict):
+    confidential: bool = False
+    written_authorization_required: bool = Field(
+        default=False, description="The sender requires onward transfers to be authorized in writing"
+    )
+    use_restrictions: list[str] = Field(default_factory=list, max_length=100)
+
+
+class TransferIn(Strict):
+    sender: SenderIn
+    recipient: RecipientIn
+    legal_basis: str = Field(
+        min_length=1, max_length=206,
+        description="art40, art40-4 (spontaneous), art41 ... art47, or treaty:<reference>",
+    )
+    request_reference: str | None = Field(default=None, max_length=200)
+    purpose: PurposeIn
+    data_categories: list[DataCategory] = Field(min_length=1, max_length=4)
+    subjects: list[str] = Field(default_factory=list, max_length=1000, description="References to persons")
+    dataset_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the data transferred")
+    item_count: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    handling: HandlingIn | None = None
+    retention_until: str | None = Field(default=None, description="YYYY-MM-DD", max_length=10)
+    transferred_at: str | None = Field(
+        default=None, max_length=40, description="RFC 3339 date-time; defaults to the time of recording"
+    )
+    justification: str | None = Field(default=None, max_length=2000)
+    ordered_by: str | None = Field(default=None, max_length=200, description="Who ordered the transfer")
+    parent_transfer_id: str | None = Field(default=None, max_length=64, description="Set for onward transfers")
+    authorization_id: str | None = Field(
+        default=None, max_length=64, description="The origin's grant covering this onward transfer"
+    )
+
+
+class TransferOut(BaseModel):
+    id: str
+    sender: dict[str, str]
+    recipient: dict[str, str]
+    legal_basis: str
+    request_reference: str | None
+    purpose: dict[str, Any]
+    data_categories: list[str]
+    subjects: list[str]
+    dataset_sha256: str
+    item_count: int | None
+    handling: dict[str, Any]
+    retention_until: str | None
+    transferred_at: str
+    justification: str | None
+    ordered_by: str | None
+    parent_transfer_id: str | None
+    authorization_id: str | None
+    origin: str = Field(description="The first transferring Party of the data's lineage (art. 36 §3)")
+    root_transfer_id: str
+    depth: int = Field(description="Hops from the lineage's root (0 for a first transfer)")
+    leaf_index: int | None = Field(description="Index of the transfer's leaf in the ledger")
+    recorded_at: str | None
+
+
+class TransferDetailOut(TransferOut):
+    ancestors: list[TransferOut] = Field(description="Parent first, up to the lineage's root")
+
+
+class TransferPage(BaseModel):
+    items: list[TransferOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+
+
+class ActorIn(Strict):
+    party: str = Field(min_length=1, max_length=16)
+    authority: str = Field(min_length=3, max_length=140)
+    officer: str = Field(min_length=1, max_length=200)
+
+
+class AuthorizationRequestIn(Strict):
+    parent_transfer_id: str = Field(max_length=64, description="The transfer whose data the holder received")
+    requested_by: ActorIn
+    recipient: RecipientIn
+    purpose: PurposeIn
+    data_categories: list[DataCategory] = Field(min_length=1, max_length=4)
+    justification: str = _TEXT
+
+
+class WrittenInstrumentIn(Strict):
+    reference: str = Field(min_length=1, max_length=500)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class ConditionsIn(Strict):
+    valid_until: str | None = Field(default=None, max_length=40, description="RFC 3339 date-time")
+    max_transfers: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    data_categories: list[DataCategory] | None = Field(default=None, min_length=1, max_length=4)
+    purpose: PurposeIn | None = None
+    written_instrument: WrittenInstrumentIn | None = None
+    further_conditions: list[str] = Field(default_factory=list, max_length=100)
+
+
+class DecisionIn(Strict):
+    decision: Literal["granted", "refused"]
+    decided_by: ActorIn
+    reasons: str | None = Field(default=None, max_length=2000, description="Required to refuse (art. 40 §25)")
+    conditions: ConditionsIn | None = None
+
+
+class RevocationIn(Strict):
+    revoked_by: ActorIn
+    reasons: str = _TEXT
+
+
+class AuthorizationOut(BaseModel):
+    id: str = Field(description="The request's id, which is also the grant's")
+    status: Literal["pending", "granted", "refused", "revoked"]
+    origin: str
+    parent_transfer_id: str
+    root_transfer_id: str
+    requested_by: dict[str, str]
+    recipient: dict[str, str]
+    purpose: dict[str, Any]
+    data_categories: list[str]
+    justification: str
+    requested_at: str
+    decision: dict[str, Any] | None
+    conditions: dict[str, Any] | None
+    revocation: dict[str, Any] | None
+    uses: list[str] = Field(description="Ids of the onward transfers made under the grant")
+    remaining_transfers: int | None
+    version: int
+
+
+class AuthorizationPage(BaseModel):
+    items: list[AuthorizationOut]
+    next_cursor: str | None
+
+
+class FeedEvent(BaseModel):
+    leaf_index: int
+    leaf_hash: str = Field(description="Base64 of the RFC 9162 leaf hash")
+    recorded_at: str
+    originator_id: str
+    originator_version: int
+    topic: str
+    event: dict[str, Any]
+
+
+class FeedPage(BaseModel):
+    items: list[FeedEvent]
+    next_after: int | None = Field(description="Pass as ?after= for the next page; null at the end")
+
+
+class InclusionProofOut(BaseModel):
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    proof: list[str]
+
+
+class ConsistencyProofOut(BaseModel):
+    first: int
+    second: int
+    proof: list[str]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="/problems/<rule>, stable per rule")
+    title: str
+    status: int
+    detail: str
+    rule: str
+    field: str | None = None
+    instance: str | None = None
+    article: str | None = None
+    values: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    tree_size: int
