@@ -281,9 +281,11 @@ def verify_ledger(
 ) -> VerifyReport:
     """Verify the whole ledger; see the module docstring for what is checked."""
     report = VerifyReport()
+    # Checkpoints first: one signed after this read covers at most the head read next.
+    stored_checkpoints = store.checkpoints()
     head = store.head()
     total = head.size
-    checkpoints = _Checkpoints(store.checkpoints(), verifier, origin, report)
+    checkpoints = _Checkpoints(stored_checkpoints, verifier, origin, report)
     gaps: list[tuple[int, int]] = []
     nodes = _NodeCheck(store, report, gaps)
     moved = _Moved(report)
