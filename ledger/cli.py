@@ -23,6 +23,8 @@ from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
 from ledger.config import DEFAULT_LOG_ORIGIN, ConfigError, Settings, eventsourcing_env
 from ledger.keys import KeyFileError, create_signing_key, load_signing_key
 from ledger.note import NoteError, Verifier, check_key_name
+from ledger.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
+from ledger.sql import SqlAccess
 from ledger.verify import verify_ledger
 
 app = typer.Typer(
@@ -75,7 +77,7 @@ def errors_as_exit_status(*, json_report: bool = False) -> Iterator[None]:
         yield
     except (RuleViolation, InconsistentTreeError) as e:
         _report_error(str(e), 1, json_report)
-    except (DomainError, ConfigError, KeyFileError, NoteError) as e:
+    except (DomainError, ConfigError, KeyFileError, NoteError, PrincipalError) as e:
         _report_error(str(e), 2, json_report)
     except (OperationalError, PersistenceError) as e:
         text = str(e).strip()
@@ -131,10 +133,13 @@ def init(
         ),
     ] = DEFAULT_LOG_ORIGIN,
 ) -> None:
-    """Create the database, the signing key (mode 0600) and the settings, once.
+    """Create the database, the signing key (mode 0600), the settings and the
+    first admin API key, once.
 
-    Prints the verifier key (C2SP vkey) on a line of its own. A second init
-    changes nothing and says so.
+    Prints the verifier key (C2SP vkey) on the first line of stdout and the
+    admin API key (party *, role admin) on the second: the key is shown only
+    this once, and only its hash is stored. A second init changes nothing,
+    says so, and prints the verifier key again but no API key.
     """
     settings = settings_for(data_dir, database_url)
     with errors_as_exit_status():
@@ -151,7 +156,11 @@ def init(
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(settings.data_dir, 0o700)
-            open_ledger(settings).close()  # creates the tables
+            ledger = open_ledger(settings)  # creates the tables
+            try:
+                _, admin_key = principal_store(ledger).add(GLOBAL_PARTY, ["admin"], name="initial admin")
+            finally:
+                ledger.close()
         except BaseException:
             if created and not any(settings.data_dir.iterdir()):
                 settings.data_dir.rmdir()
@@ -163,8 +172,9 @@ def init(
         tmp.replace(settings.settings_file)
         typer.echo(f"initialized {settings.data_dir} ({settings.describe_database()})", err=True)
         typer.echo(f"signing key: {settings.signing_key_file} (mode 0600)", err=True)
-        typer.echo("verifier key:", err=True)
+        typer.echo("verifier key, then the admin API key (shown this once; only its hash is stored):", err=True)
         typer.echo(signer.vkey())
+        typer.echo(admin_key)
 
 
 @app.command()
@@ -263,6 +273,95 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             run_demo(ledger, signer, typer.echo)
         finally:
             ledger.close()
+
+
+principals_app = typer.Typer(
+    help="API principals: a Party (or * for the whole ledger) and roles, each with one API key.",
+    no_args_is_help=True,
+)
+app.add_typer(principals_app, name="principals")
+
+
+def principal_store(ledger: TransferLedger) -> PrincipalStore:
+    return PrincipalStore(SqlAccess(ledger.recorder))
+
+
+@contextmanager
+def opened_principals(settings: Settings) -> Iterator[PrincipalStore]:
+    require_initialized(settings)
+    with errors_as_exit_status():
+        ledger = open_ledger(settings)
+        try:
+            yield principal_store(ledger)
+        finally:
+            ledger.close()
+
+
+def _summary(principal: Principal) -> str:
+    name = f" {principal.name!r}" if principal.name else ""
+    return f"{principal.id}{name} (party {principal.party}, roles {','.join(sorted(principal.roles))})"
+
+
+@principals_app.command("add")
+def principals_add(
+    party: Annotated[
+        str,
+        typer.Option(help="The principal's Party (e.g. DE, INTERPOL), or '*' for the whole ledger.",
+                     show_default=False),
+    ],
+    roles: Annotated[
+        str,
+        typer.Option(help=f"Comma-separated, of: {', '.join(ROLES)}.", show_default=False),
+    ],
+    name: Annotated[str | None, typer.Option(help="Who holds the key, for people.", show_default=False)] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add a principal and print its new API key alone on the last line of stdout.
+
+    The key is shown only this once; only its hash is stored.
+    """
+    with opened_principals(settings_for(data_dir, database_url)) as store:
+        principal, key = store.add(party, roles, name)
+    typer.echo(f"added principal {_summary(principal)}; its API key, shown this once:", err=True)
+    typer.echo(key)
+
+
+@principals_app.command("list")
+def principals_list(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout.")] = False,
+) -> None:
+    """List every principal, revoked ones included, oldest first.
+
+    Keys are never shown, only their first characters.
+    """
+    with opened_principals(settings_for(data_dir, database_url)) as store:
+        principals = store.list()
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in principals]))
+        return
+    rows = [("ID", "PARTY", "ROLES", "NAME", "KEY", "CREATED", "REVOKED")] + [
+        (p.id, p.party, ",".join(sorted(p.roles)), p.name or "-", p.key_prefix + "...",
+         p.created_at, p.revoked_at or "-")
+        for p in principals
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@principals_app.command("revoke")
+def principals_revoke(
+    principal_id: Annotated[str, typer.Argument(metavar="ID", help="The principal's id (see `principals list`).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a principal's API key at once, on every API process."""
+    with opened_principals(settings_for(data_dir, database_url)) as store:
+        principal = store.revoke(principal_id)
+    typer.echo(f"revoked principal {_summary(principal)} at {principal.revoked_at}")
 
 
 def main() -> Any:

@@ -44,8 +44,8 @@ def initialized(settings: Settings) -> Settings:
 
 def test_init_creates_key_vkey_and_database_once(settings: Settings) -> None:
     first = run("init", "--origin", "ledger.example.org/transfers", settings=settings)
-    vkey = first.stdout.strip()
-    assert vkey.count("\n") == 0 and vkey.startswith("ledger.example.org/transfers+")
+    vkey, admin_key = first.stdout.splitlines()  # the verifier key, then the first admin API key
+    assert vkey.startswith("ledger.example.org/transfers+") and admin_key.startswith("tl_")
     verifier = Verifier.from_vkey(vkey)
     key_file = settings.data_dir / "signing.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
