@@ -35,6 +35,7 @@ INTERNATIONAL_ORGANIZATIONS: dict[str, str] = {
 
 _AUTHORITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()&'-]{0,119}\Z")
 _MAX_TEXT = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def party_name(code: str) -> str | None:
@@ -94,7 +95,7 @@ def parse_text(value: Any, field: str, *, required: bool = True, max_len: int = 
             rule="invalid-field",
             field=field,
         )
-    if any(ord(ch) < 0x20 and ch not in "\n\t" for ch in value) or "\x7f" in value:
+    if _CONTROL.search(value):
         raise InvalidInput(
             f"{field} contains control characters", rule="invalid-field", field=field
         )

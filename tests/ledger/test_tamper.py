@@ -245,7 +245,7 @@ def test_full_command_line_flow(backend: Backend) -> None:
     where = location_args(settings)
     init = run_cli("init", *where)
     assert init.status == 0, init.stderr
-    vkey = init.stdout.strip().splitlines()[-1]
+    vkey = init.stdout.strip().splitlines()[0]
     assert vkey.startswith("transfer-ledger.example/ledger+")
     app = TransferLedger(eventsourcing_env(settings))
     try:
