@@ -260,6 +260,47 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 @app.command()
+def serve(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (uvicorn --workers).", min=1, max=64)] = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds to let requests in flight finish on shutdown.", min=0)
+    ] = 30,
+) -> None:
+    """Run the HTTP API with uvicorn on the configured database.
+
+    On SIGTERM or SIGINT it stops accepting connections, lets requests in
+    flight finish, then closes the database. OpenAPI at /docs.
+    """
+    import uvicorn
+
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        load_signing_key(settings.signing_key_file)
+        open_ledger(settings).close()  # the database answers before we listen
+    # The API is loaded by name (api imports ledger, not the reverse); it reads
+    # its settings from the environment, in every worker process.
+    os.environ["TRANSFER_LEDGER_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["TRANSFER_LEDGER_DATABASE_URL"] = settings.database_url
+    else:
+        os.environ.pop("TRANSFER_LEDGER_DATABASE_URL", None)
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=graceful_timeout,
+        log_level="info",
+    )
+
+
+@app.command()
 def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Record a realistic multi-hop art. 36 §3 scenario and narrate it, then print a checkpoint."""
     from ledger.demo import run_demo
