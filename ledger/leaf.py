@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 LEAF_FORMAT = "transfer-ledger/leaf/v1"
@@ -95,8 +94,7 @@ def leaf_document(
     }
 
 
-@dataclass(frozen=True)
-class AppendedLeaf:
+class AppendedLeaf(NamedTuple):
     """What the store tells the application about a leaf it just appended."""
 
     leaf_index: int

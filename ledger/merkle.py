@@ -316,7 +316,11 @@ class CompactRange:
                 f"compact range of size {size} needs {want} bytes "
                 f"({size.bit_count()} hashes of {HASH_SIZE}), got {len(data)}"
             )
-        return cls(size, [bytes(data[i : i + HASH_SIZE]) for i in range(0, want, HASH_SIZE)])
+        data = bytes(data)
+        tree = cls.__new__(cls)  # the length check above validates every slice
+        tree.size = size
+        tree.hashes = [data[i : i + HASH_SIZE] for i in range(0, want, HASH_SIZE)]
+        return tree
 
     def copy(self) -> CompactRange:
         """Independent copy."""

@@ -118,7 +118,9 @@ def compute_append(
         digest = leaf_hash(
             encode_leaf(index, prev, oid, event.originator_version, event.topic, event.state, when)
         )
-        nodes.extend(node for node in tree.append(digest) if node[0] > 0)
+        completed = tree.append(digest)
+        if len(completed) > 1:
+            nodes.extend(completed[1:])  # the first is the leaf itself
         leaves.append(
             (index, notification_id, stored_id(event.originator_id), event.originator_version, when, digest)
         )
