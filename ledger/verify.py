@@ -50,9 +50,17 @@ from typing import Any
 from uuid import UUID
 
 from ledger.leaf import ZERO_HASH, encode_leaf
-from ledger.merkle import CompactRange, leaf_hash
-from ledger.note import NoteError, Verifier, open_checkpoint
-from ledger.store import EventRow, LedgerStore, LeafRow, StoredCheckpoint, iter_batches
+from ledger.merkle import (
+    CompactRange,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.store import EventRow, Head, LedgerStore, LeafRow, StoredCheckpoint, iter_batches
 
 #: How many problems a report lists (the count is always complete).
 MAX_LISTED_PROBLEMS = 100
@@ -71,6 +79,7 @@ class VerifyReport:
     problem_count: int = 0
     checkpoints_checked: int = 0
     events_checked: int = 0
+    since: int | None = None  # the trusted checkpoint's size, in incremental mode
 
     def problem(self, index: int | None, kind: str, text: str) -> None:
         self.ok = False
@@ -91,6 +100,7 @@ class VerifyReport:
             "problem_count": self.problem_count,
             "checkpoints_checked": self.checkpoints_checked,
             "events_checked": self.events_checked,
+            "since": self.since,
         }
 
 
@@ -271,21 +281,77 @@ def _describe(row: EventRow | LeafRow) -> str:
     return f"{row.originator_id} v{row.originator_version}"
 
 
+def _start_from(
+    store: LedgerStore, since: Checkpoint, head: Head, report: VerifyReport
+) -> tuple[CompactRange, bytes, int] | None:
+    """The verified state at a trusted checkpoint: tree, last leaf hash, its row.
+
+    None (with the problem reported) when the stored ledger does not extend it.
+    """
+    size = since.size
+    if head.size < size:
+        report.problem(head.size, "truncated",
+                       f"the trusted checkpoint covers {size} leaves, but the ledger has only {head.size}")
+        return None
+    if size == 0:
+        return CompactRange(), ZERO_HASH, 0
+    ids = CompactRange.frontier_ids(size)
+    frontier = store.read_nodes(ids)
+    last = store.read_leaves(size - 1, 1)
+    if any(h is None for h in frontier) or not last or last[0].leaf_index != size - 1:
+        report.problem(None, "forked", f"stored nodes or leaf {size - 1} for the trusted size {size} are "
+                       "missing; run a full verify to find where")
+        return None
+    tree = CompactRange(size, frontier)  # type: ignore[arg-type]
+    if tree.root() != since.root_hash:
+        report.problem(None, "forked", f"the stored tree at the trusted size {size} has root "
+                       f"{tree.root().hex()}, not the trusted {since.root_hash.hex()}; "
+                       "run a full verify to find where")
+        return None
+
+    def get_nodes(node_ids: Any) -> list[bytes]:
+        found = store.read_nodes(node_ids)
+        if any(h is None for h in found):
+            raise ProofError("stored Merkle nodes are missing")
+        return found  # type: ignore[return-value]
+
+    try:
+        verify_inclusion(last[0].leaf_hash, size - 1, size,
+                         inclusion_proof(size - 1, size, get_nodes), since.root_hash)
+        if head.size > size:
+            current = head.compact_range().root()
+            verify_consistency(size, head.size, consistency_proof(size, head.size, get_nodes),
+                               since.root_hash, current)
+    except (ProofError, ValueError) as e:
+        report.problem(None, "forked", f"the current tree of {head.size} leaves is not consistent with "
+                       f"the trusted checkpoint of size {size}: {e}")
+        return None
+    return tree, last[0].leaf_hash, last[0].notification_id
+
+
 def verify_ledger(
     store: LedgerStore,
     verifier: Verifier | None,
     origin: str | None = None,
     *,
+    since: Checkpoint | None = None,
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> VerifyReport:
-    """Verify the whole ledger; see the module docstring for what is checked."""
+    """Verify the ledger; see the module docstring for what is checked.
+
+    With ``since`` (a checkpoint the caller trusts, already verified), only
+    the leaves appended after it are re-read: the stored tree at its size must
+    have its root, the current tree must be consistent with it (RFC 9162
+    consistency proof from the stored nodes), and the chain continues from
+    its last leaf, whose hash an inclusion proof binds to that root. The work
+    is proportional to what is new, plus O(log n).
+    """
     report = VerifyReport()
     # Checkpoints first: one signed after this read covers at most the head read next.
     stored_checkpoints = store.checkpoints()
     head = store.head()
     total = head.size
-    checkpoints = _Checkpoints(stored_checkpoints, verifier, origin, report)
     gaps: list[tuple[int, int]] = []
     nodes = _NodeCheck(store, report, gaps)
     moved = _Moved(report)
@@ -294,6 +360,17 @@ def verify_ledger(
     expected = 0
     last_notification = 0  # the highest notification id of the leaves so far
     previous_notification = 0
+    if since is not None:
+        report.since = since.size
+        start = _start_from(store, since, head, report)
+        if start is None:
+            report.tree_size = total
+            return report
+        tree, prev, last_notification = start
+        previous_notification = last_notification
+        expected = since.size
+        stored_checkpoints = [c for c in stored_checkpoints if c.tree_size > since.size]
+    checkpoints = _Checkpoints(stored_checkpoints, verifier, origin, report)
     checkpoints.check_due(tree)
 
     def append(digest: bytes) -> None:
@@ -301,10 +378,10 @@ def verify_ledger(
         checkpoints.check_due(tree, gaps[0][0] if gaps else None)
 
     leaves: Iterator[LeafRow] = iter_batches(
-        store.read_leaves, 0, lambda r: r.leaf_index + 1, batch
+        store.read_leaves, expected, lambda r: r.leaf_index + 1, batch
     )
     events: Iterator[EventRow] = iter_batches(
-        store.read_events, 0, lambda r: r.notification_id, batch
+        store.read_events, last_notification, lambda r: r.notification_id, batch
     )
     event = next(events, None)
 
