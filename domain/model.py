@@ -165,9 +165,11 @@ class Authorization(Aggregate):
 
     class Granted(Event):
         TOPIC = _PREFIX + "AuthorizationGranted:v1"
+        origin: str
         decided_by: dict[str, str]
         conditions: dict[str, Any]
         reasons: str | None
+        signature: dict[str, str] | None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = "granted"
@@ -176,13 +178,16 @@ class Authorization(Aggregate):
                 "decided_by": self.decided_by,
                 "conditions": self.conditions,
                 "reasons": self.reasons,
+                "signature": self.signature,
                 "decided_at": self.timestamp,
             }
 
     class Refused(Event):
         TOPIC = _PREFIX + "AuthorizationRefused:v1"
+        origin: str
         decided_by: dict[str, str]
         reasons: str
+        signature: dict[str, str] | None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = "refused"
@@ -191,6 +196,7 @@ class Authorization(Aggregate):
                 "decided_by": self.decided_by,
                 "conditions": None,
                 "reasons": self.reasons,
+                "signature": self.signature,
                 "decided_at": self.timestamp,
             }
 
@@ -262,16 +268,29 @@ class Authorization(Aggregate):
             return None
         return GrantConditions.from_dict(self._decision["conditions"])
 
-    def grant(self, decided_by: Actor, conditions: GrantConditions, reasons: str | None) -> None:
+    @property
+    def decision_signed(self) -> bool:
+        """Whether the decision carries the origin's verified signature."""
+        return bool(self._decision and self._decision.get("signature"))
+
+    def grant(
+        self, decided_by: Actor, conditions: GrantConditions, reasons: str | None,
+        signature: dict[str, str] | None = None,
+    ) -> None:
         self.trigger_event(
             self.Granted,
+            origin=self.origin,
             decided_by=decided_by.as_dict(),
             conditions=conditions.as_dict(),
             reasons=reasons,
+            signature=signature,
         )
 
-    def refuse(self, decided_by: Actor, reasons: str) -> None:
-        self.trigger_event(self.Refused, decided_by=decided_by.as_dict(), reasons=reasons)
+    def refuse(self, decided_by: Actor, reasons: str, signature: dict[str, str] | None = None) -> None:
+        self.trigger_event(
+            self.Refused, origin=self.origin, decided_by=decided_by.as_dict(), reasons=reasons,
+            signature=signature,
+        )
 
     def revoke(self, revoked_by: Actor, reasons: str) -> None:
         self.trigger_event(self.Revoked, revoked_by=revoked_by.as_dict(), reasons=reasons)
@@ -301,6 +320,7 @@ class PartyPolicy(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.party = self.party
             aggregate.written_authorization_required = False
+            aggregate.keys = {}
 
     class WrittenFormRequirementSet(Event):
         TOPIC = _PREFIX + "WrittenFormRequirementSet:v1"
@@ -309,6 +329,24 @@ class PartyPolicy(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.written_authorization_required = self.required
+
+    class KeyRegistered(Event):
+        """The Party registers an Ed25519 verifier key (C2SP vkey) for signed decisions."""
+
+        TOPIC = _PREFIX + "PartyKeyRegistered:v1"
+        party: str
+        vkey: str
+        key: str
+        registered_by: dict[str, str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.keys = {**getattr(aggregate, "keys", {}), self.key: self.vkey}
+
+    def register_key(self, vkey: str, key: str, registered_by: Actor) -> None:
+        """``key`` is the vkey's ``name+id`` reference, under which signatures name it."""
+        self.trigger_event(
+            self.KeyRegistered, party=self.party, vkey=vkey, key=key, registered_by=registered_by.as_dict()
+        )
 
     def set_written_form_requirement(self, required: bool, set_by: Actor) -> None:
         self.trigger_event(

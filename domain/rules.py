@@ -198,15 +198,20 @@ def written_form_required(lineage_requires: bool, origin_policy_requires: bool) 
     return lineage_requires or origin_policy_requires
 
 
-def check_written_instrument(conditions: GrantConditions | None, required: bool, origin: str) -> None:
+def check_written_instrument(
+    conditions: GrantConditions | None, required: bool, origin: str, *, signed: bool = False
+) -> None:
     """Point 5 (art. 36 §3): where written form is required, a grant needs an instrument.
 
-    The instrument is a document reference with the document's SHA-256 digest.
+    The instrument is a document reference with the document's SHA-256 digest,
+    or the decision itself signed with the origin's registered key (``signed``).
     """
-    if required and (conditions is None or conditions.written_instrument is None):
+    has_document = conditions is not None and conditions.written_instrument is not None
+    if required and not (has_document or signed):
         raise RuleViolation(
             f"{origin} requires authorization in writing: the grant needs a written "
-            "instrument (conditions.written_instrument: reference and sha256)",
+            "instrument (conditions.written_instrument: reference and sha256) or the "
+            "decision signed with a key registered to the origin",
             rule="written-instrument-required",
             field="conditions.written_instrument",
             article=ART_36_3,
@@ -345,7 +350,7 @@ def check_onward_transfer_authorized(
             article="art. 36 §3; art. 40 §19",
             values={"authorized": authorized_purpose.proceeding, "purpose": draft.purpose.proceeding},
         )
-    check_written_instrument(conditions, written_required, origin)
+    check_written_instrument(conditions, written_required, origin, signed=authorization.decision_signed)
 
 
 def check_request_consistent(draft: AuthorizationRequestDraft, parent: Transfer) -> None:
@@ -354,3 +359,62 @@ def check_request_consistent(draft: AuthorizationRequestDraft, parent: Transfer)
     check_holder_received_parent(draft.requested_by.party, parent, "requested_by.party")
     check_categories_received(draft.data_categories, parent)
     check_request_needed(parent.origin, draft.requested_by.party, draft.recipient.party)
+
+
+# -- point 5: decisions signed by the origin -----------------------------------
+
+DECISION_FORMAT = "transfer-ledger/decision/v1"
+
+
+def decision_document(
+    authorization_id: str,
+    origin: str,
+    decision: str,
+    decided_by: dict[str, str],
+    reasons: str | None,
+    conditions: dict[str, object] | None,
+) -> dict[str, object]:
+    """Point 5 (art. 36 §3): what the origin signs when it decides in writing.
+
+    ``decided_by`` and ``conditions`` in the ledger's normalized form (as the
+    decision event stores them); its RFC 8785 serialization is the signed
+    message (docs/FORMAT.md).
+    """
+    return {
+        "format": DECISION_FORMAT,
+        "authorization_id": authorization_id,
+        "origin": origin,
+        "decision": decision,
+        "decided_by": decided_by,
+        "reasons": reasons,
+        "conditions": conditions if decision == "granted" else None,
+    }
+
+
+def check_decision_signature(
+    signature_key: str, origin: str, origin_keys: list[str], valid: bool
+) -> None:
+    """Point 5 (art. 36 §3): a signed decision counts only if the origin signed it.
+
+    ``origin_keys`` are the key references (``name+id``) registered to the
+    origin; ``valid`` says whether the signature verifies under the named key.
+    A decision signed by anyone but the origin is refused.
+    """
+    if signature_key not in origin_keys:
+        raise RuleViolation(
+            f"the decision is signed with key {signature_key}, which is not registered to "
+            f"{origin}, the origin: only the first transferring Party's signature counts",
+            rule="decision-signature-invalid",
+            field="signature.key",
+            article=ART_36_3,
+            values={"key": signature_key, "origin": origin},
+        )
+    if not valid:
+        raise RuleViolation(
+            f"the signature does not verify under {origin}'s key {signature_key} over the "
+            "canonical decision document (docs/FORMAT.md)",
+            rule="decision-signature-invalid",
+            field="signature.value",
+            article=ART_36_3,
+            values={"key": signature_key, "origin": origin},
+        )

@@ -7,6 +7,8 @@ layers (HTTP schemas, CLI) only shape requests. A parse error names the field
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -488,6 +490,49 @@ class AuthorizationRequestDraft:
         )
 
 
+_KEY_REF = re.compile(r"^[^\s+]{1,200}\+[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class DecisionSignature:
+    """A Party's Ed25519 signature over the canonical decision document.
+
+    ``key`` names the signing key as ``<key name>+<8 hex key id>`` (the first
+    two parts of its C2SP vkey); ``value`` is the 64-byte signature.
+    """
+
+    key: str
+    value: bytes
+
+    @classmethod
+    def parse(cls, value: Any, field: str) -> DecisionSignature | None:
+        if value is None:
+            return None
+        data = _require_object(value, field, ("key", "value"))
+        key = data.get("key")
+        if not isinstance(key, str) or not _KEY_REF.match(key):
+            raise InvalidInput(
+                f"{field}.key must name a registered key as <key name>+<8 hex key id>",
+                rule="invalid-field",
+                field=f"{field}.key",
+            )
+        raw = data.get("value")
+        try:
+            signature = base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
+        except binascii.Error:
+            signature = b""
+        if len(signature) != 64 or base64.b64encode(signature).decode() != raw:
+            raise InvalidInput(
+                f"{field}.value must be the standard base64 of a 64-byte Ed25519 signature",
+                rule="invalid-field",
+                field=f"{field}.value",
+            )
+        return cls(key, signature)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"key": self.key, "value": base64.b64encode(self.value).decode()}
+
+
 @dataclass(frozen=True)
 class DecisionDraft:
     """The origin's answer to a request: granted with conditions, or refused with reasons."""
@@ -496,10 +541,13 @@ class DecisionDraft:
     decided_by: Actor
     reasons: str | None
     conditions: GrantConditions
+    signature: DecisionSignature | None = None
 
     @classmethod
     def parse(cls, data: Any) -> DecisionDraft:
-        data = _require_object(data, "decision", ("decision", "decided_by", "reasons", "conditions"))
+        data = _require_object(
+            data, "decision", ("decision", "decided_by", "reasons", "conditions", "signature")
+        )
         decision = data.get("decision")
         if decision not in ("granted", "refused"):
             raise InvalidInput(
@@ -519,6 +567,7 @@ class DecisionDraft:
             decided_by=Actor.parse(data["decided_by"], "decided_by", officer_required=True),
             reasons=parse_text(data.get("reasons"), "reasons", required=False),
             conditions=conditions,
+            signature=DecisionSignature.parse(data.get("signature"), "signature"),
         )
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import rfc8785
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import RecordConflictError
 
@@ -34,6 +35,7 @@ from domain.rules import (
     check_categories_received,
     check_conditions_within_request,
     check_decided_by_origin,
+    check_decision_signature,
     check_holder_received_parent,
     check_not_to_self,
     check_onward_transfer_authorized,
@@ -42,6 +44,7 @@ from domain.rules import (
     check_request_consistent,
     check_revocable,
     check_written_instrument,
+    decision_document,
     origin_of,
     written_form_required,
 )
@@ -55,8 +58,19 @@ from domain.values import (
 )
 from ledger.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
 from ledger.leaf import AppendedLeaf
+from ledger.note import NoteError, Verifier
 from ledger.sql import SqlAccess
 from ledger.store import LedgerStore
+
+def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDraft) -> bytes:
+    """The message a Party signs for a decision: RFC 8785 of the decision document."""
+    return rfc8785.dumps(
+        decision_document(
+            authorization_id, origin, draft.decision, draft.decided_by.as_dict(), draft.reasons,
+            draft.conditions.as_dict(),
+        )
+    )
+
 
 #: How often a command is re-checked after losing a race to another writer.
 MAX_ATTEMPTS = 20
@@ -203,16 +217,19 @@ class TransferLedger(Application[UUID]):
             authorization = self._get_authorization(auth_id, "authorization_id")
             check_decided_by_origin(draft.decided_by, authorization, "decided_by")
             check_pending(authorization)
+            signature = self._checked_signature(authorization, draft)
             if draft.decision == "granted":
                 check_conditions_within_request(draft.conditions, authorization)
                 parent = self._get_transfer(authorization.parent_transfer_id, "parent_transfer_id")
                 required = written_form_required(
                     parent.origin_requires_written_form, self._policy_requires_writing(authorization.origin)
                 )
-                check_written_instrument(draft.conditions, required, authorization.origin)
-                authorization.grant(draft.decided_by, draft.conditions, draft.reasons)
+                check_written_instrument(
+                    draft.conditions, required, authorization.origin, signed=signature is not None
+                )
+                authorization.grant(draft.decided_by, draft.conditions, draft.reasons, signature)
             else:
-                authorization.refuse(draft.decided_by, draft.reasons or "")
+                authorization.refuse(draft.decided_by, draft.reasons or "", signature)
             try:
                 self._save_command(authorization, resource=authorization, kind="authorization",
                                    idempotency=idempotency)
@@ -239,6 +256,47 @@ class TransferLedger(Application[UUID]):
                 continue
             return self._authorization_view(authorization)
         raise RuntimeError("could not record the revocation: too much contention")
+
+    def _checked_signature(self, authorization: Authorization, draft: DecisionDraft) -> dict[str, str] | None:
+        """The decision's signature, verified under a key registered to the origin."""
+        if draft.signature is None:
+            return None
+        policy = self._get_policy(authorization.origin)
+        keys: dict[str, str] = dict(policy.keys) if policy is not None else {}
+        vkey = keys.get(draft.signature.key)
+        valid = vkey is not None and Verifier.from_vkey(vkey).verify(
+            signed_decision_bytes(str(authorization.id), authorization.origin, draft), draft.signature.value
+        )
+        check_decision_signature(draft.signature.key, authorization.origin, list(keys), valid)
+        return draft.signature.as_dict()
+
+    def register_party_key(self, party: str, vkey: str, *, registered_by: Any) -> dict[str, Any]:
+        """A Party registers an Ed25519 verifier key (C2SP vkey) to sign decisions with."""
+        party = parse_party(party, "party")
+        actor = Actor.parse(registered_by, "registered_by", officer_required=True)
+        if actor.party != party:
+            raise InvalidInput(
+                f"{actor.party} cannot register a key for {party}", rule="not-own-policy",
+                field="registered_by.party", values={"party": party, "registered_by": actor.party},
+            )
+        try:
+            verifier = Verifier.from_vkey(vkey)
+        except NoteError as e:
+            raise InvalidInput(f"vkey: {e}", rule="invalid-vkey", field="vkey") from None
+        key = f"{verifier.name}+{verifier.key_id:08x}"
+        for _ in range(MAX_ATTEMPTS):
+            policy = self._get_policy(party)
+            if policy is None:
+                policy = PartyPolicy._create(PartyPolicy.Registered, id=party_policy_id(party), party=party)
+            if key in policy.keys:
+                return {"party": party, "key": key, "vkey": policy.keys[key]}
+            policy.register_key(verifier.vkey(), key, actor)
+            try:
+                self.save(policy)
+            except RecordConflictError:
+                continue
+            return {"party": party, "key": key, "vkey": verifier.vkey()}
+        raise RuntimeError("could not register the key: too much contention")
 
     def set_party_policy(self, party: str, *, written_authorization_required: bool, set_by: Any) -> dict[str, Any]:
         """Record a Party's standing policy on written authorizations (art. 36 §3)."""
@@ -510,6 +568,7 @@ class TransferLedger(Application[UUID]):
                     "decision": decision["decision"],
                     "decided_by": decision["decided_by"],
                     "reasons": decision["reasons"],
+                    "signature": decision.get("signature"),
                     "decided_at": format_datetime(decision["decided_at"]),
                 }
                 if decision

@@ -262,6 +262,10 @@ class Signer:
         """The verifier key string for this signer's public key."""
         return self._verifier.vkey()
 
+    def sign_raw(self, message: bytes) -> bytes:
+        """The bare 64-byte Ed25519 signature of ``message`` (e.g. a decision document)."""
+        return self._private_key.sign(message)
+
     def sign(self, text: bytes) -> str:
         """The signature line ``— <name> base64(key ID || signature)\\n`` for
         the note text ``text`` (signed-note.md, "Signatures")."""

@@ -44,11 +44,17 @@ it checks the ledger up to the head it read first.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import rfc8785
+
+from domain.model import Authorization, PartyPolicy, party_policy_id
+from domain.rules import decision_document
 from ledger.leaf import ZERO_HASH, encode_leaf
 from ledger.merkle import (
     CompactRange,
@@ -80,6 +86,7 @@ class VerifyReport:
     checkpoints_checked: int = 0
     events_checked: int = 0
     since: int | None = None  # the trusted checkpoint's size, in incremental mode
+    signatures_checked: int = 0  # decisions signed by their origin, re-verified
 
     def problem(self, index: int | None, kind: str, text: str) -> None:
         self.ok = False
@@ -101,6 +108,7 @@ class VerifyReport:
             "checkpoints_checked": self.checkpoints_checked,
             "events_checked": self.events_checked,
             "since": self.since,
+            "signatures_checked": self.signatures_checked,
         }
 
 
@@ -201,6 +209,87 @@ class _NodeCheck:
                         f"[{first_leaf}, {(idx + 1) << level}) is {what}",
                     )
         self.computed.clear()
+
+
+class _DecisionSignatures:
+    """Checks every signed decision against the keys its origin had registered.
+
+    Follows the ``PartyKeyRegistered`` events as they stream past (a handful
+    per Party), and re-verifies each signed ``AuthorizationGranted`` or
+    ``AuthorizationRefused`` over its canonical decision document.
+    """
+
+    def __init__(self, report: VerifyReport, store: LedgerStore, start: int) -> None:
+        self.report, self.store, self.start = report, store, start
+        self.keys: dict[str, dict[str, str]] = {}
+        self.loaded: set[str] = set()
+        self.checked = 0
+
+    def _registered_before_start(self, party: str) -> None:
+        """In incremental mode, the keys a Party registered before the trusted size."""
+        self.loaded.add(party)
+        if self.start == 0:
+            return
+        policy_id = party_policy_id(party)
+        for event in self.store.select_events(policy_id):  # type: ignore[attr-defined]
+            if event.topic != PartyPolicy.KeyRegistered.TOPIC:
+                continue
+            leaf = self.store.leaf_of_event(policy_id, event.originator_version)
+            data = json.loads(event.state)
+            if leaf is not None and leaf.leaf_index < self.start:
+                self.keys.setdefault(party, {})[str(data.get("key"))] = str(data.get("vkey"))
+
+    def see(self, index: int, row: EventRow) -> None:
+        if row.topic == PartyPolicy.KeyRegistered.TOPIC:
+            data = self._decode(index, row)
+            if data is not None:
+                self.keys.setdefault(str(data.get("party")), {})[str(data.get("key"))] = str(data.get("vkey"))
+            return
+        decision = _DECISION_TOPICS.get(row.topic)
+        if decision is None:
+            return
+        data = self._decode(index, row)
+        if data is None or not data.get("signature"):
+            return
+        self.checked += 1
+        signature = data["signature"]
+        origin = str(data.get("origin"))
+        if origin not in self.loaded:
+            self._registered_before_start(origin)
+        vkey = self.keys.get(origin, {}).get(str(signature.get("key")))
+        message = rfc8785.dumps(
+            decision_document(row.originator_id, origin, decision, data.get("decided_by"),  # type: ignore[arg-type]
+                              data.get("reasons"), data.get("conditions"))
+        )
+        try:
+            valid = vkey is not None and Verifier.from_vkey(vkey).verify(
+                message, base64.b64decode(str(signature.get("value")), validate=True)
+            )
+        except (NoteError, ValueError):
+            valid = False
+        if not valid:
+            owner = "not registered to the origin" if vkey is None else "does not verify"
+            self.report.problem(
+                index, "invalid-signature",
+                f"the {decision} decision on {row.originator_id} is signed with key "
+                f"{signature.get('key')}, which {owner} ({origin})",
+            )
+
+    def _decode(self, index: int, row: EventRow) -> dict[str, Any] | None:
+        try:
+            data = json.loads(row.state)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            self.report.problem(index, "modified", f"the state of {row.topic} is not the JSON it must be")
+            return None
+        return data
+
+
+_DECISION_TOPICS = {
+    Authorization.Granted.TOPIC: "granted",
+    Authorization.Refused.TOPIC: "refused",
+}
 
 
 def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
@@ -355,6 +444,7 @@ def verify_ledger(
     gaps: list[tuple[int, int]] = []
     nodes = _NodeCheck(store, report, gaps)
     moved = _Moved(report)
+    signatures = _DecisionSignatures(report, store, since.size if since is not None else 0)
     tree = CompactRange()
     prev = ZERO_HASH
     expected = 0
@@ -437,6 +527,7 @@ def verify_ledger(
             moved.lost_event(leaf)
         else:
             report.events_checked += 1
+            signatures.see(index, row)
             if _key(row) != _key(leaf):
                 moved.holds(leaf, row)
                 moved.lost_event(leaf)
@@ -486,6 +577,7 @@ def verify_ledger(
             "the head row (last leaf hash, frontier) does not match the recomputed tree",
         )
     checkpoints.finish(expected)
+    report.signatures_checked = signatures.checked
     report.tree_size = expected
     report.root_hash = None if gaps else tree.root()
     if progress is not None:

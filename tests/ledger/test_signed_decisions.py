@@ -1,0 +1,117 @@
+"""Decisions signed with the origin's registered key (art. 36 §3 written form)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from domain.parties import Actor
+from domain.errors import InvalidInput, RuleViolation
+from domain.values import DecisionDraft
+from ledger.application import TransferLedger, signed_decision_bytes
+from ledger.checkpoints import sign_current_checkpoint
+from ledger.note import Signer, open_checkpoint
+from ledger.verify import verify_ledger
+from tests.scenario import actor, grant, onward, refuse, request, transfer
+
+DE_KEY = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))
+FR_KEY = Signer.from_seed("ofac.example/decisions", bytes(range(1, 33)))
+LEDGER_KEY = Signer.from_seed("transfer-ledger.example/ledger", bytes(32))
+
+
+def key_ref(signer: Signer) -> str:
+    return f"{signer.name}+{signer.key_id:08x}"
+
+
+def signed(ledger_auth_id: str, body: dict[str, Any], signer: Signer, origin: str = "DE") -> dict[str, Any]:
+    draft = DecisionDraft.parse(body)
+    message = signed_decision_bytes(ledger_auth_id, origin, draft)
+    sig = signer.sign_raw(message)
+    return {**body, "signature": {"key": key_ref(signer), "value": base64.b64encode(sig).decode()}}
+
+
+@pytest.fixture
+def pending(ledger: TransferLedger) -> tuple[dict[str, Any], dict[str, Any]]:
+    ledger.register_party_key("DE", DE_KEY.vkey(), registered_by=actor("DE"))
+    ledger.register_party_key("FR", FR_KEY.vkey(), registered_by=actor("FR"))
+    root = ledger.record_transfer(transfer("DE", "FR", handling={"written_authorization_required": True}))
+    return root, ledger.request_authorization(request("FR", "INTERPOL", root))
+
+
+def test_a_signed_grant_is_the_written_instrument(ledger: TransferLedger, pending: Any) -> None:
+    root, req = pending
+    with pytest.raises(RuleViolation) as unsigned:
+        ledger.decide(req["id"], grant("DE"))
+    assert unsigned.value.rule == "written-instrument-required"
+    auth = ledger.decide(req["id"], signed(req["id"], grant("DE", max_transfers=2), DE_KEY))
+    assert auth["status"] == "granted"
+    assert auth["decision"]["signature"]["key"] == key_ref(DE_KEY)
+    out = ledger.record_transfer(onward("FR", "INTERPOL", root, auth))
+    assert out["origin"] == "DE"
+
+
+def test_a_signed_refusal_is_recorded(ledger: TransferLedger, pending: Any) -> None:
+    _, req = pending
+    auth = ledger.decide(req["id"], signed(req["id"], refuse("DE", "specialty"), DE_KEY))
+    assert auth["status"] == "refused" and auth["decision"]["signature"] is not None
+
+
+def test_a_decision_signed_by_anyone_but_the_origin_is_refused(ledger: TransferLedger, pending: Any) -> None:
+    _, req = pending
+    before = ledger.store.head()
+    with pytest.raises(RuleViolation) as caught:
+        ledger.decide(req["id"], signed(req["id"], grant("DE"), FR_KEY))
+    assert caught.value.rule == "decision-signature-invalid" and caught.value.field == "signature.key"
+    assert caught.value.values == {"key": key_ref(FR_KEY), "origin": "DE"}
+    assert ledger.store.head() == before
+
+
+def test_a_signature_over_another_document_is_refused(ledger: TransferLedger, pending: Any) -> None:
+    _, req = pending
+    body = signed(req["id"], grant("DE", max_transfers=1), DE_KEY)
+    body["conditions"] = {"max_transfers": 5}  # not what DE signed
+    with pytest.raises(RuleViolation) as caught:
+        ledger.decide(req["id"], body)
+    assert caught.value.rule == "decision-signature-invalid" and caught.value.field == "signature.value"
+
+
+def test_malformed_signatures_and_keys_are_invalid_input(ledger: TransferLedger, pending: Any) -> None:
+    _, req = pending
+    for bad in ({"key": "no-id", "value": "AAAA"}, {"key": key_ref(DE_KEY), "value": "not base64!"},
+                {"key": key_ref(DE_KEY), "value": base64.b64encode(b"short").decode()}):
+        with pytest.raises(InvalidInput):
+            ledger.decide(req["id"], {**grant("DE"), "signature": bad})
+    with pytest.raises(InvalidInput) as caught:
+        ledger.register_party_key("DE", "example.com+00000000+AAAA", registered_by=actor("DE"))
+    assert caught.value.rule == "invalid-vkey"
+    with pytest.raises(InvalidInput) as other:
+        ledger.register_party_key("DE", DE_KEY.vkey(), registered_by=actor("FR"))
+    assert other.value.rule == "not-own-policy"
+
+
+def test_verify_rechecks_every_signature(ledger: TransferLedger, pending: Any) -> None:
+    _, req = pending
+    ledger.decide(req["id"], signed(req["id"], grant("DE"), DE_KEY))
+    checkpoint = open_checkpoint(sign_current_checkpoint(ledger.store, LEDGER_KEY).note, LEDGER_KEY.verifier())
+    report = verify_ledger(ledger.store, LEDGER_KEY.verifier(), LEDGER_KEY.name)
+    assert report.ok and report.signatures_checked == 1
+    # a grant written around the application, with a forged signature: the
+    # leaves are sound, the signature is not
+    root2 = ledger.record_transfer(transfer("DE", "FR"))
+    req2 = ledger.request_authorization(request("FR", "INTERPOL", root2))
+    auth = ledger.repository.get(UUID(req2["id"]))
+    auth.grant(Actor.from_dict(actor("DE")),
+               DecisionDraft.parse(grant("DE")).conditions, None,
+               {"key": key_ref(DE_KEY), "value": base64.b64encode(bytes(64)).decode()})
+    ledger.save(auth)
+    forged_index = ledger.store.head().size - 1
+    report = verify_ledger(ledger.store, LEDGER_KEY.verifier(), LEDGER_KEY.name)
+    assert not report.ok and report.first_bad_index == forged_index
+    assert report.problems[0].startswith("invalid-signature")
+    # incremental verification knows the keys registered before its start
+    incremental = verify_ledger(ledger.store, LEDGER_KEY.verifier(), LEDGER_KEY.name, since=checkpoint)
+    assert not incremental.ok and incremental.first_bad_index == forged_index
+    assert incremental.signatures_checked == 1
