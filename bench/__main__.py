@@ -129,6 +129,88 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
         ledger.close()
 
 
+def build_store(settings: Settings, n: int) -> TransferLedger:
+    """A ledger of ``n`` leaves, appended through the real recorder in batches."""
+    from eventsourcing.persistence import StoredEvent
+
+    ledger = TransferLedger(eventsourcing_env(settings))
+    batch = 5000
+    for start in range(0, n, batch):
+        ledger.recorder.insert_events(
+            [StoredEvent(uuid4(), 1, "bench:Event:v1", f'{{"n":{i}}}'.encode())
+             for i in range(start, min(n, start + batch))]
+        )
+    return ledger
+
+
+def bench_proofs(n: int) -> None:
+    """Inclusion and consistency proofs from the stored nodes vs pymerkle on the same leaves."""
+    import random
+
+    import pymerkle
+
+    from ledger.leaf import ZERO_HASH, encode_leaf
+    from ledger.merkle import consistency_proof, inclusion_proof
+    from ledger.proofs import NodeCache
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = build_store(Settings(Path(tmp)), n)
+        try:
+            reference = pymerkle.InmemoryTree(algorithm="sha256")
+            prev = ZERO_HASH
+            for leaf, event in _feed(ledger, n):
+                data = encode_leaf(leaf.leaf_index, prev, event.originator_id, event.originator_version,
+                                   event.topic, event.state, leaf.recorded_at)
+                reference.append_entry(data)
+                prev = leaf.leaf_hash
+            rng = random.Random(6962)
+            samples = 1000
+            pairs = [(rng.randrange(n), n) for _ in range(samples)]
+            ranges = [(rng.randrange(1, n), n) for _ in range(samples)]
+
+            cache = NodeCache(ledger.store)
+            start = time.perf_counter()
+            cache.ensure(n)
+            load = time.perf_counter() - start
+            print(f"{'  (load stored nodes into memory)':<34} {n:>8} {'':>13} {load:>12.2f}s")
+
+            def get_nodes(ids: Any) -> Any:
+                return ledger.store.read_nodes(ids)
+
+            for label, ours, theirs in (
+                ("inclusion", cache.inclusion_proof, lambda i, m: reference.prove_inclusion(i + 1, m)),
+                ("consistency", cache.consistency_proof, lambda a, b: reference.prove_consistency(a, b)),
+                ("inclusion, one SQL query each", lambda i, m: inclusion_proof(i, m, get_nodes),
+                 lambda i, m: reference.prove_inclusion(i + 1, m)),
+                ("consistency, one SQL query each", lambda a, b: consistency_proof(a, b, get_nodes),
+                 lambda a, b: reference.prove_consistency(a, b)),
+            ):
+                args = pairs if label.startswith("inclusion") else ranges
+                start = time.perf_counter()
+                for a, b in args:
+                    ours(a, b)
+                t_ours = (time.perf_counter() - start) / samples
+                start = time.perf_counter()
+                for a, b in args:
+                    theirs(a, b)
+                t_theirs = (time.perf_counter() - start) / samples
+                print(f"{label:<34} {n:>8} {t_theirs * 1e6:>11.1f}us {t_ours * 1e6:>11.1f}us "
+                      f"{t_theirs / t_ours:>7.1f}x  (goal: sub-millisecond, >= 10x pymerkle)"
+                      f"{'' if t_ours < 1e-3 and t_theirs / t_ours >= 10 else '  MISSED'}")
+        finally:
+            ledger.close()
+
+
+def _feed(ledger: TransferLedger, n: int) -> Any:
+    start = 0
+    while start < n:
+        rows = ledger.store.read_feed(start, 10_000)
+        if not rows:
+            return
+        yield from rows
+        start = rows[-1][0].leaf_index + 1
+
+
 def main() -> int:
     print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}")
     print(f"{'recording in-process':<34} {'events':>8} {'raw save':>14} {'ledger':>14} {'ratio':>8}")
@@ -142,6 +224,10 @@ def main() -> int:
         bench_recording("PostgreSQL", raw_env, eventsourcing_env(Settings(Path("."), url)), EVENTS)
     else:
         print(f"{'PostgreSQL':<34} (set BENCH_DATABASE_URL to include it)")
+    print()
+    proof_leaves = int(os.environ.get("BENCH_PROOF_LEAVES", str(max(EVENTS, 1_000_000))))
+    print(f"{'proofs (SQLite store)':<34} {'leaves':>8} {'pymerkle':>13} {'ledger':>13} {'speed-up':>8}")
+    bench_proofs(proof_leaves)
     return 0
 
 

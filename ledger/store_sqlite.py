@@ -194,9 +194,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 )
                 found.update(((0, r[0]), bytes(r[1])) for r in c.fetchall())
             if inner:
+                # Point lookups on the primary key (a row-value IN over VALUES
+                # would scan the table).
                 c.execute(
-                    "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN "
-                    f"(VALUES {','.join(['(?,?)'] * len(inner))})",
+                    " UNION ALL ".join(
+                        ["SELECT level, idx, hash FROM ledger_nodes WHERE level = ? AND idx = ?"] * len(inner)
+                    ),
                     [v for pair in inner for v in pair],
                 )
                 found.update(((r[0], r[1]), bytes(r[2])) for r in c.fetchall())

@@ -1,0 +1,126 @@
+"""Serving RFC 9162 proofs from an in-memory copy of the stored subtree hashes.
+
+Complete subtree hashes never change once the tree has grown past them, so a
+process that serves proofs can keep the stored ones in memory, one flat array
+per level (32 bytes a node: about 64 bytes per leaf in all), and extend the
+copy incrementally from the store when a proof asks for a larger tree. A proof
+then reads its O(log n) nodes from memory instead of querying the database.
+Works with several writer processes: whatever was committed is read on demand.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from ledger.merkle import (
+    HASH_SIZE,
+    NodeId,
+    NodeSpec,
+    consistency_proof_ids,
+    inclusion_proof_ids,
+    node_hash,
+)
+from ledger.store import LedgerStore, iter_batches
+
+_BATCH = 50_000
+#: Right-edge subtree hashes remembered (they are shared by every proof
+#: against the same tree size).
+_EDGE_CACHE = 4096
+
+
+class StoredNodesMissing(RuntimeError):
+    """The store lacks subtree hashes it must have: run ``transfer-ledger verify``."""
+
+
+class NodeCache:
+    """The ledger's complete subtree hashes for ``size`` leaves, in memory."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.size = 0
+        self.levels: list[bytearray] = [bytearray()]
+        self._lock = threading.Lock()
+        self._edges: dict[tuple[NodeId, ...], bytes] = {}
+
+    def ensure(self, size: int) -> None:
+        """Load what the store holds for trees up to ``size`` leaves (committed ones)."""
+        if size <= self.size:
+            return
+        with self._lock:
+            if size <= self.size:
+                return
+            old = self.size
+            level0 = self.levels[0]
+            loaded = old
+            for leaf in iter_batches(self.store.read_leaves, old, lambda r: r.leaf_index + 1, _BATCH):
+                if leaf.leaf_index >= size:
+                    break
+                if leaf.leaf_index != loaded:
+                    raise StoredNodesMissing(f"leaf {loaded} is missing from the store")
+                level0 += leaf.leaf_hash
+                loaded += 1
+            if loaded < size:
+                raise StoredNodesMissing(f"the store has {loaded} leaves, fewer than {size}")
+            level = 1
+            while size >> level:
+                if len(self.levels) <= level:
+                    self.levels.append(bytearray())
+                first, last = old >> level, (size >> level) - 1
+                if first <= last:
+                    rows = self.store.read_level_range(level, first, last)
+                    if len(rows) != last - first + 1 or (rows and rows[0][0] != first):
+                        raise StoredNodesMissing(
+                            f"stored Merkle nodes at level {level}, indexes {first}..{last}, are incomplete"
+                        )
+                    target = self.levels[level]
+                    for _, digest in rows:
+                        target += digest
+                level += 1
+            self.size = size
+
+    def get_nodes(self, ids: Sequence[NodeId]) -> list[bytes]:
+        out = []
+        for level, index in ids:
+            start = index * HASH_SIZE
+            out.append(bytes(self.levels[level][start : start + HASH_SIZE]))
+        return out
+
+    def _assemble(self, specs: list[NodeSpec]) -> list[bytes]:
+        """Each proof element: a stored node, or the fold of a right-edge range of them."""
+        levels = self.levels
+        out = []
+        for spec in specs:
+            if len(spec) == 1:
+                level, index = spec[0]
+                start = index * HASH_SIZE
+                out.append(bytes(levels[level][start : start + HASH_SIZE]))
+                continue
+            key = tuple(spec)
+            digest = self._edges.get(key)
+            if digest is None:
+                hashes = self.get_nodes(spec)
+                digest = hashes[-1]
+                for left in reversed(hashes[:-1]):
+                    digest = node_hash(left, digest)
+                if len(self._edges) >= _EDGE_CACHE:
+                    self._edges.clear()
+                self._edges[key] = digest
+            out.append(digest)
+        return out
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 ``PATH(index, D[0:tree_size])``."""
+        specs = inclusion_proof_ids(index, tree_size)
+        self.ensure(tree_size)
+        return self._assemble(specs)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 ``PROOF(first, D[0:second])``."""
+        specs = consistency_proof_ids(first, second)
+        self.ensure(second)
+        return self._assemble(specs)
+
+    def leaf_hash(self, index: int) -> bytes:
+        self.ensure(index + 1)
+        return self.get_nodes([(0, index)])[0]

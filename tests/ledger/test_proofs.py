@@ -1,0 +1,75 @@
+"""Proofs served from the in-memory copy of the stored nodes (ledger.proofs)."""
+
+from __future__ import annotations
+
+import random
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from ledger.application import TransferLedger
+from ledger.checkpoints import current_tree, stored_root_at
+from ledger.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
+from ledger.proofs import NodeCache, StoredNodesMissing
+from tests.conftest import Backend
+
+
+def append(ledger: TransferLedger, count: int) -> None:
+    ledger.recorder.insert_events(
+        [StoredEvent(uuid4(), 1, "t:E:v1", f'{{"i":{i}}}'.encode()) for i in range(count)]
+    )
+
+
+def test_cached_proofs_equal_proofs_from_sql_and_verify(ledger: TransferLedger) -> None:
+    append(ledger, 300)
+    cache = NodeCache(ledger.store)
+    rng = random.Random(1)
+
+    def get_nodes(ids):  # type: ignore[no-untyped-def]
+        return ledger.store.read_nodes(ids)
+
+    for _ in range(60):
+        size = rng.randrange(1, 301)
+        index = rng.randrange(size)
+        root = stored_root_at(ledger.store, size)
+        proof = cache.inclusion_proof(index, size)
+        assert proof == inclusion_proof(index, size, get_nodes)
+        verify_inclusion(cache.leaf_hash(index), index, size, proof, root)
+        first = rng.randrange(1, size + 1)
+        proof = cache.consistency_proof(first, size)
+        assert proof == consistency_proof(first, size, get_nodes)
+        verify_consistency(first, size, proof, stored_root_at(ledger.store, first), root)
+
+
+def test_the_copy_grows_with_the_ledger(ledger: TransferLedger) -> None:
+    append(ledger, 5)
+    cache = NodeCache(ledger.store)
+    cache.ensure(5)
+    assert cache.size == 5
+    append(ledger, 100)
+    size, root = current_tree(ledger.store)
+    proof = cache.inclusion_proof(77, size)  # loads only what is new
+    assert cache.size == size == 105
+    verify_inclusion(cache.leaf_hash(77), 77, size, proof, root)
+
+
+def test_a_tree_larger_than_the_store_is_refused(ledger: TransferLedger) -> None:
+    append(ledger, 4)
+    with pytest.raises(StoredNodesMissing):
+        NodeCache(ledger.store).inclusion_proof(0, 9)
+
+
+def test_missing_stored_nodes_are_reported(ledger: TransferLedger, backend: Backend) -> None:
+    append(ledger, 16)
+    backend.execute("DELETE FROM ledger_nodes WHERE level = 2 AND idx = 1")
+    with pytest.raises(StoredNodesMissing):
+        NodeCache(ledger.store).ensure(16)
+
+
+def test_argument_errors() -> None:
+    cache = NodeCache(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        cache.inclusion_proof(5, 5)
+    with pytest.raises(ValueError):
+        cache.consistency_proof(0, 3)
