@@ -1,20 +1,23 @@
 """``transfer-ledger demo``: a multi-hop art. 36 §3 scenario, narrated.
 
 DE sends FR data under art. 44 and requires written authorization; FR asks
-DE to pass them to INTERPOL; DE grants in writing; FR transfers; INTERPOL's
-onward transfer to a third State needs DE's grant again (not FR's); a
-refusal with reasons; a revocation, and an onward transfer refused after it.
+DE to pass them to INTERPOL; DE grants in writing (a document reference and
+digest); FR transfers; INTERPOL's onward transfer to a third State needs DE's
+grant again (not FR's), which DE signs with its registered key; a refusal
+with reasons; a revocation, and an onward transfer refused after it.
 Then a signed checkpoint of it all.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from domain.errors import DomainError
-from ledger.application import TransferLedger
+from domain.values import DecisionDraft
+from ledger.application import TransferLedger, signed_decision_bytes
 from ledger.checkpoints import sign_current_checkpoint
 from ledger.note import Signer
 
@@ -146,20 +149,18 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
     brazil_request = ledger.request_authorization(to_brazil)
     say(f"   request {brazil_request['id']}: origin {brazil_request['origin']} decides")
     refused(lambda: ledger.decide(brazil_request["id"], {"decision": "granted", "decided_by": OFAC}))
-    brazil_grant = ledger.decide(
-        brazil_request["id"],
-        {
-            "decision": "granted",
-            "decided_by": BMJ,
-            "conditions": {
-                "max_transfers": 3,
-                "written_instrument": {
-                    "reference": "BfJ II B 4 - 9351/26",
-                    "sha256": _digest("Bewilligung BfJ II B 4 - 9351/26"),
-                },
-            },
-        },
-    )
+    # DE decides in writing by signature this time: it registers its
+    # decision key once, and signs the canonical decision document.
+    de_key = Signer.generate("bfj.bund.example/decisions")
+    ledger.register_party_key("DE", de_key.vkey(), registered_by=BMJ)
+    decision = {"decision": "granted", "decided_by": BMJ, "conditions": {"max_transfers": 3}}
+    message = signed_decision_bytes(brazil_request["id"], "DE", DecisionDraft.parse(decision))
+    decision["signature"] = {
+        "key": f"{de_key.name}+{de_key.key_id:08x}",
+        "value": base64.b64encode(de_key.sign_raw(message)).decode(),
+    }
+    brazil_grant = ledger.decide(brazil_request["id"], decision)
+    say(f"   DE granted, signing the decision with its registered key {decision['signature']['key']}")
     first_to_brazil = ledger.record_transfer(
         {
             "sender": IPSG,
@@ -172,7 +173,7 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
             "authorization_id": brazil_grant["id"],
         }
     )
-    say(f"   DE granted; INTERPOL transferred to BR at leaf {first_to_brazil['leaf_index']} "
+    say(f"   INTERPOL transferred to BR at leaf {first_to_brazil['leaf_index']} "
         f"(depth {first_to_brazil['depth']}, origin {first_to_brazil['origin']})")
 
     step("8. INTERPOL asks to pass the data to Canada; DE refuses, with reasons (art. 40 §25)")
