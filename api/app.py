@@ -59,19 +59,29 @@ class BodyLimit:
                     await self._refuse(scope, receive, send)
                     return
         received = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    too_large = True
                     raise _TooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # Once the body is too large, whatever the app answers (FastAPI turns any error
+            # while reading the body into a 400) gives way to the 413.
+            if not too_large:
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
+            pass
+        if too_large:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,14 +127,34 @@ def create_app(settings: Settings) -> FastAPI:
     )
     errors.install(app)
     app.include_router(router)
+    _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)
     def problem_type(rule: str) -> dict[str, Any]:
         return {"type": errors.PROBLEM_BASE + rule, "rule": rule,
                 "see": "docs/API.md lists every rule, its status code and meaning"}
 
+    app.state.routes = [*router.routes, *(r for r in app.router.routes if getattr(r, "methods", None))]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
+
+
+def _problems_as_problem_json(app: FastAPI) -> None:
+    """Declare error responses as ``application/problem+json`` (the media type they are sent with)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        schemas = [media for media in response.get("content", {}).values() if "schema" in media]
+                        if status[:1] in ("4", "5") and schemas:
+                            response["content"] = {errors.PROBLEM_JSON: schemas[0]}
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app_from_env() -> FastAPI:

@@ -19,6 +19,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiProblem
 from ledger.application import TransferLedger
@@ -36,19 +37,27 @@ def get_ledger(request: Request) -> TransferLedger:
 Ledger = Annotated[TransferLedger, Depends(get_ledger)]
 
 
+#: Declares the bearer scheme in the OpenAPI document (and the "Authorize" button of /docs);
+#: :func:`get_principal` answers every failure itself, as a problem.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key made by `transfer-ledger principals add`, sent as `Authorization: Bearer <key>`",
+)
+
+
 def get_principal(
     request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     challenge = {"WWW-Authenticate": 'Bearer realm="transfer-ledger"'}
-    if not authorization:
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise ApiProblem(401, "authentication-required",
+                             "the Authorization header must be 'Bearer <key>'", headers=challenge)
         raise ApiProblem(401, "authentication-required",
                          "send your API key as 'Authorization: Bearer <key>'", headers=challenge)
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiProblem(401, "authentication-required",
-                         "the Authorization header must be 'Bearer <key>'", headers=challenge)
-    principal = request.app.state.principals.authenticate(key.strip())
+    principal = request.app.state.principals.authenticate(credentials.credentials.strip())
     if principal is None:
         raise ApiProblem(401, "invalid-api-key", "the API key is unknown or was revoked",
                          headers=challenge)

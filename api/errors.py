@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
 
@@ -46,6 +47,7 @@ _TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    500: "Internal server error",
     503: "Unavailable",
 }
 
@@ -121,6 +123,9 @@ def install(app: FastAPI) -> None:
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            where = first.get("ctx", {}).get("error", "")
+            return _malformed_json(request, f"the body is not valid JSON: {where}".rstrip(": "))
         field = _field_of(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid"))
         detail = f"{field}: {message}" if field else message
@@ -132,14 +137,45 @@ def install(app: FastAPI) -> None:
                          instance=request.url.path)
         )
 
+    @app.exception_handler(Exception)
+    async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # The server's log has the traceback; the client learns nothing about the internals.
+        return problem_response(
+            500, problem(500, "internal-error", "the server failed to answer this request; it was logged",
+                         instance=request.url.path)
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
+            return _malformed_json(request, "the body is not valid JSON (UTF-8)")
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         rule = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         return problem_response(
             error.status_code,
             problem(error.status_code, rule, str(error.detail), instance=request.url.path),
-            headers=getattr(error, "headers", None),
+            headers=headers,
         )
+
+
+def _malformed_json(request: Request, detail: str) -> JSONResponse:
+    return problem_response(400, problem(400, "malformed-json", detail, field="body", instance=request.url.path))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's).
+
+    ``app.state.routes`` lists the routes flat (``create_app`` sets it: included routers are
+    not flat in ``app.router.routes``).
+    """
+    allowed: set[str] = set()
+    for route in getattr(request.app.state, "routes", None) or request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            allowed |= set(getattr(route, "methods", None) or ())
+    return sorted(allowed)
 
 
 __all__ = ["ApiProblem", "InvalidInput", "domain_problem", "install", "problem", "problem_response"]

@@ -36,6 +36,7 @@ from api.schemas import (
     FeedPage,
     Health,
     InclusionProofOut,
+    LineageOut,
     Problem,
     RevocationIn,
     TransferDetailOut,
@@ -52,18 +53,43 @@ from ledger.principals import Principal
 
 router = APIRouter()
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
-    for status, text in {
-        401: "No API key, or an unknown or revoked one",
-        403: "The key's role or Party does not allow this",
-        404: "Nothing with this id that the key may see",
-        409: "Refused by a rule of the Convention (e.g. onward-transfer-not-authorized)",
-        413: "Request body too large",
-        422: "Invalid input: the field and the rule are named",
-    }.items()
+_PROBLEM_TEXTS = {
+    400: "The body is not valid JSON (`malformed-json`)",
+    401: "No API key, or an unknown or revoked one (`authentication-required`, `invalid-api-key`)",
+    403: "The key's role or Party does not allow this (`role-required`, `not-your-party`, `not-origin`)",
+    404: "Nothing with this id that the key may see: another Party's objects answer 404 as if they did not exist",
+    409: "Refused by a rule of the Convention, e.g. `onward-transfer-not-authorized`, `authorization-revoked`, "
+         "`written-instrument-required`",
+    413: "Request body too large (`body-too-large`)",
+    422: "Invalid input: `field` names the offending field and `rule` the rule (e.g. `invalid-input`, "
+         "`unknown-party`, `idempotency-key-reused`)",
+    503: "Stored Merkle nodes are missing (`nodes-missing`): the ledger needs `transfer-ledger verify`",
 }
-UUID_PATH = Path(description="A UUID", max_length=64)
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem responses of a route, for the OpenAPI document (RFC 9457 ``Problem``)."""
+    return {status: {"model": Problem, "description": _PROBLEM_TEXTS[status]} for status in statuses}
+
+
+#: Reads: who may see what, and the id or query parameter was wrong.
+_READ = _problems(401, 403, 404, 422)
+#: Commands: also refusals by a rule and oversized bodies.
+_COMMAND = _problems(400, 401, 403, 404, 409, 413, 422)
+#: Lists and the feed: an empty page rather than 404.
+_LIST = _problems(401, 403, 422)
+#: Proofs: also stored Merkle nodes missing (run ``transfer-ledger verify``).
+_PROOF = _problems(401, 403, 422, 503)
+#: A path names an object; one that is not a UUID names nothing, so it answers 404 like an unknown id.
+UUID_PATH = Path(description="The object's id, a UUID", json_schema_extra={"format": "uuid"})
+
+
+def _path_id(value: str, what: str) -> str:
+    """The canonical form of an id in a path, or 404."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise not_found(what, value) from None
 
 
 def _command(
@@ -104,18 +130,47 @@ def _body(model: Any) -> dict[str, Any]:
 # -- transfers -------------------------------------------------------------------
 
 
-@router.post("/v1/transfers", status_code=201, response_model=TransferOut, responses=_PROBLEMS,
+@router.post("/v1/transfers", status_code=201, response_model=TransferOut, responses=_COMMAND,
              tags=["transfers"], summary="Record a transfer (art. 36 §3 for onward transfers)")
 def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
                     idempotency_key: IdempotencyKey = None) -> Response:
     require_role(principal, "recorder")
     require_party(principal, body.sender.party, "sender.party", "record transfers it does not send")
+    _refer_only_to_readable(ledger, principal, body.parent_transfer_id, body.authorization_id)
     data = _body(body)
     return _command(request, ledger, principal, idempotency_key, data, 201,
                     lambda claim: ledger.record_transfer(data, idempotency=claim))
 
 
+def _refer_only_to_readable(ledger: TransferLedger, principal: Principal, parent_transfer_id: str | None,
+                            authorization_id: str | None = None) -> None:
+    """A command naming another Party's transfer or authorization is told it does not exist.
+
+    Answered exactly as for an unknown id, so that a refusal (e.g. ``not-holder``) does not
+    reveal who sent what to whom. Malformed and unknown ids are left to the command.
+    """
+    if parent_transfer_id is not None:
+        try:
+            parent = ledger.get_transfer(parent_transfer_id)
+        except DomainError:
+            pass
+        else:
+            if not can_read(principal, transfer_parties(parent)):
+                raise NotFound(f"no transfer {parent['id']}", rule="transfer-not-found",
+                               field="parent_transfer_id", values={"id": parent["id"]})
+    if authorization_id is not None:
+        try:
+            authorization = ledger.get_authorization(authorization_id)
+        except DomainError:
+            pass
+        else:
+            if not can_read(principal, authorization_parties(authorization)):
+                raise NotFound(f"no authorization request {authorization['id']}", rule="authorization-not-found",
+                               field="authorization_id", values={"id": authorization["id"]})
+
+
 def _readable_transfer(ledger: TransferLedger, principal: Principal, transfer_id: str) -> dict[str, Any]:
+    """The transfer, with only the ancestors the principal may read (parent first)."""
     require_role(principal, *READER_ROLES)
     try:
         view = ledger.get_transfer(transfer_id)
@@ -123,33 +178,55 @@ def _readable_transfer(ledger: TransferLedger, principal: Principal, transfer_id
         raise not_found("transfer", transfer_id) from None
     if not can_read(principal, transfer_parties(view)):
         raise not_found("transfer", transfer_id)
+    view["ancestors"] = [a for a in view["ancestors"] if can_read(principal, transfer_parties(a))]
     return view
 
 
-@router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_PROBLEMS,
+@router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_READ,
             tags=["transfers"], summary="One transfer, with its origin, leaf index and ancestors")
 def get_transfer(principal: CurrentPrincipal, ledger: Ledger,
                  transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return _readable_transfer(ledger, principal, transfer_id)
+    return _readable_transfer(ledger, principal, _path_id(transfer_id, "transfer"))
+
+
+@router.get("/v1/transfers/{transfer_id}/lineage", response_model=LineageOut, responses=_READ,
+            tags=["transfers"], summary="A transfer's lineage: its origin, ancestors and descendants")
+def lineage(principal: CurrentPrincipal, ledger: Ledger,
+            transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    view = _readable_transfer(ledger, principal, _path_id(transfer_id, "transfer"))
+    root = view["root_transfer_id"]
+    below, descendants = {view["id"]}, []
+    after: int | None = 0
+    while after is not None:  # the lineage in commit order: a parent is recorded before its children
+        page, after = ledger.list_transfers(visible=lambda v: v["root_transfer_id"] == root, after=after,
+                                            limit=500)
+        for item in page:
+            if item["parent_transfer_id"] in below:
+                below.add(item["id"])
+                if can_read(principal, transfer_parties(item)):
+                    descendants.append(item)
+    transfer = {k: v for k, v in view.items() if k != "ancestors"}
+    return {"id": view["id"], "origin": view["origin"], "root_transfer_id": root, "transfer": transfer,
+            "ancestors": view["ancestors"], "descendants": descendants}
+
+
+CURSOR = Query(pattern="^[0-9]{1,18}$", description="next_cursor of the previous page")
 
 
 def _cursor(value: str | None) -> int:
-    if value is None:
-        return 0
-    if not value.isdigit() or len(value) > 18:
-        raise ApiProblem(422, "invalid-cursor", "cursor must be a value returned as next_cursor", field="cursor")
-    return int(value)
+    return int(value) if value is not None else 0
 
 
-@router.get("/v1/transfers", response_model=TransferPage, responses=_PROBLEMS, tags=["transfers"],
+@router.get("/v1/transfers", response_model=TransferPage, responses=_LIST, tags=["transfers"],
             summary="Transfers the key may read, in commit order")
 def list_transfers(
     principal: CurrentPrincipal,
     ledger: Ledger,
     party: Annotated[str | None, Query(max_length=16, description="Sender, recipient or origin")] = None,
     origin: Annotated[str | None, Query(max_length=16)] = None,
-    since: Annotated[str | None, Query(max_length=40, description="transferred_at at or after (RFC 3339)")] = None,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    since: Annotated[str | None, Query(max_length=40, description="transferred_at at or after (RFC 3339)",
+                                     json_schema_extra={"format": "date-time"})] = None,
+    cursor: Annotated[str | None, CURSOR] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     require_role(principal, *READER_ROLES)
@@ -168,54 +245,62 @@ def list_transfers(
 
 
 @router.post("/v1/authorization-requests", status_code=201, response_model=AuthorizationOut,
-             responses=_PROBLEMS, tags=["authorizations"],
+             responses=_COMMAND, tags=["authorizations"],
              summary="Notify the origin of an intended onward transfer and request its authorization")
 def request_authorization(body: AuthorizationRequestIn, request: Request, principal: CurrentPrincipal,
                           ledger: Ledger, idempotency_key: IdempotencyKey = None) -> Response:
     require_role(principal, "recorder")
     require_party(principal, body.requested_by.party, "requested_by.party",
                   "request authorization for data held by another Party")
+    _refer_only_to_readable(ledger, principal, body.parent_transfer_id)
     data = _body(body)
     return _command(request, ledger, principal, idempotency_key, data, 201,
                     lambda claim: ledger.request_authorization(data, idempotency=claim))
 
 
-def _authorization_for_origin(ledger: TransferLedger, principal: Principal, authorization_id: str,
-                              actor_party: str, field: str) -> None:
-    """Only an authority of the origin decides or revokes; others are told why, or nothing."""
+def _authorization_for_origin(ledger: TransferLedger, principal: Principal, path_id: str,
+                              actor_party: str, field: str) -> str:
+    """Only an authority of the origin decides or revokes; others are told why, or nothing.
+
+    Returns the authorization's id in canonical form.
+    """
     require_role(principal, "authority")
+    authorization_id = _path_id(path_id, "authorization")
     try:
         view = ledger.get_authorization(authorization_id)
     except NotFound:
-        raise not_found("authorization-request", authorization_id) from None
+        raise not_found("authorization", authorization_id) from None
     if principal.party != view["origin"]:
         if not can_read(principal, authorization_parties(view)):
-            raise not_found("authorization-request", authorization_id)
+            raise not_found("authorization", authorization_id)
         raise ApiProblem(403, "not-origin",
                          f"only an authority of {view['origin']}, the first transferring Party, may decide "
                          f"on or revoke this authorization (art. 36 §3); this key belongs to {principal.party}")
     require_party(principal, actor_party, field, "act")
+    return authorization_id
 
 
 @router.post("/v1/authorization-requests/{authorization_id}/decision", response_model=AuthorizationOut,
-             responses=_PROBLEMS, tags=["authorizations"],
+             responses=_COMMAND, tags=["authorizations"],
              summary="The origin grants (with conditions) or refuses (with reasons)")
 def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
            authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
-    _authorization_for_origin(ledger, principal, authorization_id, body.decided_by.party, "decided_by.party")
+    auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.decided_by.party,
+                                        "decided_by.party")
     data = _body(body)
     return _command(request, ledger, principal, idempotency_key, data, 200,
-                    lambda claim: ledger.decide(authorization_id, data, idempotency=claim))
+                    lambda claim: ledger.decide(auth_id, data, idempotency=claim))
 
 
 @router.post("/v1/authorizations/{authorization_id}/revocation", response_model=AuthorizationOut,
-             responses=_PROBLEMS, tags=["authorizations"], summary="The origin revokes a grant")
+             responses=_COMMAND, tags=["authorizations"], summary="The origin revokes a grant")
 def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
            authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
-    _authorization_for_origin(ledger, principal, authorization_id, body.revoked_by.party, "revoked_by.party")
+    auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.revoked_by.party,
+                                        "revoked_by.party")
     data = _body(body)
     return _command(request, ledger, principal, idempotency_key, data, 200,
-                    lambda claim: ledger.revoke(authorization_id, data, idempotency=claim))
+                    lambda claim: ledger.revoke(auth_id, data, idempotency=claim))
 
 
 def _readable_authorization(ledger: TransferLedger, principal: Principal, authorization_id: str) -> dict[str, Any]:
@@ -229,28 +314,28 @@ def _readable_authorization(ledger: TransferLedger, principal: Principal, author
     return view
 
 
-@router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_PROBLEMS,
+@router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_READ,
             tags=["authorizations"], summary="An authorization: status, conditions, uses")
 def get_authorization(principal: CurrentPrincipal, ledger: Ledger,
                       authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return _readable_authorization(ledger, principal, authorization_id)
+    return _readable_authorization(ledger, principal, _path_id(authorization_id, "authorization"))
 
 
 @router.get("/v1/authorization-requests/{authorization_id}", response_model=AuthorizationOut,
-            responses=_PROBLEMS, tags=["authorizations"], summary="An authorization request and its decision")
+            responses=_READ, tags=["authorizations"], summary="An authorization request and its decision")
 def get_authorization_request(principal: CurrentPrincipal, ledger: Ledger,
                               authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return _readable_authorization(ledger, principal, authorization_id)
+    return _readable_authorization(ledger, principal, _path_id(authorization_id, "authorization"))
 
 
-@router.get("/v1/authorization-requests", response_model=AuthorizationPage, responses=_PROBLEMS,
+@router.get("/v1/authorization-requests", response_model=AuthorizationPage, responses=_LIST,
             tags=["authorizations"], summary="Authorization requests the key may read, in commit order")
 def list_authorization_requests(
     principal: CurrentPrincipal,
     ledger: Ledger,
     status: Annotated[str | None, Query(pattern="^(pending|granted|refused|revoked)$")] = None,
     party: Annotated[str | None, Query(max_length=16, description="Origin, holder or recipient")] = None,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, CURSOR] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     require_role(principal, *READER_ROLES)
@@ -274,7 +359,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-@router.get("/v1/events", response_model=FeedPage, responses=_PROBLEMS, tags=["ledger"],
+@router.get("/v1/events", response_model=FeedPage, responses=_LIST, tags=["ledger"],
             summary="The ledger feed in leaf order (auditors of the whole ledger)")
 def events(
     principal: CurrentPrincipal,
@@ -306,7 +391,7 @@ def events(
     return {"items": items, "next_after": next_after}
 
 
-@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_PROBLEMS, tags=["ledger"],
+@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_problems(401), tags=["ledger"],
             summary="The latest checkpoint, a C2SP signed note")
 def checkpoint(request: Request, principal: CurrentPrincipal, ledger: Ledger) -> PlainTextResponse:
     del principal  # anyone with a key
@@ -328,7 +413,7 @@ def _get_nodes(ledger: TransferLedger) -> Callable[[Any], list[bytes]]:
     return get_nodes
 
 
-@router.get("/v1/proofs/inclusion", response_model=InclusionProofOut, responses=_PROBLEMS, tags=["ledger"],
+@router.get("/v1/proofs/inclusion", response_model=InclusionProofOut, responses=_PROOF, tags=["ledger"],
             summary="RFC 9162 inclusion proof of a leaf in a tree size")
 def inclusion(
     principal: CurrentPrincipal,
@@ -352,7 +437,7 @@ def inclusion(
             "proof": [b64(p).decode() for p in proof]}
 
 
-@router.get("/v1/proofs/consistency", response_model=ConsistencyProofOut, responses=_PROBLEMS, tags=["ledger"],
+@router.get("/v1/proofs/consistency", response_model=ConsistencyProofOut, responses=_PROOF, tags=["ledger"],
             summary="RFC 9162 consistency proof between two tree sizes")
 def consistency(
     principal: CurrentPrincipal,

@@ -47,6 +47,18 @@ class HandlingIn(Strict):
 
 
 class TransferIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "sender": {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"},
+        "recipient": {"party": "FR", "authority": "FR/OFAC"},
+        "legal_basis": "art44",
+        "request_reference": "FR-MLA-2026-117",
+        "purpose": {"proceeding": "FR-PNC-2026-0417", "description": "ransomware investigation"},
+        "data_categories": ["subscriber", "traffic"],
+        "subjects": ["subject-1"],
+        "dataset_sha256": "5d" * 32,
+        "handling": {"written_authorization_required": True},
+    }]})
+
     sender: SenderIn
     recipient: RecipientIn
     legal_basis: str = Field(
@@ -60,9 +72,11 @@ class TransferIn(Strict):
     dataset_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the data transferred")
     item_count: int | None = Field(default=None, ge=0, le=2**53 - 1)
     handling: HandlingIn | None = None
-    retention_until: str | None = Field(default=None, description="YYYY-MM-DD", max_length=10)
+    retention_until: str | None = Field(default=None, description="YYYY-MM-DD", max_length=10,
+                                         json_schema_extra={"format": "date"})
     transferred_at: str | None = Field(
-        default=None, max_length=40, description="RFC 3339 date-time; defaults to the time of recording"
+        default=None, max_length=40, description="RFC 3339 date-time; defaults to the time of recording",
+        json_schema_extra={"format": "date-time"},
     )
     justification: str | None = Field(default=None, max_length=2000)
     ordered_by: str | None = Field(default=None, max_length=200, description="Who ordered the transfer")
@@ -98,7 +112,21 @@ class TransferOut(BaseModel):
 
 
 class TransferDetailOut(TransferOut):
-    ancestors: list[TransferOut] = Field(description="Parent first, up to the lineage's root")
+    ancestors: list[TransferOut] = Field(
+        description="Parent first, up to the lineage's root: those the key may read (a Party reads the "
+        "transfers it sent, received or originated)"
+    )
+
+
+class LineageOut(BaseModel):
+    id: str = Field(description="The transfer asked about")
+    origin: str = Field(description="The first transferring Party of the lineage (art. 36 §3)")
+    root_transfer_id: str
+    transfer: TransferOut
+    ancestors: list[TransferOut] = Field(description="Parent first, up to the root: those the key may read")
+    descendants: list[TransferOut] = Field(
+        description="Onward transfers of its data, at any depth, in commit order: those the key may read"
+    )
 
 
 class TransferPage(BaseModel):
@@ -113,6 +141,15 @@ class ActorIn(Strict):
 
 
 class AuthorizationRequestIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "parent_transfer_id": "0b5c6a4e-3f4d-4b8a-9c1e-2d7f8a9b0c1d",
+        "requested_by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
+        "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
+        "purpose": {"proceeding": "FR-PNC-2026-0417"},
+        "data_categories": ["traffic"],
+        "justification": "cross-match against INTERPOL databases",
+    }]})
+
     parent_transfer_id: str = Field(max_length=64, description="The transfer whose data the holder received")
     requested_by: ActorIn
     recipient: RecipientIn
@@ -127,7 +164,8 @@ class WrittenInstrumentIn(Strict):
 
 
 class ConditionsIn(Strict):
-    valid_until: str | None = Field(default=None, max_length=40, description="RFC 3339 date-time")
+    valid_until: str | None = Field(default=None, max_length=40, description="RFC 3339 date-time",
+                                     json_schema_extra={"format": "date-time"})
     max_transfers: int | None = Field(default=None, ge=1, le=2**31 - 1)
     data_categories: list[DataCategory] | None = Field(default=None, min_length=1, max_length=4)
     purpose: PurposeIn | None = None
@@ -136,6 +174,16 @@ class ConditionsIn(Strict):
 
 
 class DecisionIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "decision": "granted",
+        "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
+        "conditions": {
+            "max_transfers": 1,
+            "data_categories": ["traffic"],
+            "written_instrument": {"reference": "BfJ-2026-0311", "sha256": "ab" * 32},
+        },
+    }]})
+
     decision: Literal["granted", "refused"]
     decided_by: ActorIn
     reasons: str | None = Field(default=None, max_length=2000, description="Required to refuse (art. 40 §25)")
@@ -143,6 +191,11 @@ class DecisionIn(Strict):
 
 
 class RevocationIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "revoked_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
+        "reasons": "the proceeding was closed",
+    }]})
+
     revoked_by: ActorIn
     reasons: str = _TEXT
 
@@ -203,15 +256,18 @@ class ConsistencyProofOut(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
-    type: str = Field(description="/problems/<rule>, stable per rule")
+    type: str = Field(description="/problems/<rule>, a URI reference stable per rule")
     title: str
     status: int
-    detail: str
-    rule: str
-    field: str | None = None
-    instance: str | None = None
-    article: str | None = None
-    values: dict[str, Any] | None = None
+    detail: str = Field(description="What went wrong, for people")
+    rule: str = Field(description="The rule's stable name, the last segment of type")
+    field: str | None = Field(default=None, description="The offending field, dotted (sender.party)")
+    instance: str | None = Field(default=None, description="The request's path")
+    article: str | None = Field(default=None, description="The provision applied, e.g. art. 36 §3")
+    values: dict[str, Any] | None = Field(default=None, description="The values a rule refused")
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="invalid-input: every offending field, with its message"
+    )
 
 
 class Health(BaseModel):
