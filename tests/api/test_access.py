@@ -1,0 +1,300 @@
+"""Who may do what: every endpoint x role x relation, and the status code it answers.
+
+The world (built once): DE sent t1 to FR; FR asked DE to pass it on to
+INTERPOL (a1) and DE granted; FR sent t2 to INTERPOL under a1; INTERPOL asked
+DE to pass it on to BR (a2), DE granted, INTERPOL sent t3 to BR. So DE is the
+origin of everything, FR the holder of t1, INTERPOL the recipient of t2, BR a
+Party further down the lineage, and NL a Party with nothing to do with it.
+Commands get fresh objects of the same shape for each case.
+
+Keys are ``<PARTY>-recorder`` / ``<PARTY>-authority``, ``*-auditor`` (the
+whole ledger), ``DE-auditor`` (the origin's share), ``NL-auditor`` (an
+unrelated Party's share), ``*-verifier``, ``*-admin``, ``none`` (no
+Authorization header) and ``revoked``.
+
+Rules (docs/API.md, "Access"): reading another Party's object answers 404 as
+if it did not exist; a missing role 403 ``role-required``; acting for another
+Party 403 ``not-your-party``; an involved Party that is not the origin trying
+to decide or revoke 403 ``not-origin``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests import scenario
+from tests.api.conftest import PARTIES, Api, problem
+
+R, A = "recorder", "authority"
+OTHERS = ("*-auditor", "DE-auditor", "NL-auditor", "*-verifier", "*-admin", "none", "revoked")
+ALL_KEYS = tuple(f"{p}-{r}" for p in PARTIES for r in (R, A)) + OTHERS
+
+ROLE = (403, "role-required")
+PARTY = (403, "not-your-party")
+ORIGIN = (403, "not-origin")
+NO_KEY = {"none": (401, "authentication-required"), "revoked": (401, "invalid-api-key")}
+
+#: How each Party relates to the object an endpoint acts on.
+TRANSFER_T2 = {"FR": "sender", "INTERPOL": "recipient", "DE": "origin", "BR": "downstream", "NL": "unrelated"}
+REQUEST_FR = {"FR": "holder", "INTERPOL": "recipient", "DE": "origin", "BR": "in-lineage", "NL": "unrelated"}
+FIRST_DE_FR = {"DE": "sender+origin", "FR": "recipient", "INTERPOL": "unrelated", "BR": "unrelated",
+               "NL": "unrelated"}
+LEDGER = dict.fromkeys(PARTIES, "party")
+KEY_RELATIONS = {"*-auditor": "global-auditor", "DE-auditor": "origin-auditor", "NL-auditor": "unrelated-auditor",
+                 "*-verifier": "verifier", "*-admin": "admin", "none": "no-key", "revoked": "revoked-key"}
+
+
+@dataclass
+class World:
+    t1: dict[str, Any]
+    a1: dict[str, Any]
+    t2: dict[str, Any]
+    a2: dict[str, Any]
+    t3: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def world(module_api: Api) -> World:
+    api = module_api
+    t1, a1 = api.chain()
+    t2 = api.onward("FR", "INTERPOL", t1, a1)
+    a2 = api.grant(api.request("INTERPOL", "BR", t2))
+    t3 = api.onward("INTERPOL", "BR", t2, a2)
+    return World(t1, a1, t2, a2, t3)
+
+
+Request = tuple[str, str, Any]  # method, path, JSON body (None for GET)
+Prepare = Callable[[Api, World, str], Request]
+
+
+def expectations(parties: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+    """Per key: parties maps '<PARTY>-<role>' (or '<PARTY>' for both roles) to what it gets."""
+    out: dict[str, Any] = {}
+    for name, expected in parties.items():
+        keys = [name] if "-" in name else [f"{name}-{R}", f"{name}-{A}"]
+        out.update(dict.fromkeys(keys, expected))
+    out.update(others)
+    missing = set(ALL_KEYS) - set(out)
+    assert not missing, missing
+    return out
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    prepare: Prepare
+    relations: dict[str, str]
+    expected: dict[str, Any]
+
+
+def get(path: Callable[[World], str]) -> Prepare:
+    return lambda api, w, key: ("GET", path(w), None)
+
+
+# -- what each endpoint answers to whom -------------------------------------------------------------
+
+READ_OTHERS = {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": None, "*-verifier": ROLE, "*-admin": ROLE,
+               **NO_KEY}
+
+
+def read(rule: str) -> dict[str, Any]:
+    others = {**READ_OTHERS, "NL-auditor": (404, rule)}
+    return expectations({"DE": 200, "FR": 200, "INTERPOL": 200, "BR": (404, rule), "NL": (404, rule)}, others)
+
+
+LISTS = expectations(dict.fromkeys(PARTIES, 200),
+                     {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": 200, "*-verifier": ROLE,
+                      "*-admin": ROLE, **NO_KEY})
+PROOFS = expectations(dict.fromkeys(PARTIES, ROLE),
+                      {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": 200, "*-verifier": 200,
+                       "*-admin": ROLE, **NO_KEY})
+ANY_KEY = expectations(dict.fromkeys(PARTIES, 200), {**dict.fromkeys(OTHERS[:5], 200), **NO_KEY})
+ANYONE = expectations(dict.fromkeys(PARTIES, 200), dict.fromkeys(OTHERS, 200))
+COMMAND_OTHERS = {**dict.fromkeys(OTHERS[:5], ROLE), **NO_KEY}
+
+
+def record_first(api: Api, w: World, key: str) -> Request:
+    return "POST", "/v1/transfers", scenario.transfer("DE", "FR")
+
+
+def record_onward(api: Api, w: World, key: str) -> Request:
+    return "POST", "/v1/transfers", scenario.onward("FR", "INTERPOL", w.t1, w.a1)
+
+
+def record_onward_as_self(api: Api, w: World, key: str) -> Request:
+    """The key's Party passes on t1 (or t2, for BR) in its own name."""
+    me = key.split("-")[0]
+    parent, to = (w.t2, "NL") if me == "BR" else (w.t1, "BR" if me == "INTERPOL" else "INTERPOL")
+    return "POST", "/v1/transfers", scenario.onward(me, to, parent)
+
+
+def record_onward_with_others_grant(api: Api, w: World, key: str) -> Request:
+    """FR passes t1 on under a2, a grant INTERPOL asked for: FR has nothing to do with it."""
+    return "POST", "/v1/transfers", scenario.onward("FR", "INTERPOL", w.t1, w.a2)
+
+
+def request_authorization(api: Api, w: World, key: str) -> Request:
+    return "POST", "/v1/authorization-requests", scenario.request("FR", "INTERPOL", w.t1)
+
+
+def request_as_self(api: Api, w: World, key: str) -> Request:
+    me = key.split("-")[0]
+    return "POST", "/v1/authorization-requests", scenario.request(me, "BR" if me == "INTERPOL" else "INTERPOL",
+                                                                 w.t1)
+
+
+def decide(by: str) -> Prepare:
+    def prepare(api: Api, w: World, key: str) -> Request:
+        pending = api.request("FR", "INTERPOL", w.t1)
+        return "POST", f"/v1/authorization-requests/{pending['id']}/decision", scenario.grant(by)
+
+    return prepare
+
+
+def revoke(by: str) -> Prepare:
+    def prepare(api: Api, w: World, key: str) -> Request:
+        granted = api.grant(api.request("FR", "INTERPOL", w.t1))
+        return "POST", f"/v1/authorizations/{granted['id']}/revocation", scenario.revocation(by)
+
+    return prepare
+
+
+ORIGIN_DECIDES = expectations(
+    {"DE-authority": 200, "FR-authority": ORIGIN, "INTERPOL-authority": ORIGIN,
+     "BR-authority": (404, "authorization-not-found"), "NL-authority": (404, "authorization-not-found"),
+     **{f"{p}-{R}": ROLE for p in PARTIES}},
+    COMMAND_OTHERS,
+)
+
+ENDPOINTS = [
+    Endpoint("POST /v1/transfers (first)", record_first, FIRST_DE_FR, expectations(
+        {"DE-recorder": 201, "FR-recorder": PARTY, "INTERPOL-recorder": PARTY, "BR-recorder": PARTY,
+         "NL-recorder": PARTY, **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/transfers (onward)", record_onward, {**TRANSFER_T2, "FR": "holder"}, expectations(
+        {"FR-recorder": 201, "DE-recorder": PARTY, "INTERPOL-recorder": PARTY, "BR-recorder": PARTY,
+         "NL-recorder": PARTY, **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/transfers (onward of t1 in its own name)", record_onward_as_self,
+             {"DE": "origin", "INTERPOL": "downstream", "BR": "downstream", "NL": "unrelated"},
+             {"DE-recorder": (409, "not-holder"), "INTERPOL-recorder": (404, "transfer-not-found"),
+              "BR-recorder": (404, "transfer-not-found"), "NL-recorder": (404, "transfer-not-found")}),
+    Endpoint("POST /v1/transfers (under another's grant)", record_onward_with_others_grant, {"FR": "holder"},
+             {"FR-recorder": (404, "authorization-not-found")}),
+    Endpoint("GET /v1/transfers/{id}", get(lambda w: f"/v1/transfers/{w.t2['id']}"), TRANSFER_T2,
+             read("transfer-not-found")),
+    Endpoint("GET /v1/transfers/{id}/lineage", get(lambda w: f"/v1/transfers/{w.t2['id']}/lineage"),
+             TRANSFER_T2, read("transfer-not-found")),
+    Endpoint("GET /v1/transfers", get(lambda w: "/v1/transfers"), LEDGER, LISTS),
+    Endpoint("POST /v1/authorization-requests", request_authorization, REQUEST_FR, expectations(
+        {"FR-recorder": 201, "DE-recorder": PARTY, "INTERPOL-recorder": PARTY, "BR-recorder": PARTY,
+         "NL-recorder": PARTY, **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/authorization-requests (in its own name)", request_as_self,
+             {"DE": "origin", "INTERPOL": "downstream", "NL": "unrelated"},
+             {"DE-recorder": (409, "not-holder"), "INTERPOL-recorder": (404, "transfer-not-found"),
+              "NL-recorder": (404, "transfer-not-found")}),
+    Endpoint("GET /v1/authorization-requests/{id}",
+             get(lambda w: f"/v1/authorization-requests/{w.a1['id']}"), REQUEST_FR, read("authorization-not-found")),
+    Endpoint("GET /v1/authorizations/{id}", get(lambda w: f"/v1/authorizations/{w.a1['id']}"), REQUEST_FR,
+             read("authorization-not-found")),
+    Endpoint("GET /v1/authorization-requests", get(lambda w: "/v1/authorization-requests"), LEDGER, LISTS),
+    Endpoint("POST /v1/authorization-requests/{id}/decision", decide("DE"), REQUEST_FR, ORIGIN_DECIDES),
+    Endpoint("POST /v1/authorization-requests/{id}/decision (for another Party)", decide("FR"), REQUEST_FR,
+             {"DE-authority": PARTY}),
+    Endpoint("POST /v1/authorizations/{id}/revocation", revoke("DE"), REQUEST_FR, ORIGIN_DECIDES),
+    Endpoint("POST /v1/authorizations/{id}/revocation (for another Party)", revoke("FR"), REQUEST_FR,
+             {"DE-authority": PARTY}),
+    Endpoint("GET /v1/events", get(lambda w: "/v1/events"), LEDGER, expectations(
+        dict.fromkeys(PARTIES, ROLE),
+        {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,
+         **NO_KEY})),
+    Endpoint("GET /v1/checkpoint", get(lambda w: "/v1/checkpoint"), LEDGER, ANY_KEY),
+    Endpoint("GET /v1/proofs/inclusion", get(lambda w: "/v1/proofs/inclusion?index=1&tree_size=3"), LEDGER,
+             PROOFS),
+    Endpoint("GET /v1/proofs/consistency", get(lambda w: "/v1/proofs/consistency?first=2&second=5"), LEDGER,
+             PROOFS),
+    Endpoint("GET /healthz", get(lambda w: "/healthz"), LEDGER, ANYONE),
+]
+
+
+def cases() -> Iterator[Any]:
+    for endpoint in ENDPOINTS:
+        for key, expected in endpoint.expected.items():
+            party = key.split("-")[0]
+            relation = KEY_RELATIONS.get(key) or f"{endpoint.relations.get(party, 'unrelated')}-{key.split('-')[1]}"
+            status, rule = expected if isinstance(expected, tuple) else (expected, None)
+            yield pytest.param(endpoint, key, status, rule, id=f"{endpoint.name} | {relation} ({key}) -> {status}")
+
+
+@pytest.mark.parametrize(("endpoint", "key", "status", "rule"), list(cases()))
+def test_access(module_api: Api, world: World, endpoint: Endpoint, key: str, status: int, rule: str | None) -> None:
+    method, path, body = endpoint.prepare(module_api, world, key)
+    assert module_api.client is not None
+    response = module_api.client.request(method, path, json=body, headers=module_api.headers(key))
+    if status >= 400:
+        problem(response, status, rule)
+    else:
+        assert response.status_code == status, response.text
+
+
+def test_the_table_covers_every_endpoint_and_key(module_api: Api) -> None:
+    """Every route of the app is in the table, and every key is tried on each."""
+    paths = module_api.app.openapi()["paths"]
+    routes = {f"{method.upper()} {re.sub(r'{[a-z_]+}', '{id}', path)}" for path in paths for method in paths[path]}
+    covered = {e.name.split(" (")[0] for e in ENDPOINTS}
+    assert routes == covered
+    for endpoint in ENDPOINTS:
+        if "(" not in endpoint.name or endpoint.name.endswith("(first)"):
+            assert set(endpoint.expected) == set(ALL_KEYS), endpoint.name
+
+
+def test_a_key_that_is_not_bearer_or_malformed_is_401(module_api: Api) -> None:
+    client = module_api.client
+    assert client is not None
+    for value in ("Basic dXNlcjpwdw==", "Bearer", "Bearer    ", "tl_" + "x" * 43, "Bearer tl_short",
+                  "Bearer " + "x" * 5000):
+        response = client.get("/v1/checkpoint", headers={"Authorization": value})
+        body = problem(response, 401)
+        assert body["rule"] in ("authentication-required", "invalid-api-key")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_unrelated_parties_see_nothing_in_the_lists(module_api: Api, world: World) -> None:
+    """Lists are filtered by the same rule as reads: NL sees none of the lineage, BR only its own."""
+    ids = {world.t1["id"], world.t2["id"], world.t3["id"]}
+
+    def listed(path: str, key: str) -> set[str]:
+        out: set[str] = set()
+        cursor = None
+        for _ in range(100):
+            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            page = module_api.ok(module_api.get(path, key, params=params), 200)
+            out |= {item["id"] for item in page["items"]}
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return out
+        raise AssertionError("more than 100 pages")
+
+    assert not listed("/v1/transfers", "NL-recorder") & ids
+    assert not listed("/v1/transfers", "NL-auditor") & ids
+    assert listed("/v1/transfers", "BR-recorder") & ids == {world.t3["id"]}
+    assert listed("/v1/transfers", "DE-auditor") >= ids
+    assert listed("/v1/transfers", "*-auditor") >= ids
+    assert not listed("/v1/authorization-requests", "NL-authority") & {world.a1["id"], world.a2["id"]}
+    assert listed("/v1/authorization-requests", "BR-recorder") & {world.a1["id"], world.a2["id"]} == {world.a2["id"]}
+
+
+def test_a_downstream_party_reads_only_the_ancestors_it_took_part_in(module_api: Api, world: World) -> None:
+    """BR received t3 (INTERPOL -> BR) but none of t2 (FR -> INTERPOL) or t1 (DE -> FR)."""
+    mine = module_api.ok(module_api.get(f"/v1/transfers/{world.t3['id']}", "BR-recorder"), 200)
+    assert mine["origin"] == "DE" and mine["ancestors"] == []
+    interpol = module_api.ok(module_api.get(f"/v1/transfers/{world.t3['id']}", "INTERPOL-recorder"), 200)
+    assert [a["id"] for a in interpol["ancestors"]] == [world.t2["id"]]
+    origin = module_api.ok(module_api.get(f"/v1/transfers/{world.t3['id']}", "DE-authority"), 200)
+    assert [a["id"] for a in origin["ancestors"]] == [world.t2["id"], world.t1["id"]]
+    lineage = module_api.ok(module_api.get(f"/v1/transfers/{world.t1['id']}/lineage", "FR-recorder"), 200)
+    assert world.t3["id"] not in {d["id"] for d in lineage["descendants"]}
+    assert world.t2["id"] in {d["id"] for d in lineage["descendants"]}
