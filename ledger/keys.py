@@ -28,6 +28,8 @@ __all__ = [
     "format_signing_key",
     "load_signing_key",
     "parse_signing_key",
+    "read_private_line",
+    "write_private_file",
 ]
 
 PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
@@ -65,18 +67,24 @@ def parse_signing_key(text: str) -> Signer:
 
 def create_signing_key(path: Path, name: str) -> Signer:
     """Generate a new Ed25519 signing key named ``name`` and write it to
-    ``path`` with mode 0600. Refuses to overwrite an existing file.
-
-    The key is written and fsynced under a temporary name in the same
-    directory, then hard-linked into place (which fails if ``path`` exists),
-    so ``path`` either does not exist or holds the whole key.
-    """
+    ``path`` with mode 0600. Refuses to overwrite an existing file."""
     path = Path(path)
     try:
         signer = Signer.generate(name)
     except NoteError as e:
         raise KeyFileError(f"cannot create key file {path}: {e}") from None
-    data = (format_signing_key(signer) + "\n").encode("utf-8")
+    write_private_file(path, (format_signing_key(signer) + "\n").encode("utf-8"))
+    return signer
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write a new file of secret ``data`` with mode 0600; never overwrites.
+
+    The data is written and fsynced under a temporary name in the same
+    directory, then hard-linked into place (which fails if ``path`` exists),
+    so ``path`` either does not exist or holds all of ``data``.
+    """
+    path = Path(path)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -101,12 +109,23 @@ def create_signing_key(path: Path, name: str) -> Signer:
         raise KeyFileError(f"key file {path} already exists; refusing to overwrite it") from None
     except OSError as e:
         raise KeyFileError(f"cannot create key file {path}: {e.strerror or e}") from e
-    return signer
 
 
 def load_signing_key(path: Path) -> Signer:
     """Read the signing key from ``path``. Like ssh, refuses a file that
     group or others may read or write."""
+    path = Path(path)
+    line = read_private_line(path)
+    try:
+        return parse_signing_key(line)
+    except KeyFileError as e:
+        raise KeyFileError(f"key file {path}: {e}") from None
+
+
+def read_private_line(path: Path) -> str:
+    """The one line of a private key file (without its newline). Refuses a
+    file that is not regular, that group or others may access, that is
+    empty, too large, not UTF-8 or holds control characters."""
     path = Path(path)
     try:
         with open(path, "rb") as file:
@@ -142,7 +161,4 @@ def load_signing_key(path: Path) -> Signer:
                 f"key file {path}: control character U+{ord(char):04X} "
                 "(the file must hold one line)"
             )
-    try:
-        return parse_signing_key(line)
-    except KeyFileError as e:
-        raise KeyFileError(f"key file {path}: {e}") from None
+    return line

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 __all__ = [
+    "COSIGNATURE_SIGNATURE_TYPE",
     "ED25519_SIGNATURE_TYPE",
     "MAX_NOTE_SIZE",
     "MAX_SIGNATURES",
@@ -47,6 +48,10 @@ __all__ = [
 
 ED25519_SIGNATURE_TYPE = 0x01
 """signed-note.md, "Signature types": ``0x01`` is Ed25519."""
+
+COSIGNATURE_SIGNATURE_TYPE = 0x04
+"""signed-note.md, "Signature types": ``0x04`` is the timestamped Ed25519
+checkpoint cosignature of c2sp.org/tlog-cosignature (``ledger.witness``)."""
 
 MAX_NOTE_SIZE = 1 << 20
 """Largest note :func:`open_note` reads, in bytes (signed-note.md, "Format")."""
@@ -135,13 +140,23 @@ def compute_key_id(name: str, signature_type: int, public_key: bytes) -> int:
     return int.from_bytes(digest[:_KEY_ID_SIZE], "big")
 
 
-def split_key_string(text: str, what: str) -> tuple[str, int, bytes]:
-    """Split ``<name>+<hex key id>+<base64(0x01 || 32 key bytes)>``.
+_SIGNATURE_TYPE_NAMES = {
+    ED25519_SIGNATURE_TYPE: "Ed25519",
+    COSIGNATURE_SIGNATURE_TYPE: "timestamped Ed25519 cosignature",
+}
+
+
+def split_key_string(
+    text: str, what: str, signature_type: int = ED25519_SIGNATURE_TYPE
+) -> tuple[str, int, bytes]:
+    """Split ``<name>+<hex key id>+<base64(type || 32 key bytes)>``.
 
     This is the vkey form (signed-note.md, "Verifier keys"); the Go signer key
     format is the same after its ``PRIVATE+KEY+`` prefix, with the Ed25519 seed
-    as the key bytes. Returns the name, the stated key ID and the 32 key bytes;
-    the caller checks the key ID against the key. ``what`` prefixes errors.
+    as the key bytes. The type byte must be ``signature_type`` (``0x01``, or
+    ``0x04`` for tlog-cosignature keys). Returns the name, the stated key ID
+    and the 32 key bytes; the caller checks the key ID against the key.
+    ``what`` prefixes errors.
     """
     parts = text.split("+", 2)  # the base64 part may itself contain '+'
     if len(parts) != 3:
@@ -159,11 +174,13 @@ def split_key_string(text: str, what: str) -> tuple[str, int, bytes]:
     if len(raw) != 1 + _ED25519_KEY_SIZE:
         raise NoteError(
             f"{what}: key decodes to {len(raw)} bytes, expected {1 + _ED25519_KEY_SIZE} "
-            f"(type byte 0x01 and {_ED25519_KEY_SIZE} key bytes)"
+            f"(type byte 0x{signature_type:02x} and {_ED25519_KEY_SIZE} key bytes)"
         )
-    if raw[0] != ED25519_SIGNATURE_TYPE:
+    if raw[0] != signature_type:
+        expected = _SIGNATURE_TYPE_NAMES.get(signature_type, "")
         raise NoteError(
-            f"{what}: signature type 0x{raw[0]:02x} is not supported, expected 0x01 (Ed25519)"
+            f"{what}: signature type 0x{raw[0]:02x} is not supported, expected "
+            f"0x{signature_type:02x}" + (f" ({expected})" if expected else "")
         )
     return name, int(hex_id, 16), raw[1:]
 
