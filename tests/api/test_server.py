@@ -1,0 +1,307 @@
+"""A real server: ``transfer-ledger serve`` as a process on a free loopback port, driven with httpx.
+
+The multi-hop art. 36 §3 scenario over HTTP; an idempotent retry across a
+restart; a clean shutdown on SIGTERM that lets a request in flight finish.
+Every wait is bounded, and every process is killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ledger.application import TransferLedger
+from ledger.config import Settings, eventsourcing_env
+from ledger.note import open_checkpoint
+from ledger.principals import PrincipalStore
+from ledger.sql import SqlAccess
+from tests import scenario
+from tests.api.conftest import ORIGIN_LINE, Initialized, run_init
+
+START_TIMEOUT = 30.0
+#: How a server stopped by SIGTERM exits after a complete graceful shutdown: uvicorn (0.29+)
+#: restores the default handler and raises the signal it caught again, so the process ends
+#: "killed by SIGTERM" as process managers expect; 0 if ``serve`` ever handles it itself.
+CLEAN_EXIT = (0, -signal.SIGTERM)
+STOP_TIMEOUT = 15.0
+INSTRUMENT = {"reference": "BfJ-2026-0311", "sha256": "ab" * 32}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRANSFER_LEDGER_")}
+
+
+def cli(*args: str, settings: Settings, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "ledger.cli", *args, "--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        argv += ["--database-url", settings.database_url]
+    done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=120)
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+@dataclass
+class Server:
+    """``transfer-ledger serve`` in a process of its own."""
+
+    settings: Settings
+    log: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        assert self.process is None
+        self.port = free_port()
+        argv = [sys.executable, "-m", "ledger.cli", "serve", "--data-dir", str(self.settings.data_dir),
+                "--host", "127.0.0.1", "--port", str(self.port), "--graceful-timeout", "10"]
+        if self.settings.database_url:
+            argv += ["--database-url", self.settings.database_url]
+        self._log_file = self.log.open("ab")
+        self.process = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT, env=clean_env())
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server did not answer /healthz within {START_TIMEOUT}s:\n{self.output()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, and the exit status (killed, and failing, if it does not exit in time)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(timeout)
+        finally:
+            self.kill()
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running {timeout}s after SIGTERM:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT)
+            self.process = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def assert_stopped_cleanly(self, status: int) -> None:
+        """Exited as after a graceful shutdown: requests finished, lifespan ended (ledger closed)."""
+        log = self.output()
+        assert status in CLEAN_EXIT, (status, log)
+        assert "Application shutdown complete." in log and "Finished server process" in log, log
+        assert "Traceback" not in log, log
+
+    def output(self) -> str:
+        return self.log.read_text("utf-8", errors="replace")[-5000:]
+
+
+@dataclass
+class Live:
+    init: Initialized
+    server: Server
+    keys: dict[str, str]
+
+    def client(self, who: str) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, timeout=10.0,
+                            headers={"Authorization": f"Bearer {self.keys[who]}"})
+
+    def tree_size(self) -> int:
+        return int(httpx.get(f"{self.server.url}/healthz", timeout=10.0).json()["tree_size"])
+
+
+def add_keys(settings: Settings) -> dict[str, str]:
+    ledger = TransferLedger(eventsourcing_env(settings))
+    try:
+        store = PrincipalStore(SqlAccess(ledger.recorder))
+        keys = {f"{party}-{role}": store.add(party, [role])[1]
+                for party in ("DE", "FR", "INTERPOL", "BR") for role in ("recorder", "authority")}
+        keys["*-auditor"] = store.add("*", ["auditor", "verifier"])[1]
+        return keys
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def live(settings: Settings, tmp_path: Path) -> Iterator[Live]:
+    init = run_init(settings)
+    keys = add_keys(settings)
+    server = Server(settings, tmp_path / "server.log")
+    try:
+        yield Live(init, server.start(), keys)
+    finally:
+        server.kill()
+
+
+def expect(response: httpx.Response, status: int, rule: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    if rule is not None:
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert body["type"] == f"/problems/{rule}" and body["detail"], body
+    return body
+
+
+def test_the_art_36_3_scenario_over_http(live: Live) -> None:
+    with live.client("DE-recorder") as de, live.client("DE-authority") as de_authority, \
+            live.client("FR-recorder") as fr, live.client("FR-authority") as fr_authority, \
+            live.client("INTERPOL-recorder") as interpol, live.client("*-auditor") as auditor:
+        # DE sends FR subscriber and traffic data, and requires written authorization for onward transfers.
+        root = expect(de.post("/v1/transfers", json=scenario.transfer(
+            "DE", "FR", handling={"written_authorization_required": True})), 201)
+        assert root["origin"] == "DE" and root["leaf_index"] == 0
+
+        # FR notifies DE of its intention to pass the data to INTERPOL and asks its authorization.
+        request = expect(fr.post("/v1/authorization-requests",
+                                 json=scenario.request("FR", "INTERPOL", root)), 201)
+        assert request["status"] == "pending" and request["origin"] == "DE"
+        expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, request)), 409,
+               "authorization-pending")
+
+        # FR holds the data but is not their origin: it cannot decide.
+        expect(fr_authority.post(f"/v1/authorization-requests/{request['id']}/decision",
+                                 json=scenario.grant("FR")), 403, "not-origin")
+        # DE must grant in writing.
+        decision_path = f"/v1/authorization-requests/{request['id']}/decision"
+        body = expect(de_authority.post(decision_path, json=scenario.grant("DE")), 409,
+                      "written-instrument-required")
+        assert body["field"] == "conditions.written_instrument"
+        grant = expect(de_authority.post(decision_path, json=scenario.grant(
+            "DE", written_instrument=INSTRUMENT)), 200)
+        assert grant["status"] == "granted" and grant["id"] == request["id"]
+
+        onward = expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, grant)), 201)
+        assert onward["origin"] == "DE" and onward["depth"] == 1
+
+        # INTERPOL -> BR needs DE's authorization, not FR's.
+        body = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward)), 409,
+                      "onward-transfer-not-authorized")
+        assert body["values"]["origin"] == "DE" and body["field"] == "authorization_id"
+        ask = expect(interpol.post("/v1/authorization-requests",
+                                   json=scenario.request("INTERPOL", "BR", onward)), 201)
+        assert ask["origin"] == "DE"
+        refusal = expect(de_authority.post(f"/v1/authorization-requests/{ask['id']}/decision",
+                                           json=scenario.refuse("DE", "BR is not party to the proceeding")), 200)
+        assert refusal["status"] == "refused" and refusal["decision"]["reasons"] == "BR is not party to the proceeding"
+        body = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward, refusal)), 409,
+                      "authorization-refused")
+        assert "BR is not party to the proceeding" in body["detail"]
+        ask = expect(interpol.post("/v1/authorization-requests",
+                                   json=scenario.request("INTERPOL", "BR", onward)), 201)
+        grant_br = expect(de_authority.post(f"/v1/authorization-requests/{ask['id']}/decision",
+                                            json=scenario.grant("DE", written_instrument=INSTRUMENT)), 200)
+        to_br = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward, grant_br)), 201)
+        assert to_br["origin"] == "DE" and to_br["depth"] == 2
+
+        # DE revokes its grant to FR: the next onward transfer under it is refused.
+        revoked = expect(de_authority.post(f"/v1/authorizations/{grant['id']}/revocation",
+                                           json=scenario.revocation("DE")), 200)
+        assert revoked["status"] == "revoked" and revoked["uses"] == [onward["id"]]
+        expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, grant)), 409,
+               "authorization-revoked")
+
+        # The auditor sees the whole lineage; the signed checkpoint covers every event.
+        lineage = expect(auditor.get(f"/v1/transfers/{root['id']}/lineage"), 200)
+        assert [d["id"] for d in lineage["descendants"]] == [onward["id"], to_br["id"]]
+        response = auditor.get("/v1/checkpoint")
+        assert response.status_code == 200
+        checkpoint = open_checkpoint(response.text, live.init.verifier, ORIGIN_LINE)
+        assert checkpoint.size == live.tree_size()
+        feed = expect(auditor.get("/v1/events", params={"limit": 1000}), 200)
+        assert [e["leaf_index"] for e in feed["items"]] == list(range(checkpoint.size))
+
+    live.server.assert_stopped_cleanly(live.server.stop())
+    report = json.loads(cli("verify", "--json", settings=live.init.settings).stdout)
+    assert report["ok"] is True and report["tree_size"] == checkpoint.size
+
+
+def test_an_idempotent_retry_across_a_restart(live: Live) -> None:
+    body = scenario.transfer("DE", "FR")
+    headers = {"Idempotency-Key": "2026-03-01/transfer-0001"}
+    with live.client("DE-recorder") as de:
+        first = expect(de.post("/v1/transfers", json=body, headers=headers), 201)
+    size = live.tree_size()
+    live.server.assert_stopped_cleanly(live.server.stop())
+    live.server.start()
+    with live.client("DE-recorder") as de:
+        again = de.post("/v1/transfers", json=body, headers=headers)
+        assert again.status_code == 201 and again.json() == first
+        assert live.tree_size() == size
+        reused = de.post("/v1/transfers", json=scenario.transfer("DE", "NL"), headers=headers)
+        expect(reused, 422, "idempotency-key-reused")
+    assert live.tree_size() == size
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_exits_cleanly(live: Live) -> None:
+    """A client sends half a body, the server gets SIGTERM, the client sends the rest:
+    the request is answered, then the server exits cleanly and the ledger verifies."""
+    raw = json.dumps(scenario.transfer("DE", "FR")).encode()
+    head = (f"POST /v1/transfers HTTP/1.1\r\nHost: 127.0.0.1:{live.server.port}\r\n"
+            f"Authorization: Bearer {live.keys['DE-recorder']}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(raw)}\r\n\r\n").encode()
+    assert live.server.process is not None
+    with socket.create_connection(("127.0.0.1", live.server.port), timeout=10.0) as conn:
+        conn.sendall(head + raw[:20])
+        time.sleep(0.5)  # the server has the request line and headers, and waits for the body
+        live.server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert live.server.process.poll() is None, "the server exited with a request in flight"
+        conn.sendall(raw[20:])
+        answer = b""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and b"\r\n\r\n" not in answer:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        while time.monotonic() < deadline:  # the rest of the body, until the server closes
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 201"), answer[:500]
+    recorded = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert recorded["leaf_index"] == 0
+    live.server.assert_stopped_cleanly(live.server.wait(STOP_TIMEOUT))
+    live.server.kill()
+    report = json.loads(cli("verify", "--json", settings=live.init.settings).stdout)
+    assert report["ok"] is True and report["tree_size"] == 1
+    # Once stopped, nothing listens any more.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{live.server.url}/healthz", timeout=2.0)
