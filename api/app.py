@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.routers import router
+from api.witness_routes import router as witness_router
 from ledger.application import TransferLedger
 from ledger.config import ConfigError, Settings, eventsourcing_env
 from ledger.keys import load_signing_key
@@ -127,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     errors.install(app)
     app.include_router(router)
+    app.include_router(witness_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

@@ -44,10 +44,10 @@ from api.schemas import (
     TransferOut,
     TransferPage,
 )
+from api.witness_routes import checkpoint_note
 from domain.errors import DomainError, NotFound
 from domain.values import parse_datetime
 from ledger.application import AlreadyDone, TransferLedger
-from ledger.checkpoints import sign_current_checkpoint
 from ledger.merkle import consistency_proof, inclusion_proof
 from ledger.principals import Principal
 
@@ -391,12 +391,18 @@ def events(
     return {"items": items, "next_after": next_after}
 
 
-@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_problems(401), tags=["ledger"],
-            summary="The latest checkpoint, a C2SP signed note")
-def checkpoint(request: Request, principal: CurrentPrincipal, ledger: Ledger) -> PlainTextResponse:
+@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_problems(401, 404, 422),
+            tags=["ledger"], summary="The latest checkpoint (or a stored earlier one), a C2SP signed note "
+            "with its witnesses' cosignatures")
+def checkpoint(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    tree_size: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="The size of a stored checkpoint; "
+                                           "default: sign and serve the latest")] = None,
+) -> PlainTextResponse:
     del principal  # anyone with a key
-    stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
-    return PlainTextResponse(stored.note, media_type="text/plain; charset=utf-8")
+    return PlainTextResponse(checkpoint_note(request, ledger, tree_size), media_type="text/plain; charset=utf-8")
 
 
 def _tree_size(ledger: TransferLedger) -> int:

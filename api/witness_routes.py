@@ -1,0 +1,130 @@
+"""Witness cosignatures over HTTP: witnesses send them, checkpoints carry them.
+
+``POST /v1/checkpoint/cosignatures`` (role ``verifier``) checks a witness's
+C2SP tlog-cosignature over a stored checkpoint and keeps it
+(``ledger.cosignatures``); ``GET /v1/checkpoint`` (in ``api.routers``) serves
+the checkpoint with the stored cosignature lines appended, through
+:func:`checkpoint_note`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CurrentPrincipal, IdempotencyKey, Ledger, require_role
+from api.errors import ApiProblem
+from api.schemas import Problem
+from ledger.application import TransferLedger
+from ledger.checkpoints import sign_current_checkpoint
+from ledger.cosignatures import CosignatureRefused, CosignatureStore, cosigned_note
+from ledger.note import MAX_TREE_SIZE
+from ledger.sql import SqlAccess
+
+router = APIRouter()
+
+_lock = threading.Lock()
+
+
+def cosignature_store(request: Request) -> CosignatureStore:
+    """The app's cosignature store, made (and its table created) on first use."""
+    state = request.app.state
+    store = getattr(state, "cosignatures", None)
+    if store is None:
+        with _lock:
+            store = getattr(state, "cosignatures", None)
+            if store is None:
+                store = CosignatureStore(SqlAccess(state.ledger.recorder))
+                state.cosignatures = store
+    return store  # type: ignore[no-any-return]
+
+
+def checkpoint_note(request: Request, ledger: TransferLedger, tree_size: int | None) -> str:
+    """The signed checkpoint with its stored cosignature lines appended: the
+    latest (signed now, as ``transfer-ledger checkpoint`` does) or, given
+    ``tree_size``, the one stored for that size (404 problem if none)."""
+    store = cosignature_store(request)
+    if tree_size is None:
+        stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
+        size, note = stored.tree_size, stored.note
+    else:
+        found = store.checkpoint_note(tree_size)
+        if found is None:
+            raise ApiProblem(404, "checkpoint-not-found", f"no checkpoint of size {tree_size} is stored",
+                             field="tree_size")
+        size, note = tree_size, found
+    return cosigned_note(note, store.lines(size))
+
+
+class CosignatureIn(BaseModel):
+    """A witness's cosignature of a stored checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tree_size: int = Field(ge=0, le=MAX_TREE_SIZE, description="The size of the stored checkpoint cosigned")
+    vkey: str = Field(
+        min_length=1, max_length=600,
+        description="The witness's cosigner key: <name>+<8 hex key id>+<base64(0x04 || 32-byte Ed25519 key)>",
+    )
+    cosignature: str = Field(
+        min_length=1, max_length=800,
+        description="The cosignature line: U+2014, space, the witness's name, space, "
+        "base64(4-byte key id || 8-byte big-endian timestamp || 64-byte Ed25519 signature), "
+        "optionally followed by a newline",
+    )
+
+
+class CosignatureOut(BaseModel):
+    tree_size: int
+    vkey: str
+    key_name: str
+    key_id: str = Field(description="8 hex digits")
+    timestamp: int = Field(description="The cosignature's POSIX time")
+    cosignature: str = Field(description="The line as the checkpoint carries it, with its newline")
+    created_at: str = Field(description="When the ledger stored it")
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text}
+    for status, text in {
+        401: "No API key, or an unknown or revoked one",
+        403: "The key lacks the role verifier (`role-required`)",
+        409: "Another key already cosigned under this name and key id (`cosigner-key-conflict`), or the "
+             "checkpoint has the most cosigners the ledger keeps (`too-many-cosigners`)",
+        413: "Request body too large (`body-too-large`)",
+        422: "No checkpoint of this size is stored (`checkpoint-not-stored`), a malformed vkey "
+             "(`invalid-vkey`), or a cosignature that is malformed, by another key or does not verify "
+             "over the stored checkpoint (`invalid-cosignature`)",
+    }.items()
+}
+
+
+@router.post(
+    "/v1/checkpoint/cosignatures", status_code=201, response_model=CosignatureOut, responses=_PROBLEMS,
+    tags=["ledger"], summary="A witness's cosignature (C2SP tlog-cosignature) of a stored checkpoint",
+    description="201 when stored now; 200 with the stored one when this key already cosigned that size "
+    "(so a retry, with or without `Idempotency-Key`, records nothing twice). The checkpoint is then served "
+    "with the cosignature line by `GET /v1/checkpoint`.",
+)
+def add_cosignature(
+    body: CosignatureIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    del ledger, idempotency_key  # the request is idempotent by nature: one row per size and key
+    require_role(principal, "verifier")
+    store = cosignature_store(request)
+    try:
+        stored, created = store.add(
+            body.tree_size, body.vkey, body.cosignature, principal.id, request.app.state.signer.verifier()
+        )
+    except CosignatureRefused as refused:
+        raise ApiProblem(refused.status, refused.rule, refused.detail, field=refused.field) from None
+    return JSONResponse(stored.as_dict(), status_code=201 if created else 200)
+
