@@ -150,6 +150,7 @@ def _problems_as_problem_json(app: FastAPI) -> None:
             schema = generate()
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
+                    _declare_app_wide_problems(operation)
                     for status, response in operation.get("responses", {}).items():
                         schemas = [media for media in response.get("content", {}).values() if "schema" in media]
                         if status[:1] in ("4", "5") and schemas:
@@ -157,6 +158,25 @@ def _problems_as_problem_json(app: FastAPI) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: Answers any route may give, whatever it declares: the app gives them itself.
+_APP_WIDE = {
+    "401": "No API key, or an unknown or revoked one (`authentication-required`, `invalid-api-key`)",
+    "400": "The body is not valid JSON (`malformed-json`)",
+    "413": f"Request body larger than {MAX_BODY_BYTES} bytes (`body-too-large`)",
+}
+
+
+def _declare_app_wide_problems(operation: dict[str, Any]) -> None:
+    """401 where a key is required; 400 and 413 where a body is read."""
+    wanted = (["401"] if operation.get("security") else []) + (["400", "413"] if "requestBody" in operation else [])
+    responses = operation.setdefault("responses", {})
+    for status in wanted:
+        responses.setdefault(status, {
+            "description": _APP_WIDE[status],
+            "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        })
 
 
 def create_app_from_env() -> FastAPI:

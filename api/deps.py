@@ -115,7 +115,11 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        description="Retrying with the same key and body returns the first response and records nothing new",
+        description="A key the client makes unique per request (1 to 255 printable ASCII characters). "
+        "Retrying with the same key and body returns the first response and records nothing new; "
+        "the same key with another body is refused (422 `idempotency-key-reused`)",
+        min_length=1,
         max_length=255,
+        pattern="^[ -~]+$",
     ),
 ]

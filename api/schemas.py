@@ -18,7 +18,10 @@ _SHORT = Field(min_length=1, max_length=200)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Input: no unknown fields, and no coercion (``"yes"`` is not a boolean, ``"5"`` not an integer),
+    so the API accepts exactly what its schema describes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SenderIn(Strict):
@@ -47,7 +50,7 @@ class HandlingIn(Strict):
 
 
 class TransferIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "sender": {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"},
         "recipient": {"party": "FR", "authority": "FR/OFAC"},
         "legal_basis": "art44",
@@ -141,7 +144,7 @@ class ActorIn(Strict):
 
 
 class AuthorizationRequestIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "parent_transfer_id": "0b5c6a4e-3f4d-4b8a-9c1e-2d7f8a9b0c1d",
         "requested_by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
         "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
@@ -174,7 +177,7 @@ class ConditionsIn(Strict):
 
 
 class DecisionIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "decision": "granted",
         "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
         "conditions": {
@@ -191,7 +194,7 @@ class DecisionIn(Strict):
 
 
 class RevocationIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "revoked_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
         "reasons": "the proceeding was closed",
     }]})
