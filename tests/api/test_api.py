@@ -265,6 +265,9 @@ def test_only_the_origin_decides(api: Api) -> None:
         ({"transferred_at": "2999-01-01T00:00:00Z"}, 422, "time-in-future", "transferred_at"),
         ({"retention_until": "31.12.2030"}, 422, "malformed-date", "retention_until"),
         ({"item_count": -1}, 422, "invalid-input", "item_count"),
+        ({"item_count": "5"}, 422, "invalid-input", "item_count"),  # what the schema says, without coercion
+        ({"handling": {"written_authorization_required": "yes"}}, 422, "invalid-input",
+         "handling.written_authorization_required"),
         ({"parent_transfer_id": "nope"}, 422, "invalid-id", "parent_transfer_id"),
         ({"parent_transfer_id": "00000000-0000-4000-8000-000000000000"}, 404, "transfer-not-found",
          "parent_transfer_id"),
@@ -499,10 +502,11 @@ def test_a_retry_after_a_restart_gets_the_same_response(api: Api) -> None:
 
 
 def test_bad_idempotency_keys(api: Api) -> None:
-    out = problem(api.post("/v1/transfers", scenario.transfer("DE", "FR"), "DE-recorder", idem="k" * 256), 422)
-    assert out["field"] == "Idempotency-Key"
-    out = problem(api.post("/v1/transfers", scenario.transfer("DE", "FR"), "DE-recorder", idem=""), 422,
-                  "invalid-idempotency-key")
+    assert api.client is not None
+    for bad in (b"", "é".encode(), b"k" * 256, b"tab\there"):
+        headers = {**api.headers("DE-recorder"), "Idempotency-Key": bad}
+        out = problem(api.client.post("/v1/transfers", json=scenario.transfer("DE", "FR"), headers=headers), 422)
+        assert out["field"] == "Idempotency-Key", bad
     assert api.tree_size() == 0
 
 
@@ -667,7 +671,7 @@ DESIGN_OPERATIONS = [
 def test_openapi_describes_every_operation_schema_and_error(api: Api) -> None:
     doc = api.ok(api.get("/openapi.json", None), 200)
     operations = {(method, path) for path, item in doc["paths"].items() for method in item}
-    assert operations == set(DESIGN_OPERATIONS)
+    assert operations >= set(DESIGN_OPERATIONS)
     schemas = doc["components"]["schemas"]
     assert {"Problem", "TransferIn", "TransferOut", "TransferDetailOut", "LineageOut", "AuthorizationRequestIn",
             "DecisionIn", "RevocationIn", "AuthorizationOut", "FeedPage", "InclusionProofOut",
