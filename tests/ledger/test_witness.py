@@ -8,13 +8,14 @@ import base64
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -648,3 +649,52 @@ def test_a_note_made_by_sign_note_with_cosignature_lines_is_still_a_note() -> No
     note = sign_note(text, log_signer()) + cosigner().cosign(text, NOW)
     _, found = verify_cosignatures(note, log_signer().verifier(), [cosigner().verifier()], 1, ORIGIN)
     assert len(found) == 1
+
+
+# -- docs/FORMAT.md section 15.4, recomputed from the page alone ---------------------------------
+
+
+FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+
+
+def format_examples() -> dict[str, str]:
+    found = re.findall(r"^```\w+ example=([a-z0-9-]+)\n(.*?)\n```$", FORMAT_MD.read_text("utf-8"), re.M | re.S)
+    return dict(found)
+
+
+def test_the_cosignature_worked_example_in_format_md_recomputes() -> None:
+    blocks = format_examples()
+    values = dict(line.split(" = ", 1) for line in blocks["witness-key"].splitlines())
+    seed = bytes.fromhex(values["seed"])
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    public = private.public_key().public_bytes_raw()
+    assert public.hex() == values["public_key"]
+    digest = hashlib.sha256(values["name"].encode() + b"\n\x04" + public).digest()
+    assert digest.hex() == values["key_id_sha256"] and digest[:4].hex() == values["key_id"]
+    public64, seed64 = (base64.b64encode(b"\x04" + raw).decode() for raw in (public, seed))
+    assert blocks["witness-vkey"] == f"{values['name']}+{values['key_id']}+{public64}"
+    assert blocks["witness-key-file"] == f"PRIVATE+KEY+{values['name']}+{values['key_id']}+{seed64}"
+    timestamp = int(values["timestamp"])
+    assert timestamp.to_bytes(8, "big").hex() == values["timestamp_bytes"]
+
+    checkpoint_note = blocks["checkpoint"] + "\n"
+    text = checkpoint_note[: checkpoint_note.rfind("\n\n") + 1]
+    message = f"cosignature/v1\ntime {timestamp}\n".encode() + text.encode()
+    assert message == (blocks["cosigned-message"] + "\n").encode()
+
+    served = blocks["cosigned-checkpoint"] + "\n"
+    assert served.startswith(checkpoint_note)
+    line = served[len(checkpoint_note):]
+    name, blob64 = line.removeprefix("\u2014 ").removesuffix("\n").split(" ")
+    assert name == values["name"] and len(blob64) == 104 and blob64.endswith("==")
+    blob = base64.b64decode(blob64, validate=True)
+    assert blob[:4].hex() == values["key_id"] and blob[4:12].hex() == values["timestamp_bytes"]
+    private.public_key().verify(blob[12:], message)
+    assert blob[12:] == private.sign(message)  # Ed25519 is deterministic
+
+    # and the project's own code agrees
+    vkey = blocks["vkey"]
+    _, found = verify_cosignatures(served, Verifier.from_vkey(vkey), [CosignatureVerifier.from_vkey(
+        blocks["witness-vkey"])], 1, "transfer-ledger.example/ledger")
+    assert found[0].timestamp == timestamp
+    assert Cosigner.from_seed(values["name"], seed).cosign(text, timestamp) == line
