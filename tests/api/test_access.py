@@ -20,13 +20,16 @@ to decide or revoke 403 ``not-origin``.
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from ledger.witness import Cosigner
 from tests import scenario
 from tests.api.conftest import PARTIES, Api, problem
 
@@ -148,6 +151,19 @@ def request_as_self(api: Api, w: World, key: str) -> Request:
                                                                  w.t1)
 
 
+_witnesses = itertools.count()
+
+
+def cosign(api: Api, w: World, key: str) -> Request:
+    """A new witness's cosignature of the latest checkpoint (only verifiers send them)."""
+    note = api.get("/v1/checkpoint", "*-verifier").text
+    text = note.split("\n\n", 1)[0] + "\n"
+    witness = Cosigner.generate(f"witness.example/access-{next(_witnesses)}")
+    body = {"tree_size": int(text.split("\n")[1]), "vkey": witness.vkey(),
+            "cosignature": witness.cosign(text, int(time.time()))}
+    return "POST", "/v1/checkpoint/cosignatures", body
+
+
 def decide(by: str) -> Prepare:
     def prepare(api: Api, w: World, key: str) -> Request:
         pending = api.request("FR", "INTERPOL", w.t1)
@@ -212,6 +228,10 @@ ENDPOINTS = [
         {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,
          **NO_KEY})),
     Endpoint("GET /v1/checkpoint", get(lambda w: "/v1/checkpoint"), LEDGER, ANY_KEY),
+    Endpoint("POST /v1/checkpoint/cosignatures", cosign, LEDGER, expectations(
+        dict.fromkeys(PARTIES, ROLE),
+        {"*-auditor": ROLE, "DE-auditor": ROLE, "NL-auditor": ROLE, "*-verifier": 201, "*-admin": ROLE,
+         **NO_KEY})),
     Endpoint("GET /v1/proofs/inclusion", get(lambda w: "/v1/proofs/inclusion?index=1&tree_size=3"), LEDGER,
              PROOFS),
     Endpoint("GET /v1/proofs/consistency", get(lambda w: "/v1/proofs/consistency?first=2&second=5"), LEDGER,
