@@ -176,6 +176,16 @@ class ConditionsIn(Strict):
     further_conditions: list[str] = Field(default_factory=list, max_length=100)
 
 
+class DecisionSignatureIn(Strict):
+    key: str = Field(min_length=3, max_length=400,
+                     description="<key name>+<8 hex key id>: a key the origin registered to sign decisions with")
+    value: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{86}==$",
+        description="Standard base64 of the 64-byte Ed25519 signature over the canonical decision document "
+        "(docs/FORMAT.md); a grant signed by the origin counts as its written instrument",
+    )
+
+
 class DecisionIn(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "decision": "granted",
@@ -191,6 +201,7 @@ class DecisionIn(Strict):
     decided_by: ActorIn
     reasons: str | None = Field(default=None, max_length=2000, description="Required to refuse (art. 40 §25)")
     conditions: ConditionsIn | None = None
+    signature: DecisionSignatureIn | None = Field(default=None, description="The origin's signature of the decision")
 
 
 class RevocationIn(Strict):

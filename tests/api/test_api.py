@@ -14,7 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import MAX_BODY_BYTES
+from domain.values import DecisionDraft
+from ledger.application import signed_decision_bytes
 from ledger.merkle import ProofError, verify_consistency, verify_inclusion
+from ledger.note import Signer
 from tests import scenario
 from tests.api.conftest import Api, problem
 
@@ -127,6 +130,26 @@ def test_a_refusal_is_recorded_with_its_reasons(api: Api) -> None:
     refused = api.decide(auth, scenario.refuse("DE", "no proceeding named in the request"))
     assert refused["status"] == "refused" and refused["decision"]["reasons"] == "no proceeding named in the request"
     assert refused["conditions"] is None
+
+
+def test_a_decision_signed_by_the_origin_is_its_written_instrument(api: Api) -> None:
+    signer = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))
+    api.app.state.ledger.register_party_key("DE", signer.vkey(), registered_by=scenario.actor("DE"))
+    root = api.transfer("DE", "FR", handling={"written_authorization_required": True})
+    auth = api.request("FR", "INTERPOL", root)
+    body = scenario.grant("DE", max_transfers=1)
+    signature = signer.sign_raw(signed_decision_bytes(auth["id"], "DE", DecisionDraft.parse(body)))
+    signed = {**body, "signature": {"key": f"{signer.name}+{signer.key_id:08x}",
+                                    "value": base64.b64encode(signature).decode()}}
+    path = f"/v1/authorization-requests/{auth['id']}/decision"
+    forged = {**signed, "signature": {**signed["signature"],
+                                      "value": base64.b64encode(bytes(64)).decode()}}
+    out = refused(api.post(path, forged, "DE-authority"), "decision-signature-invalid", "signature.value")
+    assert out["values"]["origin"] == "DE"
+    granted = api.ok(api.post(path, signed, "DE-authority"), 200)
+    assert granted["decision"]["signature"] == signed["signature"]
+    api.onward("FR", "INTERPOL", root, granted)
+    problem(api.post(path, {**signed, "signature": {"key": "x+1", "value": "y"}}, "DE-authority"), 422)
 
 
 def test_lineage_origin_ancestors_descendants(api: Api) -> None:
