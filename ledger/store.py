@@ -75,6 +75,11 @@ class EventRow:
     state: bytes
 
 
+#: One leaf of the feed as a plain row: (leaf_index, recorded_at, originator_id
+#: in hyphenated form, originator_version, topic, state bytes as stored).
+FeedRow = tuple[int, str, str, int, str, bytes]
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     tree_size: int
@@ -156,6 +161,10 @@ class LedgerStore(Protocol):
 
     def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
         """Leaves from ``start`` in leaf order, each with its event row."""
+        ...
+
+    def read_feed_rows(self, start: int, limit: int) -> list[FeedRow]:
+        """The feed as plain rows, for bulk readers (the read models): see :data:`FeedRow`."""
         ...
 
     def checkpoints(self) -> list[StoredCheckpoint]: ...

@@ -25,7 +25,7 @@ from psycopg.sql import SQL, Identifier
 from domain.values import format_datetime
 from ledger.leaf import ZERO_HASH, originator_id_text
 from ledger.merkle import NodeId
-from ledger.store import EventRow, Head, LeafRow, StoredCheckpoint, compute_append
+from ledger.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 
 #: Advisory lock key serializing schema creation ("TLDG" in ASCII).
@@ -207,6 +207,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             out.append((leaf, EventRow(leaf.notification_id, leaf.originator_id, leaf.originator_version,
                                        r["topic"], bytes(r["state"]))))
         return out
+
+    def read_feed_rows(self, start: int, limit: int) -> list[FeedRow]:
+        """The feed as plain rows (no per-row objects): the read models read it in bulk."""
+        rows = self._query(
+            SQL(
+                "SELECT l.leaf_index, l.recorded_at, l.originator_id::text AS oid, l.originator_version, "
+                "e.topic, e.state FROM {} l JOIN {} e ON e.notification_id = l.notification_id "
+                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
+            ).format(self._t["ledger_leaves"], self._events),
+            (start, limit),
+        )
+        return [
+            (r["leaf_index"], r["recorded_at"], r["oid"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in rows
+        ]
 
     def count_events(self) -> int:
         return int(self._query(SQL("SELECT COUNT(*) AS n FROM {}").format(self._events))[0]["n"])

@@ -29,7 +29,7 @@ from eventsourcing.sqlite import (
 from domain.values import format_datetime
 from ledger.leaf import ZERO_HASH, originator_id_text
 from ledger.merkle import NodeId
-from ledger.store import EventRow, Head, LeafRow, StoredCheckpoint, compute_append
+from ledger.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS ledger_leaves ("
@@ -177,6 +177,25 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             out.append((leaf, EventRow(leaf.notification_id, leaf.originator_id, leaf.originator_version,
                                        str(r["topic"]), _as_bytes(r["state"]))))
         return out
+
+    def read_feed_rows(self, start: int, limit: int) -> list[FeedRow]:
+        """The feed as plain rows (no per-row objects): the read models read it in bulk.
+
+        The originator id is put in hyphenated form by SQLite itself.
+        """
+        rows = self._query(
+            "SELECT l.leaf_index, l.recorded_at, CASE WHEN length(l.originator_id) = 32 THEN "
+            "lower(substr(l.originator_id, 1, 8) || '-' || substr(l.originator_id, 9, 4) || '-' || "
+            "substr(l.originator_id, 13, 4) || '-' || substr(l.originator_id, 17, 4) || '-' || "
+            "substr(l.originator_id, 21)) ELSE l.originator_id END, l.originator_version, e.topic, e.state "
+            f"FROM ledger_leaves l JOIN {self.events_table_name} e ON e.rowid = l.notification_id "
+            "WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?",
+            (start, limit),
+        )
+        return [
+            r if isinstance(r[5], bytes) else (r[0], r[1], r[2], r[3], str(r[4]), _as_bytes(r[5]))
+            for r in rows
+        ]
 
     def count_events(self) -> int:
         return int(self._query(f"SELECT COUNT(*) AS n FROM {self.events_table_name}")[0]["n"])
