@@ -1,0 +1,225 @@
+"""The ledger feed as the read models see it: one :class:`FeedEvent` per leaf.
+
+Decoding is kept cheap: the stored state is eventsourcing's JSON (after any
+cipher or compressor, undone by ``decode``), decoded by ``msgspec`` straight
+into a small struct per topic that names only the fields the read models use
+(the rest is skipped unparsed). A state that lacks a field or has one of the
+wrong type decodes as :class:`Undecodable` (the findings report it).
+Datetimes appear as ``{"_type_": "datetime_iso", "_data_": "..."}``.
+
+Time values in the read models are normalized to one fixed-width form,
+``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (:func:`norm_time`), so that text order is
+time order on both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from domain.model import Authorization, PartyPolicy, Transfer
+
+TRANSFER_RECORDED = Transfer.Recorded.TOPIC
+REQUESTED = Authorization.Requested.TOPIC
+GRANTED = Authorization.Granted.TOPIC
+REFUSED = Authorization.Refused.TOPIC
+REVOKED = Authorization.Revoked.TOPIC
+USED = Authorization.Used.TOPIC
+POLICY_REGISTERED = PartyPolicy.Registered.TOPIC
+WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
+KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
+
+Decode = Callable[[bytes], bytes]
+
+
+class Actor(msgspec.Struct, gc=False):
+    party: str
+    authority: str | None = None
+
+
+class Purpose(msgspec.Struct, gc=False):
+    proceeding: str | None = None
+
+
+class Stamp(msgspec.Struct, gc=False):
+    """eventsourcing's transcoding of a datetime."""
+
+    data: str = msgspec.field(name="_data_")
+
+
+class TransferRecordedState(msgspec.Struct, gc=False):
+    sender: Actor
+    recipient: Actor
+    legal_basis: str
+    data_categories: list[str]
+    transferred_at: str
+    origin: str
+    timestamp: Stamp | None = None
+    purpose: Purpose | None = None
+    retention_until: str | None = None
+    parent_transfer_id: str | None = None
+    authorization_id: str | None = None
+    root_transfer_id: str | None = None
+    depth: int = 0
+    origin_requires_written_form: bool = False
+    item_count: int | None = None
+
+
+class RequestedState(msgspec.Struct, gc=False):
+    parent_transfer_id: str
+    requested_by: Actor
+    recipient: Actor
+    data_categories: list[str]
+    origin: str
+    timestamp: Stamp | None = None
+    purpose: Purpose | None = None
+    justification: str | None = None
+    root_transfer_id: str | None = None
+
+
+class GrantedState(msgspec.Struct, gc=False):
+    timestamp: Stamp | None = None
+    decided_by: Actor | None = None
+    conditions: dict[str, Any] | None = None
+    reasons: str | None = None
+    signature: Any = None
+
+
+class RefusedState(msgspec.Struct, gc=False):
+    timestamp: Stamp | None = None
+    decided_by: Actor | None = None
+    reasons: str | None = None
+    signature: Any = None
+
+
+class RevokedState(msgspec.Struct, gc=False):
+    timestamp: Stamp | None = None
+    revoked_by: Actor | None = None
+    reasons: str | None = None
+
+
+class UsedState(msgspec.Struct, gc=False):
+    transfer_id: str
+    timestamp: Stamp | None = None
+
+
+class PolicyRegisteredState(msgspec.Struct, gc=False):
+    party: str
+
+
+class WrittenFormSetState(msgspec.Struct, gc=False):
+    required: bool
+
+
+#: The stored state's shape per topic: only the fields the read models use.
+_DECODERS: dict[str, Any] = {
+    topic: msgspec.json.Decoder(kind)
+    for topic, kind in (
+        (TRANSFER_RECORDED, TransferRecordedState), (REQUESTED, RequestedState), (GRANTED, GrantedState),
+        (REFUSED, RefusedState), (REVOKED, RevokedState), (USED, UsedState),
+        (POLICY_REGISTERED, PolicyRegisteredState), (WRITTEN_FORM_SET, WrittenFormSetState),
+    )
+}
+
+#: The topics the read models decode; other leaves only advance the position.
+KNOWN_TOPICS = frozenset(_DECODERS)
+
+
+class Undecodable:
+    """The state of a leaf of a known topic that does not have that topic's shape."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class FeedEvent:
+    """One leaf of the ledger with its decoded event state (``data``; None for other topics)."""
+
+    __slots__ = ("leaf_index", "recorded_at", "originator_id", "originator_version", "topic", "data")
+
+    def __init__(self, leaf_index: int, recorded_at: str, originator_id: str, originator_version: int,
+                 topic: str, data: Any) -> None:
+        self.leaf_index = leaf_index
+        self.recorded_at = recorded_at
+        self.originator_id = originator_id
+        self.originator_version = originator_version
+        self.topic = topic
+        self.data = data
+
+
+def norm_time(text: str) -> str:
+    """An RFC 3339 time (``Z`` or ``+00:00``, any precision) as ``...ss.ffffffZ`` in UTC."""
+    n = len(text)
+    if n == 27 and text[26] == "Z" and text[19] == ".":
+        return text
+    if n == 32 and text.endswith("+00:00") and text[19] == ".":
+        return text[:26] + "Z"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def time_of(stamp: Stamp | None) -> str | None:
+    """A transcoded datetime as a normalized time, or None."""
+    return None if stamp is None else norm_time(stamp.data)
+
+
+def now_time() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
+def decoder_for(mapper: Any) -> Decode | None:
+    """Undo an application mapper's cipher and compressor (None when it has neither)."""
+    cipher = getattr(mapper, "cipher", None)
+    compressor = getattr(mapper, "compressor", None)
+    if cipher is None and compressor is None:
+        return None
+
+    def decode(state: bytes) -> bytes:
+        if cipher is not None:
+            state = cipher.decrypt(state)
+        if compressor is not None:
+            state = compressor.decompress(state)
+        return state
+
+    return decode
+
+
+def feed_events(rows: Sequence[Sequence[Any]], decode: Decode | None = None) -> list[FeedEvent]:
+    """Decode plain feed rows (leaf_index, recorded_at, originator_id, version, topic, state)."""
+    out: list[FeedEvent] = []
+    decoders = _DECODERS
+    append = out.append
+    for leaf_index, recorded_at, originator_id, version, topic, state in rows:
+        decoder = decoders.get(topic)
+        data: Any = None
+        if decoder is not None:
+            try:
+                data = decoder.decode(state if decode is None else decode(state))
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                data = Undecodable(str(e))
+        if len(recorded_at) != 27:
+            recorded_at = norm_time(recorded_at)
+        append(FeedEvent(leaf_index, recorded_at, originator_id, version, topic, data))
+    return out
+
+
+def feed_rows(store: Any, start: int, limit: int) -> list[Sequence[Any]]:
+    """Plain feed rows from a store: ``read_feed_rows`` if it has it, else ``read_feed``."""
+    reader = getattr(store, "read_feed_rows", None)
+    if reader is not None:
+        return reader(start, limit)  # type: ignore[no-any-return]
+    return [
+        (leaf.leaf_index, leaf.recorded_at, leaf.originator_id, leaf.originator_version, event.topic, event.state)
+        for leaf, event in store.read_feed(start, limit)
+    ]

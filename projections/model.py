@@ -1,0 +1,725 @@
+"""The read models' logic, pure: ``apply(state, event)`` changes records and
+collects the rows a batch adds.
+
+Nothing here does I/O. :class:`State` holds the records the logic reads (a
+transfer, an authorization, a Party's policy, each by its key) and collects
+what the events change: new transfers, changed authorizations and policies,
+uses, findings and statistics increments. The same function serves the live
+runner (records from the database, changes written with the position in one
+transaction), the rebuild (the same, from leaf 0) and the replay "as of"
+(records in an in-memory database). A lookup that misses asks ``loader``
+(the runner pre-loads each batch's records, so it rarely does).
+
+Findings raised here are the ones an event proves on its own, at its place in
+the ledger (event-driven):
+
+``onward-transfer-not-authorized`` (art. 36 §3)
+    an onward transfer that needs the origin's authorization and has no grant
+    covering it *at its time*: the same checks, in the same order, as
+    ``domain.rules.check_onward_transfer_authorized``. The application never
+    records such a transfer, so one in the feed was written around it.
+``lineage-inconsistent`` (art. 36 §3)
+    a transfer whose recorded lineage does not hold: unknown parent, origin,
+    root or depth not the parent's, sender not the parent's recipient,
+    categories the holder did not receive.
+``flow-after-revocation`` (art. 36 §3)
+    data passed on (an onward transfer that needs authorization) after the
+    origin revoked a grant that an earlier hop of the same data travelled
+    under, unless the origin granted this hop after that revocation.
+``onward-transfer-after-retention`` (Order 949 §12, §15)
+    data passed on after the retention date of the transfer that brought
+    them to the holder.
+``malformed-event`` (ledger integrity)
+    an event of a known topic whose state lacks the fields of that topic.
+
+The time-dependent findings (a request pending past a deadline, a retention
+date passed) depend on "now" and are computed when asked
+(``projections.queries``), from these records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from domain.model import party_policy_id
+from domain.rules import authorization_required
+from projections.events import (
+    GRANTED,
+    POLICY_REGISTERED,
+    REFUSED,
+    REQUESTED,
+    REVOKED,
+    TRANSFER_RECORDED,
+    USED,
+    WRITTEN_FORM_SET,
+    FeedEvent,
+    GrantedState,
+    RefusedState,
+    RequestedState,
+    RevokedState,
+    TransferRecordedState,
+    Undecodable,
+    norm_time,
+    seconds_between,
+    time_of,
+)
+
+ART_36_3 = "art. 36 §3"
+ORDER_949_RETENTION = "Order 949 §12, §15"
+
+#: rule -> (article, title). Every finding names its rule and article.
+RULES: dict[str, tuple[str, str]] = {
+    "onward-transfer-not-authorized": (
+        ART_36_3, "Onward transfer without a covering authorization of the first transferring Party"),
+    "lineage-inconsistent": (ART_36_3, "Transfer whose recorded lineage does not hold"),
+    "flow-after-revocation": (
+        ART_36_3, "Data passed on after the origin revoked an authorization they travelled under"),
+    "onward-transfer-after-retention": (ORDER_949_RETENTION, "Data passed on after their retention date"),
+    "request-pending-too-long": (
+        ART_36_3, "Authorization request left undecided longer than the audit deadline"),
+    "retention-period-expired": (
+        ORDER_949_RETENTION, "Retention date passed: the recipient's destruction of the data is to be confirmed"),
+    "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
+}
+
+#: How long a grant's ``valid_until`` is given, in the event's own timestamp, for the
+#: moment between the application's check and the event's creation (seconds).
+EXPIRY_GRACE_SECONDS = 1.0
+
+
+class TransferRec:
+    """A transfer as the read models keep it (table ``proj_transfers``).
+
+    ``origin``, ``root_id`` and ``depth`` are those of the lineage its parent
+    links make (the values the event claims are checked against them).
+    """
+
+    __slots__ = COLUMNS = (
+        "id", "leaf_index", "recorded_at", "transferred_at", "sender", "sender_authority", "recipient",
+        "recipient_authority", "origin", "parent_id", "root_id", "depth", "authorization_id", "legal_basis",
+        "categories", "proceeding", "retention_until", "written_form", "item_count",
+    )
+
+    id: str
+    leaf_index: int
+    recorded_at: str
+    transferred_at: str
+    sender: str
+    sender_authority: str | None
+    recipient: str
+    recipient_authority: str | None
+    origin: str
+    parent_id: str | None
+    root_id: str
+    depth: int
+    authorization_id: str | None
+    legal_basis: str
+    categories: str  # comma-separated
+    proceeding: str | None
+    retention_until: str | None  # YYYY-MM-DD
+    written_form: int
+    item_count: int | None
+
+    def row(self) -> tuple[Any, ...]:
+        return _TRANSFER_ROW(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> TransferRec:
+        rec = cls.__new__(cls)
+        for name, value in zip(cls.COLUMNS, row, strict=True):
+            setattr(rec, name, value)
+        return rec
+
+
+class AuthRec:
+    """An authorization request and its life (table ``proj_authorizations``)."""
+
+    __slots__ = COLUMNS = (
+        "id", "status", "origin", "holder", "holder_authority", "recipient", "recipient_authority",
+        "parent_id", "root_id", "categories", "proceeding", "justification", "requested_at", "requested_leaf",
+        "decided_at", "decided_leaf", "decided_by", "reasons", "conditions", "valid_until", "max_transfers",
+        "granted_categories", "granted_proceeding", "instrument", "signed", "uses", "named", "revoked_at",
+        "revoked_leaf", "revoked_by", "revocation_reasons", "decide_seconds",
+    )
+
+    id: str
+    status: str
+    origin: str
+    holder: str
+    holder_authority: str | None
+    recipient: str
+    recipient_authority: str | None
+    parent_id: str
+    root_id: str | None
+    categories: str
+    proceeding: str | None
+    justification: str | None
+    requested_at: str
+    requested_leaf: int
+    decided_at: str | None
+    decided_leaf: int | None
+    decided_by: str | None
+    reasons: str | None
+    conditions: str | None  # JSON
+    valid_until: str | None
+    max_transfers: int | None
+    granted_categories: str | None
+    granted_proceeding: str | None
+    instrument: int
+    signed: int
+    uses: int  # AuthorizationUsed events
+    named: int  # transfers that named it
+    revoked_at: str | None
+    revoked_leaf: int | None
+    revoked_by: str | None
+    revocation_reasons: str | None
+    decide_seconds: float | None
+
+    def row(self) -> tuple[Any, ...]:
+        return _AUTH_ROW(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> AuthRec:
+        rec = cls.__new__(cls)
+        for name, value in zip(cls.COLUMNS, row, strict=True):
+            setattr(rec, name, value)
+        return rec
+
+    @property
+    def month(self) -> str:
+        return self.requested_at[:7]
+
+
+_TRANSFER_ROW = attrgetter(*TransferRec.COLUMNS)
+_AUTH_ROW = attrgetter(*AuthRec.COLUMNS)
+
+
+class PolicyRec:
+    """A Party's standing policy (table ``proj_policies``)."""
+
+    __slots__ = COLUMNS = ("party", "written_required", "leaf_index")
+
+    def __init__(self, party: str, written_required: int, leaf_index: int) -> None:
+        self.party, self.written_required, self.leaf_index = party, written_required, leaf_index
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.party, self.written_required, self.leaf_index)
+
+
+Loader = Callable[[str], Any]
+
+
+class State:
+    """The records the logic reads, and the changes of the events applied so far.
+
+    ``transfers``, ``authorizations`` and ``policies`` map keys to records
+    (the runner passes its caches); a key missing there is asked of the
+    loaders once (None: it does not exist).
+    """
+
+    def __init__(
+        self,
+        transfers: dict[str, TransferRec | None],
+        authorizations: dict[str, AuthRec | None],
+        policies: dict[str, PolicyRec],
+        *,
+        load_transfer: Loader | None = None,
+        load_authorization: Loader | None = None,
+    ) -> None:
+        self.transfers = transfers
+        self.authorizations = authorizations
+        self.policies = policies
+        self._load_transfer = load_transfer
+        self._load_authorization = load_authorization
+        self.misses = 0
+        # changes
+        self.new_transfers: list[TransferRec] = []
+        self.dirty_authorizations: dict[str, AuthRec] = {}
+        self.dirty_policies: dict[str, PolicyRec] = {}
+        self.uses: list[tuple[str, str, int]] = []
+        self.findings: list[tuple[Any, ...]] = []
+        self.stats_transfers: dict[tuple[str, ...], list[int]] = {}
+        self.stats_categories: dict[tuple[str, ...], int] = {}
+        self.stats_requests: dict[tuple[str, ...], list[float]] = {}
+
+    # -- reads -------------------------------------------------------------------
+
+    def transfer(self, transfer_id: str | None) -> TransferRec | None:
+        if transfer_id is None:
+            return None
+        try:
+            return self.transfers[transfer_id]
+        except KeyError:
+            pass
+        rec = None
+        if self._load_transfer is not None:
+            self.misses += 1
+            rec = self._load_transfer(transfer_id)
+        self.transfers[transfer_id] = rec
+        return rec
+
+    def authorization(self, authorization_id: str | None) -> AuthRec | None:
+        if authorization_id is None:
+            return None
+        try:
+            return self.authorizations[authorization_id]
+        except KeyError:
+            pass
+        rec = None
+        if self._load_authorization is not None:
+            self.misses += 1
+            rec = self._load_authorization(authorization_id)
+        self.authorizations[authorization_id] = rec
+        return rec
+
+    def written_required_by(self, party: str) -> bool:
+        policy = self.policies.get(party)
+        return bool(policy and policy.written_required)
+
+    def ancestors(self, transfer: TransferRec) -> Iterable[TransferRec]:
+        """Parent first, up to the root (as far as the parents are known)."""
+        hop = self.transfer(transfer.parent_id)
+        while hop is not None:
+            yield hop
+            hop = self.transfer(hop.parent_id) if hop.parent_id is not None else None
+
+    # -- changes -----------------------------------------------------------------
+
+    def add_transfer(self, rec: TransferRec) -> None:
+        self.transfers[rec.id] = rec
+        self.new_transfers.append(rec)
+
+    def changed(self, rec: AuthRec) -> None:
+        self.dirty_authorizations[rec.id] = rec
+
+    def add_finding(
+        self, rule: str, subject: str, ev: FeedEvent, *, reason: str, detail: str, origin: str | None,
+        sender: str | None, recipient: str | None, transfer_id: str | None = None,
+        authorization_id: str | None = None, evidence: list[dict[str, Any]],
+    ) -> None:
+        article, _ = RULES[rule]
+        self.findings.append((
+            f"{rule}/{subject}", rule, article, reason, ev.leaf_index, ev.recorded_at, origin, sender, recipient,
+            transfer_id, authorization_id, detail, json.dumps(evidence, separators=(",", ":")),
+        ))
+
+
+_dumps = msgspec.json.Encoder(order="sorted").encode
+
+FINDING_COLUMNS = (
+    "id", "rule", "article", "reason", "leaf_index", "detected_at", "origin", "sender", "recipient",
+    "transfer_id", "authorization_id", "detail", "evidence",
+)
+
+
+def evidence(leaf_index: int | None, event: str, ident: str | None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"leaf_index": leaf_index, "event": event, "id": ident}
+    out.update(extra)
+    return out
+
+
+# -- the events --------------------------------------------------------------------
+
+
+def apply(state: State, ev: FeedEvent) -> None:
+    """Apply one leaf to the read models' records."""
+    handler = _HANDLERS.get(ev.topic)
+    if handler is None:
+        return
+    if isinstance(ev.data, Undecodable):
+        _malformed(state, ev, ev.data.error)
+        return
+    try:
+        handler(state, ev)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        _malformed(state, ev, f"{type(e).__name__}: {e}")
+
+
+def apply_all(state: State, events: Iterable[FeedEvent]) -> None:
+    handlers = _HANDLERS
+    for ev in events:
+        handler = handlers.get(ev.topic)
+        if handler is None:
+            continue
+        if isinstance(ev.data, Undecodable):
+            _malformed(state, ev, ev.data.error)
+            continue
+        try:
+            handler(state, ev)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            _malformed(state, ev, f"{type(e).__name__}: {e}")
+
+
+def _malformed(state: State, ev: FeedEvent, what: str) -> None:
+    name = ev.topic.split(":")[1] if ev.topic.count(":") >= 2 else ev.topic
+    state.add_finding(
+        "malformed-event", f"{ev.leaf_index}", ev, reason="malformed-state",
+        detail=f"leaf {ev.leaf_index} ({ev.topic}) cannot be read as a {name} event: {what}",
+        origin=None, sender=None, recipient=None,
+        evidence=[evidence(ev.leaf_index, name, ev.originator_id, version=ev.originator_version)],
+    )
+
+
+def _on_transfer(state: State, ev: FeedEvent) -> None:
+    d: TransferRecordedState = ev.data
+    sender, recipient, purpose = d.sender, d.recipient, d.purpose
+    rec = TransferRec.__new__(TransferRec)
+    rec.id = tid = ev.originator_id
+    rec.leaf_index = ev.leaf_index
+    rec.recorded_at = ev.recorded_at
+    at = d.transferred_at
+    rec.transferred_at = at = at if len(at) == 27 else norm_time(at)
+    rec.sender = sender_party = sender.party
+    rec.sender_authority = sender.authority
+    rec.recipient = recipient_party = recipient.party
+    rec.recipient_authority = recipient.authority
+    rec.parent_id = parent_id = d.parent_transfer_id
+    rec.authorization_id = grant_id = d.authorization_id
+    rec.legal_basis = d.legal_basis
+    rec.categories = categories = ",".join(d.data_categories)
+    rec.proceeding = purpose.proceeding if purpose is not None else None
+    rec.retention_until = d.retention_until
+    rec.written_form = 1 if d.origin_requires_written_form else 0
+    rec.item_count = d.item_count
+
+    # The lineage as the parent links make it (the recorded origin, root and depth are checked
+    # against it): the read model follows the links, so a forged value cannot hide a hop.
+    parent = state.transfer(parent_id) if parent_id is not None else None
+    if parent is not None:
+        rec.origin = origin = parent.origin
+        rec.root_id = parent.root_id
+        rec.depth = parent.depth + 1
+    else:
+        rec.origin = origin = d.origin if parent_id is not None else sender_party
+        rec.root_id = tid
+        rec.depth = 0
+    if parent is None or d.origin != origin or parent.recipient != sender_party or (
+        (d.root_transfer_id or tid) != rec.root_id or d.depth != rec.depth
+        or not _within(categories, parent.categories)
+    ):
+        _check_lineage(state, ev, rec, d, parent)
+    grant = state.authorization(grant_id) if grant_id is not None else None
+    if parent_id is not None and authorization_required(origin, sender_party, recipient_party):
+        timestamp = time_of(d.timestamp) or ev.recorded_at
+        written = bool(rec.written_form or (parent is not None and parent.written_form)) or (
+            state.written_required_by(origin)
+        )
+        problem = coverage_problem(rec, origin, grant, written, timestamp)
+        if problem is not None:
+            reason, detail = problem
+            proof = [evidence(rec.leaf_index, "TransferRecorded", tid)]
+            if parent is not None:
+                proof.append(evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent"))
+            if grant is not None:
+                proof.extend(_grant_evidence(grant))
+            state.add_finding(
+                "onward-transfer-not-authorized", tid, ev, reason=reason,
+                detail=f"transfer {tid} from {sender_party} to {recipient_party} of data originating with "
+                f"{origin}: {detail}",
+                origin=origin, sender=sender_party, recipient=recipient_party, transfer_id=tid,
+                authorization_id=grant_id, evidence=proof,
+            )
+        if parent is not None:
+            _check_flow_after_revocation(state, ev, rec, parent, origin, grant if problem is None else None)
+    if parent is not None and parent.retention_until and at[:10] > parent.retention_until:
+        state.add_finding(
+            "onward-transfer-after-retention", tid, ev, reason="parent-retention-passed",
+            detail=f"{sender_party} passed on data on {at[:10]} that it was to keep only until "
+            f"{parent.retention_until} (transfer {parent.id})",
+            origin=origin, sender=sender_party, recipient=recipient_party, transfer_id=tid,
+            authorization_id=grant_id,
+            evidence=[evidence(rec.leaf_index, "TransferRecorded", tid),
+                      evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent",
+                               retention_until=parent.retention_until)],
+        )
+    if grant is not None:
+        grant.named += 1
+        state.dirty_authorizations[grant.id] = grant
+    state.transfers[tid] = rec
+    state.new_transfers.append(rec)
+
+    month = at[:7]
+    key = (month, origin, sender_party, recipient_party, rec.legal_basis)
+    counts = state.stats_transfers.get(key)
+    if counts is None:
+        state.stats_transfers[key] = counts = [0, 0]
+    counts[0] += 1
+    if parent_id is not None:
+        counts[1] += 1
+    cats = state.stats_categories
+    for category in d.data_categories:
+        ckey = (month, origin, sender_party, recipient_party, category)
+        cats[ckey] = cats.get(ckey, 0) + 1
+
+
+def _within(categories: str, received: str) -> bool:
+    return categories == received or set(categories.split(",")) <= set(received.split(","))
+
+
+def _check_lineage(
+    state: State, ev: FeedEvent, rec: TransferRec, d: TransferRecordedState, parent: TransferRec | None
+) -> None:
+    """The recorded origin, root and depth against the lineage the parent links make."""
+    problem: tuple[str, str] | None = None
+    claimed_root = d.root_transfer_id or rec.id
+    if rec.parent_id is not None and parent is None:
+        problem = ("parent-not-found", f"its parent transfer {rec.parent_id} is not in the ledger before it")
+    elif d.origin != rec.origin:
+        problem = ("origin-mismatch", f"the origin recorded is {d.origin}, but its lineage originates with "
+                   f"{rec.origin}" + ("" if parent is not None else " (a first transfer's origin is its sender)"))
+    elif claimed_root != rec.root_id:
+        problem = ("root-mismatch", f"the root recorded is {claimed_root}, but its lineage's root is {rec.root_id}")
+    elif d.depth != rec.depth:
+        problem = ("depth-mismatch", f"the depth recorded is {d.depth}, but it is {rec.depth} hops from its root")
+    elif parent is not None and parent.recipient != rec.sender:
+        problem = ("not-holder", f"{rec.sender} did not receive transfer {parent.id}: it went from "
+                   f"{parent.sender} to {parent.recipient}")
+    elif parent is not None and not _within(rec.categories, parent.categories):
+        extra = sorted(set(rec.categories.split(",")) - set(parent.categories.split(",")))
+        problem = ("category-not-received", f"categories {extra} were not received in transfer "
+                   f"{parent.id} (it carried {parent.categories.split(',')})")
+    if problem is None:
+        return
+    reason, detail = problem
+    proof = [evidence(rec.leaf_index, "TransferRecorded", rec.id)]
+    if parent is not None:
+        proof.append(evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent"))
+    state.add_finding(
+        "lineage-inconsistent", rec.id, ev, reason=reason, detail=f"transfer {rec.id}: {detail}",
+        origin=rec.origin, sender=rec.sender, recipient=rec.recipient,
+        transfer_id=rec.id, authorization_id=rec.authorization_id, evidence=proof,
+    )
+
+
+def coverage_problem(
+    rec: TransferRec, origin: str, grant: AuthRec | None, written_required: bool, timestamp: str
+) -> tuple[str, str] | None:
+    """Why ``grant`` does not cover the onward transfer ``rec`` at its time, or None.
+
+    The checks of ``domain.rules.check_onward_transfer_authorized``, in its
+    order, on the records as they stood when the transfer was recorded;
+    ``reason`` is that rule's name.
+    """
+    if rec.authorization_id is None:
+        return ("onward-transfer-not-authorized",
+                f"it needs the authorization of {origin}, the first transferring Party, and names none")
+    if grant is None:
+        return ("authorization-not-found",
+                f"it names authorization {rec.authorization_id}, which is not in the ledger before it")
+    gid = grant.id
+    if grant.parent_id != rec.parent_id or grant.holder != rec.sender:
+        return ("authorization-not-for-this-transfer",
+                f"authorization {gid} answers a request by {grant.holder} about transfer {grant.parent_id}")
+    if grant.recipient != rec.recipient:
+        return ("recipient-not-authorized", f"authorization {gid} covers a transfer to {grant.recipient}")
+    if grant.status == "revoked":
+        return ("authorization-revoked", f"authorization {gid} was revoked at leaf {grant.revoked_leaf}: "
+                f"{grant.revocation_reasons}")
+    if grant.status == "refused":
+        return ("authorization-refused", f"{grant.origin} refused authorization {gid}: {grant.reasons}")
+    if grant.status != "granted":
+        return ("authorization-pending", f"authorization request {gid} was still pending")
+    if grant.decided_by != origin:
+        return ("not-origin", f"authorization {gid} was granted by {grant.decided_by}, not by the origin {origin}")
+    if grant.valid_until is not None and (
+        rec.transferred_at > grant.valid_until
+        or seconds_between(grant.valid_until, timestamp) > EXPIRY_GRACE_SECONDS
+    ):
+        return ("authorization-expired", f"authorization {gid} expired at {grant.valid_until}")
+    if grant.max_transfers is not None and grant.named >= grant.max_transfers:
+        return ("authorization-exhausted", f"authorization {gid} allows {grant.max_transfers} transfer(s) "
+                f"and {grant.named} were made before")
+    allowed = (grant.granted_categories or grant.categories).split(",")
+    extra = sorted(set(rec.categories.split(",")) - set(allowed))
+    if extra:
+        return ("category-not-authorized", f"authorization {gid} does not cover data categories {extra}")
+    proceeding = grant.granted_proceeding or grant.proceeding
+    if proceeding != rec.proceeding:
+        return ("purpose-not-authorized", f"authorization {gid} is for proceeding {proceeding!r}, "
+                f"not {rec.proceeding!r} (specialty, art. 40 §19)")
+    if written_required and not (grant.instrument or grant.signed):
+        return ("written-instrument-required", f"{origin} requires authorization in writing and "
+                f"authorization {gid} has no written instrument")
+    return None
+
+
+def _grant_evidence(grant: AuthRec) -> list[dict[str, Any]]:
+    out = [evidence(grant.requested_leaf, "AuthorizationRequested", grant.id)]
+    if grant.decided_leaf is not None:
+        name = "AuthorizationGranted" if grant.status in ("granted", "revoked") else "AuthorizationRefused"
+        out.append(evidence(grant.decided_leaf, name, grant.id))
+    if grant.revoked_leaf is not None:
+        out.append(evidence(grant.revoked_leaf, "AuthorizationRevoked", grant.id))
+    return out
+
+
+def _check_flow_after_revocation(
+    state: State, ev: FeedEvent, rec: TransferRec, parent: TransferRec, origin: str, own: AuthRec | None
+) -> None:
+    revoked: list[tuple[TransferRec, AuthRec]] = []
+    for hop in (parent, *state.ancestors(parent)):
+        if hop.authorization_id is None:
+            continue
+        grant = state.authorization(hop.authorization_id)
+        if grant is not None and grant.revoked_leaf is not None and grant.revoked_leaf < ev.leaf_index:
+            revoked.append((hop, grant))
+    if not revoked:
+        return
+    last_revocation = max(grant.revoked_leaf or 0 for _, grant in revoked)
+    if own is not None and own.decided_leaf is not None and own.decided_leaf > last_revocation:
+        return  # the origin authorized this hop knowing of the revocation
+    proof = [evidence(rec.leaf_index, "TransferRecorded", rec.id)]
+    for hop, grant in revoked:
+        proof.append(evidence(hop.leaf_index, "TransferRecorded", hop.id, role="earlier hop"))
+        proof.append(evidence(grant.revoked_leaf, "AuthorizationRevoked", grant.id, reasons=grant.revocation_reasons))
+    names = ", ".join(f"{grant.id} (revoked at leaf {grant.revoked_leaf})" for _, grant in revoked)
+    state.add_finding(
+        "flow-after-revocation", rec.id, ev, reason="ancestor-authorization-revoked",
+        detail=f"{rec.sender} passed on to {rec.recipient} data of {origin} that reached it under "
+        f"authorization(s) {origin} had revoked: {names}",
+        origin=origin, sender=rec.sender, recipient=rec.recipient, transfer_id=rec.id,
+        authorization_id=rec.authorization_id, evidence=proof,
+    )
+
+
+def _request_stats(state: State, grant: AuthRec) -> list[float]:
+    key = (grant.month, grant.origin, grant.holder, grant.recipient)
+    counts = state.stats_requests.get(key)
+    if counts is None:
+        # requested, granted, refused, revoked, decided_seconds
+        state.stats_requests[key] = counts = [0, 0, 0, 0, 0.0]
+    return counts
+
+
+def _on_requested(state: State, ev: FeedEvent) -> None:
+    d: RequestedState = ev.data
+    by, to, purpose = d.requested_by, d.recipient, d.purpose
+    rec = AuthRec.__new__(AuthRec)
+    rec.id = ev.originator_id
+    rec.status = "pending"
+    rec.origin = d.origin
+    rec.holder = by.party
+    rec.holder_authority = by.authority
+    rec.recipient = to.party
+    rec.recipient_authority = to.authority
+    rec.parent_id = d.parent_transfer_id
+    rec.root_id = d.root_transfer_id
+    rec.categories = ",".join(d.data_categories)
+    rec.proceeding = purpose.proceeding if purpose is not None else None
+    rec.justification = d.justification
+    rec.requested_at = time_of(d.timestamp) or ev.recorded_at
+    rec.requested_leaf = ev.leaf_index
+    rec.decided_at = rec.decided_leaf = rec.decided_by = rec.reasons = rec.conditions = None
+    rec.valid_until = rec.max_transfers = rec.granted_categories = rec.granted_proceeding = None
+    rec.instrument = rec.signed = rec.uses = rec.named = 0
+    rec.revoked_at = rec.revoked_leaf = rec.revoked_by = rec.revocation_reasons = None
+    rec.decide_seconds = None
+    state.authorizations[rec.id] = rec
+    state.dirty_authorizations[rec.id] = rec
+    _request_stats(state, rec)[0] += 1
+
+
+def _decided(state: State, ev: FeedEvent) -> AuthRec | None:
+    rec = state.authorization(ev.originator_id)
+    if rec is None:
+        return None
+    d: GrantedState | RefusedState = ev.data
+    rec.decided_at = time_of(d.timestamp) or ev.recorded_at
+    rec.decided_leaf = ev.leaf_index
+    rec.decided_by = d.decided_by.party if d.decided_by is not None else None
+    rec.reasons = d.reasons
+    rec.signed = 1 if d.signature else 0
+    rec.decide_seconds = seconds_between(rec.requested_at, rec.decided_at)
+    state.dirty_authorizations[rec.id] = rec
+    return rec
+
+
+def _on_granted(state: State, ev: FeedEvent) -> None:
+    conditions = ev.data.conditions or {}
+    rec = _decided(state, ev)
+    if rec is None:
+        return
+    rec.status = "granted"
+    rec.conditions = _dumps(conditions).decode()
+    valid_until = conditions.get("valid_until")
+    rec.valid_until = norm_time(valid_until) if isinstance(valid_until, str) else None
+    max_transfers = conditions.get("max_transfers")
+    rec.max_transfers = max_transfers if type(max_transfers) is int else None
+    categories = conditions.get("data_categories")
+    rec.granted_categories = ",".join(map(str, categories)) if isinstance(categories, list) and categories else None
+    purpose = conditions.get("purpose")
+    rec.granted_proceeding = purpose.get("proceeding") if isinstance(purpose, dict) else None
+    rec.instrument = 1 if conditions.get("written_instrument") else 0
+    counts = _request_stats(state, rec)
+    counts[1] += 1
+    counts[4] += rec.decide_seconds or 0.0
+
+
+def _on_refused(state: State, ev: FeedEvent) -> None:
+    rec = _decided(state, ev)
+    if rec is None:
+        return
+    rec.status = "refused"
+    counts = _request_stats(state, rec)
+    counts[2] += 1
+    counts[4] += rec.decide_seconds or 0.0
+
+
+def _on_revoked(state: State, ev: FeedEvent) -> None:
+    rec = state.authorization(ev.originator_id)
+    if rec is None:
+        return
+    d: RevokedState = ev.data
+    rec.status = "revoked"
+    rec.revoked_at = time_of(d.timestamp) or ev.recorded_at
+    rec.revoked_leaf = ev.leaf_index
+    rec.revoked_by = d.revoked_by.party if d.revoked_by is not None else None
+    rec.revocation_reasons = d.reasons
+    state.dirty_authorizations[rec.id] = rec
+    _request_stats(state, rec)[3] += 1
+
+
+def _on_used(state: State, ev: FeedEvent) -> None:
+    rec = state.authorization(ev.originator_id)
+    if rec is None:
+        return
+    rec.uses += 1
+    state.dirty_authorizations[rec.id] = rec
+    state.uses.append((rec.id, ev.data.transfer_id, ev.leaf_index))
+
+
+def _on_policy_registered(state: State, ev: FeedEvent) -> None:
+    party = ev.data.party
+    if str(party_policy_id(party)) != ev.originator_id:
+        raise ValueError(f"the policy of {party} has another id")
+    policy = state.policies.get(party)
+    if policy is None:  # registered once; a second Registered changes nothing
+        policy = state.policies[party] = PolicyRec(party, 0, ev.leaf_index)
+        state.dirty_policies[party] = policy
+
+
+def _on_written_form_set(state: State, ev: FeedEvent) -> None:
+    policy = next((p for party, p in state.policies.items() if str(party_policy_id(party)) == ev.originator_id),
+                  None)
+    if policy is None:
+        return
+    policy.written_required = 1 if ev.data.required else 0
+    policy.leaf_index = ev.leaf_index
+    state.dirty_policies[policy.party] = policy
+
+
+_HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
+    TRANSFER_RECORDED: _on_transfer,
+    REQUESTED: _on_requested,
+    GRANTED: _on_granted,
+    REFUSED: _on_refused,
+    REVOKED: _on_revoked,
+    USED: _on_used,
+    POLICY_REGISTERED: _on_policy_registered,
+    WRITTEN_FORM_SET: _on_written_form_set,
+}

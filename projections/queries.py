@@ -1,0 +1,434 @@
+"""Reading the read models: lineage, registry, findings, statistics.
+
+One implementation for the live read models (the ledger's database) and for
+a replay "as of" a leaf (an in-memory database): both hold the same tables.
+
+``share`` limits an answer to one Party's share (DESIGN.md, "HTTP API"):
+transfers it sent, received or originated; requests it made, received or
+must decide on; findings and statistics about those. ``None`` is the whole
+ledger.
+
+``now`` (a normalized time, ``projections.events.norm_time``) is the moment
+the time-dependent findings are judged at: the wall clock for the live
+models, the time of leaf N for the state as of N.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics as stats_lib
+from datetime import datetime, timedelta
+from typing import Any
+
+from projections.db import Db
+from projections.model import FINDING_COLUMNS, RULES, AuthRec, TransferRec
+
+#: The default deadline for deciding on an authorization request (days): an
+#: audit policy, not a rule of the Convention; every query can set its own.
+DEFAULT_PENDING_DEADLINE_DAYS = 30.0
+
+_T_COLUMNS = ", ".join(TransferRec.COLUMNS)
+_A_COLUMNS = ", ".join(AuthRec.COLUMNS)
+
+
+def _share(columns: tuple[str, ...], share: str | None) -> tuple[str, list[Any]]:
+    if share is None:
+        return "", []
+    return "(" + " OR ".join(f"{c} = ?" for c in columns) + ")", [share] * len(columns)
+
+
+def _where(*parts: tuple[str, list[Any]]) -> tuple[str, list[Any]]:
+    text = [p for p, _ in parts if p]
+    params = [v for _, values in parts for v in values]
+    return (" WHERE " + " AND ".join(text)) if text else "", params
+
+
+def _split(value: str | None) -> list[str]:
+    return value.split(",") if value else []
+
+
+# -- lineage -------------------------------------------------------------------------
+
+
+def transfer_node(row: Any) -> dict[str, Any]:
+    """A transfer as the lineage read model shows it (``row``: the columns of :data:`NODE_COLUMNS`)."""
+    (ident, leaf_index, recorded_at, transferred_at, sender, sender_authority, recipient, recipient_authority,
+     origin, parent_id, root_id, depth, authorization_id, legal_basis, categories, proceeding,
+     retention_until) = row
+    return {
+        "id": ident,
+        "leaf_index": leaf_index,
+        "recorded_at": recorded_at,
+        "transferred_at": transferred_at,
+        "sender": {"party": sender, "authority": sender_authority},
+        "recipient": {"party": recipient, "authority": recipient_authority},
+        "origin": origin,
+        "parent_transfer_id": parent_id,
+        "root_transfer_id": root_id,
+        "depth": depth,
+        "authorization_id": authorization_id,
+        "legal_basis": legal_basis,
+        "data_categories": categories.split(",") if categories else [],
+        "proceeding": proceeding,
+        "retention_until": retention_until,
+    }
+
+
+NODE_COLUMNS = (
+    "id", "leaf_index", "recorded_at", "transferred_at", "sender", "sender_authority", "recipient",
+    "recipient_authority", "origin", "parent_id", "root_id", "depth", "authorization_id", "legal_basis",
+    "categories", "proceeding", "retention_until",
+)
+_NODE_SELECT = ", ".join(NODE_COLUMNS)
+
+
+def _visible_transfer(row: dict[str, Any], share: str | None) -> bool:
+    return share is None or share in (row["sender"], row["recipient"], row["origin"])
+
+
+def get_transfer(db: Db, transfer_id: str) -> dict[str, Any] | None:
+    rows = db.query(f"SELECT {_T_COLUMNS} FROM {{proj_transfers}} WHERE id = ?", (transfer_id,))
+    return rows[0] if rows else None
+
+
+def lineage(db: Db, transfer_id: str, share: str | None = None) -> dict[str, Any] | None:
+    """The transfer, its origin, its ancestors (parent first) and every descendant (leaf order).
+
+    The tree is the one the recorded parent links make, hop by hop (the read
+    model derives each transfer's root from its parent's): one range scan
+    of the root's tree, then the ancestors and the descendants are followed
+    in memory. None if the transfer is unknown or outside ``share``.
+    """
+    found = db.rows(f"SELECT root_id FROM {{proj_transfers}} WHERE id = ?", (transfer_id,))
+    if not found:
+        return None
+    tree = db.rows(f"SELECT {_NODE_SELECT} FROM {{proj_transfers}} WHERE root_id = ? ORDER BY leaf_index",
+                   (found[0][0],))
+    by_id = {row[0]: row for row in tree}
+    row = by_id.get(transfer_id)
+    if row is None or (share is not None and share not in (row[4], row[6], row[8])):
+        return None
+    ancestors = []
+    parent = by_id.get(row[9]) if row[9] is not None else None
+    while parent is not None:
+        ancestors.append(parent)
+        parent = by_id.get(parent[9]) if parent[9] is not None else None
+    below = {transfer_id}
+    descendants = []
+    for item in tree:  # leaf order: a parent is always before its children
+        if item[9] in below:
+            below.add(item[0])
+            if share is None or share in (item[4], item[6], item[8]):
+                descendants.append(item)
+    root = ancestors[-1] if ancestors else row
+    return {
+        "id": row[0],
+        "origin": row[8],
+        "root_transfer_id": root[0],
+        "transfer": transfer_node(row),
+        "ancestors": [transfer_node(a) for a in ancestors if share is None or share in (a[4], a[6], a[8])],
+        "descendants": [transfer_node(d) for d in descendants],
+    }
+
+
+def lineage_summary(db: Db, share: str | None = None) -> dict[str, Any]:
+    where, params = _where(_share(("sender", "recipient", "origin"), share))
+    row = db.query(
+        "SELECT COUNT(*) AS transfers, SUM(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) AS roots, "
+        f"MAX(depth) AS max_depth FROM {{proj_transfers}}{where}",
+        params,
+    )[0]
+    transfers = int(row["transfers"] or 0)
+    roots = int(row["roots"] or 0)
+    return {"transfers": transfers, "first_transfers": roots, "onward_transfers": transfers - roots,
+            "max_depth": int(row["max_depth"]) if row["max_depth"] is not None else None}
+
+
+# -- the authorization registry -------------------------------------------------------
+
+
+def authorization_item(row: dict[str, Any], now: str) -> dict[str, Any]:
+    conditions = json.loads(row["conditions"]) if row["conditions"] else None
+    max_transfers = row["max_transfers"]
+    uses = int(row["uses"] or 0)
+    valid_until = row["valid_until"]
+    decided = row["decided_leaf"] is not None
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "origin": row["origin"],
+        "holder": {"party": row["holder"], "authority": row["holder_authority"]},
+        "recipient": {"party": row["recipient"], "authority": row["recipient_authority"]},
+        "parent_transfer_id": row["parent_id"],
+        "root_transfer_id": row["root_id"],
+        "data_categories": _split(row["categories"]),
+        "proceeding": row["proceeding"],
+        "justification": row["justification"],
+        "requested_at": row["requested_at"],
+        "requested_leaf": int(row["requested_leaf"]),
+        "decision": {
+            "decision": "refused" if row["status"] == "refused" else "granted",
+            "decided_by": row["decided_by"],
+            "decided_at": row["decided_at"],
+            "decided_leaf": int(row["decided_leaf"]),
+            "reasons": row["reasons"],
+            "signed": bool(row["signed"]),
+            "time_to_decide_seconds": row["decide_seconds"],
+        } if decided else None,
+        "conditions": conditions,
+        "valid_until": valid_until,
+        "expired": (valid_until < now) if valid_until else (False if row["status"] == "granted" else None),
+        "max_transfers": int(max_transfers) if max_transfers is not None else None,
+        "uses": uses,
+        "remaining_transfers": max(0, int(max_transfers) - uses) if max_transfers is not None else None,
+        "transfers_naming_it": int(row["named"] or 0),
+        "revocation": {
+            "revoked_by": row["revoked_by"],
+            "revoked_at": row["revoked_at"],
+            "revoked_leaf": int(row["revoked_leaf"]),
+            "reasons": row["revocation_reasons"],
+        } if row["revoked_leaf"] is not None else None,
+    }
+
+
+def authorizations(
+    db: Db, *, now: str, share: str | None = None, status: str | None = None, after: int = -1,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """Requests by status (counts, then items in request order after ``after``)."""
+    share_clause = _share(("origin", "holder", "recipient"), share)
+    where, params = _where(share_clause)
+    counts = {"pending": 0, "granted": 0, "refused": 0, "revoked": 0}
+    for r in db.query(f"SELECT status, COUNT(*) AS n FROM {{proj_authorizations}}{where} GROUP BY status", params):
+        counts[r["status"]] = int(r["n"])
+    where, params = _where(share_clause, ("status = ?" if status else "", [status] if status else []),
+                           ("requested_leaf > ?", [after]))
+    rows = db.query(
+        f"SELECT {_A_COLUMNS} FROM {{proj_authorizations}}{where} ORDER BY requested_leaf LIMIT ?",
+        [*params, limit + 1],
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "counts": {**counts, "total": sum(counts.values())},
+        "items": [authorization_item(r, now) for r in rows],
+        "next_after": int(rows[-1]["requested_leaf"]) if more else None,
+    }
+
+
+# -- findings ------------------------------------------------------------------------------
+
+
+def _finding(
+    fid: str, rule: str, reason: str, leaf_index: int, detected_at: str, origin: str | None, sender: str | None,
+    recipient: str | None, transfer_id: str | None, authorization_id: str | None, detail: str,
+    proof: list[dict[str, Any]],
+) -> dict[str, Any]:
+    article, title = RULES[rule]
+    return {
+        "id": fid, "rule": rule, "article": article, "title": title, "reason": reason,
+        "leaf_index": leaf_index, "detected_at": detected_at,
+        "parties": {"origin": origin, "sender": sender, "recipient": recipient},
+        "transfer_id": transfer_id, "authorization_id": authorization_id, "detail": detail, "evidence": proof,
+    }
+
+
+def _shift(moment: str, seconds: float) -> str:
+    return (datetime.fromisoformat(moment) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def findings(
+    db: Db, *, now: str, pending_deadline_days: float = DEFAULT_PENDING_DEADLINE_DAYS,
+    share: str | None = None, rule: str | None = None, limit: int = 1000,
+) -> dict[str, Any]:
+    """Every finding at ``now``: those the events proved, and the time-dependent ones.
+
+    Sorted by the leaf that gives rise to each; ``counts`` per rule before ``limit``.
+    """
+    deadline = pending_deadline_days * 86400.0
+    out: list[dict[str, Any]] = []
+    party_clause = _share(("origin", "sender", "recipient"), share)
+    if rule is None or rule not in ("request-pending-too-long", "retention-period-expired"):
+        where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
+        for r in db.query(
+            f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
+        ):
+            out.append(_finding(
+                r["id"], r["rule"], r["reason"], int(r["leaf_index"]), r["detected_at"], r["origin"], r["sender"],
+                r["recipient"], r["transfer_id"], r["authorization_id"], r["detail"], json.loads(r["evidence"]),
+            ))
+    if rule in (None, "request-pending-too-long"):
+        cutoff = _shift(now, -deadline)
+        where, params = _where(
+            _share(("origin", "holder", "recipient"), share),
+            ("((status = 'pending' AND requested_at < ?) OR decide_seconds > ?)", [cutoff, deadline]),
+        )
+        for r in db.query(f"SELECT {_A_COLUMNS} FROM {{proj_authorizations}}{where}", params):
+            late = r["decided_leaf"] is not None
+            due = _shift(r["requested_at"], deadline)
+            proof = [{"leaf_index": int(r["requested_leaf"]), "event": "AuthorizationRequested", "id": r["id"]}]
+            if late:
+                proof.append({"leaf_index": int(r["decided_leaf"]), "event": "AuthorizationDecided", "id": r["id"],
+                              "decided_at": r["decided_at"]})
+                detail = (f"{r['origin']} decided on request {r['id']} by {r['holder']} (to pass data to "
+                          f"{r['recipient']}) after {float(r['decide_seconds']) / 86400:.1f} days; the deadline "
+                          f"is {pending_deadline_days:g} days")
+            else:
+                waited = (datetime.fromisoformat(now) - datetime.fromisoformat(r["requested_at"])).total_seconds()
+                detail = (f"request {r['id']} by {r['holder']} to pass data to {r['recipient']} has waited "
+                          f"{waited / 86400:.1f} days for {r['origin']}'s decision; the deadline is "
+                          f"{pending_deadline_days:g} days")
+            out.append(_finding(
+                f"request-pending-too-long/{r['id']}", "request-pending-too-long",
+                "decided-late" if late else "still-pending", int(r["requested_leaf"]), due, r["origin"],
+                r["holder"], r["recipient"], r["parent_id"], r["id"], detail, proof,
+            ))
+    if rule in (None, "retention-period-expired"):
+        today = now[:10]
+        where, params = _where(
+            party_clause, ("retention_until IS NOT NULL AND retention_until < ?", [today])
+        )
+        for r in db.query(f"SELECT {_T_COLUMNS} FROM {{proj_transfers}}{where}", params):
+            out.append(_finding(
+                f"retention-period-expired/{r['id']}", "retention-period-expired", "retention-date-passed",
+                int(r["leaf_index"]), f"{r['retention_until']}T23:59:59.999999Z", r["origin"], r["sender"],
+                r["recipient"], r["id"], r["authorization_id"],
+                f"{r['recipient']} received data from {r['sender']} (transfer {r['id']}) to keep until "
+                f"{r['retention_until']}; the ledger records no destruction: confirm it (Order 949 §15)",
+                [{"leaf_index": int(r["leaf_index"]), "event": "TransferRecorded", "id": r["id"],
+                  "retention_until": r["retention_until"]}],
+            ))
+    out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
+    counts: dict[str, int] = {}
+    for f in out:
+        counts[f["rule"]] = counts.get(f["rule"], 0) + 1
+    return {"now": now, "pending_deadline_days": pending_deadline_days, "counts": counts,
+            "total": len(out), "truncated": len(out) > limit, "items": out[:limit]}
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+
+def _add(table: dict[str, dict[str, Any]], key: str, **values: float) -> None:
+    entry = table.setdefault(key, {})
+    for name, value in values.items():
+        entry[name] = entry.get(name, 0) + value
+
+
+def statistics(
+    db: Db, *, share: str | None = None, month_from: str | None = None, month_to: str | None = None
+) -> dict[str, Any]:
+    """Transfers by month, route, legal basis, category and origin; requests and decisions."""
+    months = (
+        ("month >= ?" if month_from else "", [month_from] if month_from else []),
+        ("month <= ?" if month_to else "", [month_to] if month_to else []),
+    )
+    where, params = _where(_share(("sender", "recipient", "origin"), share), *months)
+    by_month: dict[str, dict[str, Any]] = {}
+    by_route: dict[str, dict[str, Any]] = {}
+    by_basis: dict[str, dict[str, Any]] = {}
+    by_origin: dict[str, dict[str, Any]] = {}
+    total = onward = 0
+    for r in db.query(
+        "SELECT month, origin, sender, recipient, legal_basis, transfers, onward "
+        f"FROM {{proj_stats_transfers}}{where}", params,
+    ):
+        n, o = int(r["transfers"]), int(r["onward"])
+        total, onward = total + n, onward + o
+        _add(by_month, r["month"], transfers=n, onward=o)
+        _add(by_route, f"{r['sender']}->{r['recipient']}", transfers=n, onward=o)
+        _add(by_basis, r["legal_basis"], transfers=n)
+        _add(by_origin, r["origin"], transfers=n, onward=o)
+    by_category: dict[str, dict[str, Any]] = {}
+    for r in db.query(
+        f"SELECT month, category, transfers FROM {{proj_stats_categories}}{where}", params
+    ):
+        _add(by_category, r["category"], transfers=int(r["transfers"]))
+    where, params = _where(_share(("origin", "holder", "recipient"), share), *months)
+    req = {"requested": 0, "granted": 0, "refused": 0, "revoked": 0}
+    decided_seconds = 0.0
+    req_by_month: dict[str, dict[str, Any]] = {}
+    req_by_origin: dict[str, dict[str, Any]] = {}
+    for r in db.query(
+        "SELECT month, origin, holder, recipient, requested, granted, refused, revoked, decided_seconds "
+        f"FROM {{proj_stats_requests}}{where}", params,
+    ):
+        values = {k: int(r[k]) for k in req}
+        for k, v in values.items():
+            req[k] += v
+        decided_seconds += float(r["decided_seconds"])
+        pending = values["requested"] - values["granted"] - values["refused"]
+        _add(req_by_month, r["month"], **values, pending=pending)
+        _add(req_by_origin, r["origin"], **values, pending=pending)
+    decided = req["granted"] + req["refused"]
+    where, params = _where(
+        _share(("origin", "holder", "recipient"), share), ("decide_seconds IS NOT NULL", []),
+        ("requested_at >= ?" if month_from else "", [month_from] if month_from else []),
+        ("requested_at < ?" if month_to else "", [_next_month(month_to)] if month_to else []),
+    )
+    durations = sorted(
+        float(r["decide_seconds"])
+        for r in db.query(f"SELECT decide_seconds FROM {{proj_authorizations}}{where}", params)
+    )
+
+    def ordered(table: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
+        return [{name: key, **values} for key, values in sorted(table.items())]
+
+    routes = []
+    for key, values in sorted(by_route.items(), key=lambda kv: (-kv[1]["transfers"], kv[0])):
+        sender, recipient = key.split("->", 1)
+        routes.append({"sender": sender, "recipient": recipient, **values})
+    return {
+        "transfers": {
+            "total": total, "onward": onward, "first": total - onward,
+            "by_month": ordered(by_month, "month"),
+            "by_route": routes,
+            "by_legal_basis": ordered(by_basis, "legal_basis"),
+            "by_data_category": ordered(by_category, "data_category"),
+            "by_origin": ordered(by_origin, "origin"),
+        },
+        "requests": {
+            **req, "pending": req["requested"] - decided, "decided": decided,
+            "time_to_decide_seconds": {
+                "count": len(durations),
+                "mean": (decided_seconds / decided) if decided else None,
+                "median": stats_lib.median(durations) if durations else None,
+                "p90": durations[min(len(durations) - 1, int(0.9 * len(durations)))] if durations else None,
+                "max": durations[-1] if durations else None,
+            },
+            "by_month": ordered(req_by_month, "month"),
+            "by_origin": ordered(req_by_origin, "origin"),
+        },
+    }
+
+
+def _next_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + (mon == 12):04d}-{(mon % 12) + 1:02d}"
+
+
+# -- everything at once ---------------------------------------------------------------------
+
+ALL_MODELS = ("lineage", "authorizations", "findings", "statistics")
+
+
+def audit_state(
+    db: Db, *, now: str, share: str | None = None, models: tuple[str, ...] = ALL_MODELS,
+    transfer_id: str | None = None, pending_deadline_days: float = DEFAULT_PENDING_DEADLINE_DAYS,
+    limit: int = 1000,
+) -> dict[str, Any]:
+    """The read models' answers in one document (as the state "as of" a leaf shows them)."""
+    out: dict[str, Any] = {}
+    if "lineage" in models:
+        summary = lineage_summary(db, share)
+        if transfer_id is not None:
+            summary["of_transfer"] = lineage(db, transfer_id, share)
+        out["lineage"] = summary
+    if "authorizations" in models:
+        out["authorizations"] = authorizations(db, now=now, share=share, limit=limit)
+    if "findings" in models:
+        out["findings"] = findings(db, now=now, pending_deadline_days=pending_deadline_days, share=share,
+                                   limit=limit)
+    if "statistics" in models:
+        out["statistics"] = statistics(db, share=share)
+    return out

@@ -1,0 +1,108 @@
+"""The read models' tables (prefix ``proj_``), the same SQL on SQLite and PostgreSQL.
+
+Each read model owns its tables and has one row in ``proj_tracking``: the
+last leaf index it applied (``-1`` before the first) and the version of its
+schema and logic. A version that differs from the code's makes the runner
+rebuild the read models from zero.
+
+Times are text in one fixed-width UTC form (``projections.events.norm_time``),
+dates ``YYYY-MM-DD``, flags 0/1, lists comma-separated or JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from projections.model import FINDING_COLUMNS, AuthRec, PolicyRec, TransferRec
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    name: str
+    version: int
+    tables: tuple[str, ...]
+    description: str
+
+
+#: The read models. They are built together (the findings read the lineage and the
+#: registry as they stood at each event), so each is rebuilt with the others.
+MODELS: tuple[ReadModel, ...] = (
+    ReadModel("lineage", 1, ("proj_transfers",),
+              "every transfer with its parent, root, depth and origin: ancestors and descendants"),
+    ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
+              "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
+    ReadModel("findings", 1, ("proj_findings",),
+              "event-driven compliance findings, each with its rule, article and evidence leaves"),
+    ReadModel("statistics", 1, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests"),
+              "transfers by month, route, legal basis and category; requests and decisions"),
+)
+MODEL_NAMES = tuple(m.name for m in MODELS)
+
+TRACKING = "proj_tracking"
+
+_COLUMN_TYPES = {
+    "leaf_index": "BIGINT", "depth": "INTEGER", "written_form": "INTEGER", "item_count": "BIGINT",
+    "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
+    "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
+    "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",
+}
+_NOT_NULL = {"id", "leaf_index", "status", "rule"}
+
+
+def _columns(names: tuple[str, ...], primary: str) -> str:
+    parts = []
+    for name in names:
+        kind = _COLUMN_TYPES.get(name, "TEXT")
+        suffix = " PRIMARY KEY" if name == primary else (" NOT NULL" if name in _NOT_NULL else "")
+        parts.append(f"{name} {kind}{suffix}")
+    return ", ".join(parts)
+
+
+TABLES: dict[str, list[str]] = {
+    TRACKING: [
+        "CREATE TABLE IF NOT EXISTS {proj_tracking} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
+        "version INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+    ],
+    "proj_transfers": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_transfers}} ({_columns(TransferRec.COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_transfers_root ON {proj_transfers} (root_id, leaf_index)",
+    ],
+    "proj_authorizations": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_authorizations}} ({_columns(AuthRec.COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_authorizations_status ON {proj_authorizations} (status, requested_at)",
+    ],
+    "proj_authorization_uses": [
+        "CREATE TABLE IF NOT EXISTS {proj_authorization_uses} (authorization_id TEXT NOT NULL, "
+        "transfer_id TEXT NOT NULL, leaf_index BIGINT NOT NULL, PRIMARY KEY (authorization_id, leaf_index))",
+    ],
+    "proj_policies": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_policies}} ({_columns(PolicyRec.COLUMNS, 'party')})",
+    ],
+    "proj_findings": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_findings}} ({_columns(FINDING_COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_findings_leaf ON {proj_findings} (leaf_index)",
+    ],
+    "proj_stats_transfers": [
+        "CREATE TABLE IF NOT EXISTS {proj_stats_transfers} (month TEXT NOT NULL, origin TEXT NOT NULL, "
+        "sender TEXT NOT NULL, recipient TEXT NOT NULL, legal_basis TEXT NOT NULL, transfers BIGINT NOT NULL, "
+        "onward BIGINT NOT NULL, PRIMARY KEY (month, origin, sender, recipient, legal_basis))",
+    ],
+    "proj_stats_categories": [
+        "CREATE TABLE IF NOT EXISTS {proj_stats_categories} (month TEXT NOT NULL, origin TEXT NOT NULL, "
+        "sender TEXT NOT NULL, recipient TEXT NOT NULL, category TEXT NOT NULL, transfers BIGINT NOT NULL, "
+        "PRIMARY KEY (month, origin, sender, recipient, category))",
+    ],
+    "proj_stats_requests": [
+        "CREATE TABLE IF NOT EXISTS {proj_stats_requests} (month TEXT NOT NULL, origin TEXT NOT NULL, "
+        "holder TEXT NOT NULL, recipient TEXT NOT NULL, requested BIGINT NOT NULL, granted BIGINT NOT NULL, "
+        "refused BIGINT NOT NULL, revoked BIGINT NOT NULL, decided_seconds DOUBLE PRECISION NOT NULL, "
+        "PRIMARY KEY (month, origin, holder, recipient))",
+    ],
+}
+
+MODEL_TABLES = tuple(table for model in MODELS for table in model.tables)
+
+def statements(table: str, backend: str) -> list[str]:
+    """The statements that create ``table`` on ``backend`` (the same on both, today)."""
+    del backend
+    return list(TABLES[table])
