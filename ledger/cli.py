@@ -590,6 +590,10 @@ def witness_errors() -> Iterator[None]:
         fail(str(e), 2)
     except OSError as e:
         fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 2)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as e:  # a bug: still one line, never a traceback
+        fail(f"internal error: {type(e).__name__}: {e}", 2)
 
 
 def _log_verifier(value: str) -> Verifier:
@@ -721,6 +725,14 @@ def _read_note(path: Path) -> bytes:
     return data
 
 
+def _posix_time(timestamp: int) -> str:
+    """RFC 3339 UTC, or the number itself beyond the years datetime can show."""
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return f"POSIX time {timestamp}"
+
+
 @app.command("verify-checkpoint")
 def verify_checkpoint(
     note_file: Annotated[
@@ -765,16 +777,13 @@ def verify_checkpoint(
         if required > len(witnesses):
             fail(f"--quorum {required} exceeds the {len(witnesses)} distinct --witness keys given", 2)
         note = _read_note(note_file)
-    try:
-        checkpoint, cosignatures = verify_cosignatures(
-            note, log_verifier, witnesses.values(), required, origin=log_verifier.name
-        )
-    except NoteError as e:
-        fail(f"checkpoint {note_file}: {e}", 1)
-    names = ", ".join(
-        f"{c.witness.describe()} at {datetime.fromtimestamp(c.timestamp, UTC).isoformat().replace('+00:00', 'Z')}"
-        for c in cosignatures
-    )
+        try:
+            checkpoint, cosignatures = verify_cosignatures(
+                note, log_verifier, witnesses.values(), required, origin=log_verifier.name
+            )
+        except NoteError as e:
+            fail(f"checkpoint {note_file}: {e}", 1)
+    names = ", ".join(f"{c.witness.describe()} at {_posix_time(c.timestamp)}" for c in cosignatures)
     typer.echo(
         f"OK: {checkpoint.origin} at size {checkpoint.size}, root "
         f"{base64.b64encode(checkpoint.root_hash).decode()}; cosigned by {len(cosignatures)} of "

@@ -168,3 +168,12 @@ def test_witness_check_compares_two_checkpoints_offline(files: Path) -> None:
     forged.write_text(sign_checkpoint(Checkpoint(ORIGIN, 5, bytes(32)), Signer.generate(ORIGIN)))
     done = run("witness", "check", str(a), str(forged), *vkey, check=1)
     assert error_line(done).startswith(f"checkpoint {forged}: note has no signature by a known key")
+
+
+def test_the_largest_timestamp_is_shown_as_a_number(files: Path) -> None:
+    note = note_of(2)
+    text = note[: note.rfind("\n\n") + 1]
+    path = files / "note"
+    path.write_text(note + W1.cosign(text, 2**63 - 1))
+    done = run("verify-checkpoint", str(path), "--vkey", LOG.vkey(), "--witness", W1.vkey())
+    assert f"witness.example/w1+{W1.key_id:08x} at POSIX time 9223372036854775807" in done.stdout
