@@ -115,3 +115,17 @@ def test_verify_rechecks_every_signature(ledger: TransferLedger, pending: Any) -
     incremental = verify_ledger(ledger.store, LEDGER_KEY.verifier(), LEDGER_KEY.name, since=checkpoint)
     assert not incremental.ok and incremental.first_bad_index == forged_index
     assert incremental.signatures_checked == 1
+
+
+def test_the_documented_example_is_what_the_code_computes() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md").read_text("utf-8")
+    section = text[text.index("## 16. Signed decisions"):]
+    body = {"decision": "granted", "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "M. Brandt"},
+            "conditions": {"max_transfers": 1, "data_categories": ["traffic"]}}
+    message = signed_decision_bytes("8c0c2d38-2bd9-4d57-9d2c-4b0e6f3f8f11", "DE", DecisionDraft.parse(body))
+    signer = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))
+    assert message.decode() in section
+    assert signer.vkey() in section
+    assert base64.b64encode(signer.sign_raw(message)).decode() in section
