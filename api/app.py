@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from api.audit_routes import router as audit_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger.application import TransferLedger
@@ -129,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(witness_router)
+    app.include_router(audit_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

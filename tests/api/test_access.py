@@ -116,6 +116,10 @@ LISTS = expectations(dict.fromkeys(PARTIES, 200),
 PROOFS = expectations(dict.fromkeys(PARTIES, ROLE),
                       {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": 200, "*-verifier": 200,
                        "*-admin": ROLE, **NO_KEY})
+#: The read models (api.audit_routes): auditors only; a Party's auditor gets its share (possibly empty).
+AUDITORS = expectations(dict.fromkeys(PARTIES, ROLE),
+                        {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": 200, "*-verifier": ROLE,
+                         "*-admin": ROLE, **NO_KEY})
 ANY_KEY = expectations(dict.fromkeys(PARTIES, 200), {**dict.fromkeys(OTHERS[:5], 200), **NO_KEY})
 ANYONE = expectations(dict.fromkeys(PARTIES, 200), dict.fromkeys(OTHERS, 200))
 COMMAND_OTHERS = {**dict.fromkeys(OTHERS[:5], ROLE), **NO_KEY}
@@ -237,6 +241,12 @@ ENDPOINTS = [
     Endpoint("GET /v1/proofs/consistency", get(lambda w: "/v1/proofs/consistency?first=2&second=5"), LEDGER,
              PROOFS),
     Endpoint("GET /healthz", get(lambda w: "/healthz"), LEDGER, ANYONE),
+    *(Endpoint(f"GET /v1/audit/{name}", get(lambda w, name=name: f"/v1/audit/{name}"), LEDGER, AUDITORS)
+      for name in ("findings", "statistics", "authorizations", "state", "projections")),
+    Endpoint("GET /v1/audit/lineage/{id}", get(lambda w: f"/v1/audit/lineage/{w.t2['id']}"), TRANSFER_T2,
+             expectations(dict.fromkeys(PARTIES, ROLE),
+                          {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": (404, "transfer-not-found"),
+                           "*-verifier": ROLE, "*-admin": ROLE, **NO_KEY})),
 ]
 
 

@@ -1,0 +1,341 @@
+"""Auditors' endpoints over the read models (``projections``).
+
+Role ``auditor`` only. An auditor of party ``*`` reads the whole ledger; an
+auditor of a Party reads that Party's share: the transfers it sent,
+received or originated, the requests it made, received or must decide on,
+and the findings and statistics about those.
+
+The live read models are caught up before each answer (briefly: a separate
+``transfer-ledger projections run --follow`` keeps them current on a busy
+ledger). **Read-your-writes**: ``min_index=N`` (the ``leaf_index`` a write
+returned) waits until leaf N is applied, up to ``wait`` seconds, else 503
+``projection-behind``. Every answer says up to which leaf it is (``position``).
+
+``GET /v1/audit/state`` replays leaves 0..N in memory and answers as of leaf N
+(or a time), with the signed checkpoint that covers leaf N and the leaf's
+inclusion proof: later events never change it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+from eventsourcing.persistence import PersistenceError
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CurrentPrincipal, Ledger, not_found, require_role
+from api.errors import ApiProblem
+from api.schemas import Problem
+from ledger.application import TransferLedger
+from ledger.audit import runner_of, state_as_of
+from ledger.principals import Principal
+from projections import queries
+from projections.events import now_time
+from projections.model import RULES
+from projections.replay import ReplayError
+from projections.runner import ProjectionError, ProjectionRunner
+
+router = APIRouter(tags=["audit"])
+
+_lock = threading.Lock()
+
+#: How long a read catches the models up before answering when no ``min_index`` is given (seconds).
+CATCH_UP_BUDGET = 2.0
+MAX_WAIT = 30.0
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key, or an unknown or revoked one"},
+    403: {"model": Problem, "description": "The key is not an auditor's (`role-required`)"},
+    422: {"model": Problem, "description": "Invalid query parameter (`field` names it), or `min_index` beyond "
+                                           "the ledger (`index-out-of-range`)"},
+    503: {"model": Problem, "description": "The read models did not reach `min_index` within `wait` seconds "
+                                           "(`projection-behind`), or they cannot advance (`projection-stuck`)"},
+}
+_PROBLEMS_404 = {**_PROBLEMS, 404: {"model": Problem, "description": "No such transfer in the key's share"}}
+
+
+# -- the runner, freshness, access ---------------------------------------------------
+
+
+def projection_runner(request: Request) -> ProjectionRunner:
+    """The app's read-model runner, made on first use."""
+    state = request.app.state
+    runner = getattr(state, "projections", None)
+    if runner is None:
+        with _lock:
+            runner = getattr(state, "projections", None)
+            if runner is None:
+                runner = runner_of(state.ledger)
+                state.projections = runner
+    return runner  # type: ignore[no-any-return]
+
+
+def _share(principal: Principal) -> str | None:
+    require_role(principal, "auditor")
+    return None if principal.is_global else principal.party
+
+
+def fresh(request: Request, ledger: TransferLedger, min_index: int | None, wait: float) -> dict[str, int]:
+    """Catch the read models up (read-your-writes with ``min_index``); where they stand."""
+    runner = projection_runner(request)
+    size = ledger.store.head().size
+    if min_index is not None and min_index >= size:
+        raise ApiProblem(422, "index-out-of-range",
+                         f"min_index {min_index} is not a leaf of the ledger (it has {size} leaves)",
+                         field="min_index")
+    try:
+        if min_index is not None:
+            position = runner.wait_for(min_index, timeout=wait)
+            if position < min_index:
+                raise ApiProblem(503, "projection-behind",
+                                 f"the read models reached leaf {position}, not {min_index}, within {wait:g} s; "
+                                 "retry, or run `transfer-ledger projections run --follow`",
+                                 headers={"Retry-After": "1"})
+        else:
+            runner.catch_up(deadline=time.monotonic() + min(wait, CATCH_UP_BUDGET))
+    except ProjectionError as e:
+        raise ApiProblem(503, "projection-stuck", str(e)) from None
+    except PersistenceError:
+        if min_index is not None:
+            raise
+        # e.g. a read-only replica: answer from the read models as they stand
+    return {"position": runner.position(), "tree_size": size}
+
+
+MinIndex = Annotated[int | None, Query(
+    ge=0, le=2**62, description="Read-your-writes: answer only once this leaf index (a write's `leaf_index`) "
+    "is applied to the read models")]
+Wait = Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for `min_index`")]
+
+
+# -- response documents ---------------------------------------------------------------
+
+
+class Fresh(BaseModel):
+    position: int = Field(description="The last leaf index the read models applied (-1: none)")
+    tree_size: int = Field(description="The ledger's size when asked")
+    party: str = Field(description="The share answered: a Party, or * for the whole ledger")
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    leaf_index: int | None = Field(description="A leaf of the ledger that proves the finding")
+    event: str
+    id: str | None
+
+
+class Parties(BaseModel):
+    origin: str | None
+    sender: str | None = Field(description="The sender, or the holder who asked for authorization")
+    recipient: str | None
+
+
+class Finding(BaseModel):
+    id: str
+    rule: str
+    article: str = Field(description="The provision the rule comes from, e.g. art. 36 §3")
+    title: str
+    reason: str = Field(description="Which check failed (for grants: the application's refusal rule)")
+    leaf_index: int = Field(description="The leaf that gives rise to it")
+    detected_at: str
+    parties: Parties
+    transfer_id: str | None
+    authorization_id: str | None
+    detail: str
+    evidence: list[Evidence]
+
+
+class FindingsOut(Fresh):
+    now: str = Field(description="The moment time-dependent findings are judged at")
+    pending_deadline_days: float
+    counts: dict[str, int]
+    total: int
+    truncated: bool
+    items: list[Finding]
+
+
+class StatisticsOut(Fresh):
+    transfers: dict[str, Any] = Field(description="total, onward, first; by_month, by_route (sender -> "
+                                      "recipient), by_legal_basis, by_data_category, by_origin")
+    requests: dict[str, Any] = Field(description="requested, granted, refused, revoked, pending, decided; "
+                                     "time_to_decide_seconds (count, mean, median, p90, max); by_month, by_origin")
+
+
+class RegistryOut(Fresh):
+    counts: dict[str, int]
+    items: list[dict[str, Any]] = Field(description="Requests in request order: status, decision with reasons, "
+                                        "conditions, uses, remaining_transfers, valid_until, expired, revocation")
+    next_after: int | None = Field(description="Pass as ?after= for the next page; null at the end")
+
+
+class LineageNode(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    leaf_index: int
+    sender: dict[str, Any]
+    recipient: dict[str, Any]
+    origin: str
+    parent_transfer_id: str | None
+    depth: int
+
+
+class AuditLineageOut(Fresh):
+    id: str
+    origin: str
+    root_transfer_id: str
+    transfer: LineageNode
+    ancestors: list[LineageNode] = Field(description="Parent first, up to the root: those in the key's share")
+    descendants: list[LineageNode] = Field(description="Every onward hop of its data, at any depth, in leaf "
+                                           "order (each names its parent): those in the key's share")
+
+
+class CheckpointCover(BaseModel):
+    tree_size: int = Field(description="The checkpoint's tree size (> at_index)")
+    root_hash: str
+    note: str = Field(description="The C2SP signed note")
+    leaf_index: int
+    leaf_hash: str
+    inclusion_proof: list[str] = Field(description="RFC 9162 inclusion proof of leaf at_index in that tree")
+
+
+class StateOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at_index: int | None = Field(description="The last leaf replayed (null: none)")
+    tree_size: int = Field(description="at_index + 1")
+    at_time: str | None
+    leaf_recorded_at: str | None
+    now: str
+    checkpoint: CheckpointCover | None
+    party: str
+    lineage: dict[str, Any] | None = None
+    authorizations: dict[str, Any] | None = None
+    findings: dict[str, Any] | None = None
+    statistics: dict[str, Any] | None = None
+
+
+class ProjectionStatusOut(BaseModel):
+    tree_size: int
+    up_to_date: bool
+    models: list[dict[str, Any]]
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+RULE_NAMES = tuple(RULES)
+
+
+@router.get("/v1/audit/findings", response_model=FindingsOut, responses=_PROBLEMS,
+            summary="Compliance findings, each with its rule, article and the leaves that prove it")
+def audit_findings(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    rule: Annotated[str | None, Query(pattern="^(" + "|".join(RULE_NAMES) + ")$")] = None,
+    pending_deadline_days: Annotated[float, Query(ge=0, le=36500, description="A request undecided longer than "
+                                                  "this is a finding")] = queries.DEFAULT_PENDING_DEADLINE_DAYS,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    min_index: MinIndex = None,
+    wait: Wait = 5.0,
+) -> dict[str, Any]:
+    share = _share(principal)
+    where = fresh(request, ledger, min_index, wait)
+    found = queries.findings(projection_runner(request).db, now=now_time(), share=share, rule=rule,
+                             pending_deadline_days=pending_deadline_days, limit=limit)
+    return {**where, "party": share or "*", **found}
+
+
+@router.get("/v1/audit/statistics", response_model=StatisticsOut, responses=_PROBLEMS,
+            summary="Transfers by month, route, legal basis, category; requests granted, refused, pending")
+def audit_statistics(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    month_from: Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")] = None,
+    month_to: Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")] = None,
+    min_index: MinIndex = None,
+    wait: Wait = 5.0,
+) -> dict[str, Any]:
+    share = _share(principal)
+    where = fresh(request, ledger, min_index, wait)
+    stats = queries.statistics(projection_runner(request).db, share=share, month_from=month_from, month_to=month_to)
+    return {**where, "party": share or "*", **stats}
+
+
+@router.get("/v1/audit/authorizations", response_model=RegistryOut, responses=_PROBLEMS,
+            summary="The authorization registry: requests by status, grants with remaining uses and expiry, "
+                    "refusals with reasons, revocations")
+def audit_authorizations(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    status: Annotated[str | None, Query(pattern="^(pending|granted|refused|revoked)$")] = None,
+    after: Annotated[int, Query(ge=-1, le=2**62, description="next_after of the previous page")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    min_index: MinIndex = None,
+    wait: Wait = 5.0,
+) -> dict[str, Any]:
+    share = _share(principal)
+    where = fresh(request, ledger, min_index, wait)
+    registry = queries.authorizations(projection_runner(request).db, now=now_time(), share=share, status=status,
+                                      after=after, limit=limit)
+    return {**where, "party": share or "*", **registry}
+
+
+@router.get("/v1/audit/lineage/{transfer_id}", response_model=AuditLineageOut, responses=_PROBLEMS_404,
+            summary="Where a dataset went: the origin, ancestors and the whole tree of descendants, hop by hop")
+def audit_lineage(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    transfer_id: Annotated[str, Path(max_length=100)],
+    min_index: MinIndex = None,
+    wait: Wait = 5.0,
+) -> dict[str, Any]:
+    share = _share(principal)
+    where = fresh(request, ledger, min_index, wait)
+    found = queries.lineage(projection_runner(request).db, transfer_id.lower(), share)
+    if found is None:
+        raise not_found("transfer", transfer_id)
+    return {**where, "party": share or "*", **found}
+
+
+@router.get("/v1/audit/state", response_model=StateOut, responses=_PROBLEMS,
+            summary="Every read model as of a leaf index (or a time), with the checkpoint that covers it")
+def audit_state(
+    request: Request,
+    principal: CurrentPrincipal,
+    ledger: Ledger,
+    at_index: Annotated[int | None, Query(ge=0, le=2**62, description="Replay leaves 0..at_index")] = None,
+    at_time: Annotated[str | None, Query(max_length=40, description="Replay the leaves recorded at or before "
+                                         "this time (RFC 3339); with at_index, whichever comes first")] = None,
+    transfer_id: Annotated[str | None, Query(max_length=100, description="Also this transfer's lineage")] = None,
+    models: Annotated[str | None, Query(pattern="^(lineage|authorizations|findings|statistics)"
+                                        "(,(lineage|authorizations|findings|statistics))*$",
+                                        description="Comma-separated; default all")] = None,
+    pending_deadline_days: Annotated[float, Query(ge=0, le=36500)] = queries.DEFAULT_PENDING_DEADLINE_DAYS,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict[str, Any]:
+    share = _share(principal)
+    try:
+        return state_as_of(
+            ledger, request.app.state.signer, at_index=at_index, at_time=at_time, share=share,
+            models=tuple(models.split(",")) if models else queries.ALL_MODELS,
+            transfer_id=transfer_id.lower() if transfer_id else None,
+            pending_deadline_days=pending_deadline_days, limit=limit,
+        )
+    except ReplayError as e:
+        about_time = str(e).startswith("at_time")
+        raise ApiProblem(422, "invalid-time" if about_time else "index-out-of-range", str(e),
+                         field="at_time" if about_time else "at_index") from None
+    except LookupError as e:
+        raise ApiProblem(503, "nodes-missing", str(e)) from None
+
+
+@router.get("/v1/audit/projections", response_model=ProjectionStatusOut, responses=_PROBLEMS,
+            summary="Each read model's position and how far behind the ledger it is")
+def audit_projections(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    _share(principal)
+    return projection_runner(request).status()
