@@ -310,7 +310,8 @@ def audit_state(
     ledger: Ledger,
     at_index: Annotated[int | None, Query(ge=0, le=2**62, description="Replay leaves 0..at_index")] = None,
     at_time: Annotated[str | None, Query(max_length=40, description="Replay the leaves recorded at or before "
-                                         "this time (RFC 3339); with at_index, whichever comes first")] = None,
+                                         "this time (RFC 3339); with at_index, whichever comes first",
+                                         json_schema_extra={"format": "date-time"})] = None,
     transfer_id: Annotated[str | None, Query(max_length=100, description="Also this transfer's lineage")] = None,
     models: Annotated[str | None, Query(pattern="^(lineage|authorizations|findings|statistics)"
                                         "(,(lineage|authorizations|findings|statistics))*$",
