@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -315,6 +316,10 @@ def serve(
         os.environ["TRANSFER_LEDGER_DATABASE_URL"] = settings.database_url
     else:
         os.environ.pop("TRANSFER_LEDGER_DATABASE_URL", None)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
+    # the handler that was in place: make that a no-op, so a clean shutdown
+    # exits 0 (as a service manager expects), not "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "api.app:create_app_from_env",
         factory=True,
@@ -989,7 +994,7 @@ def _print_state(state: dict[str, Any]) -> None:
         typer.echo(f"lineage of {of['id']} (origin {of['origin']}): {len(of['ancestors'])} ancestor(s), "
                    f"{len(of['descendants'])} descendant(s)")
         for node in [*reversed(of["ancestors"]), of["transfer"], *of["descendants"]]:
-            typer.echo(f"  {'  ' * node['depth']}{node['sender']['party']} -> {node['recipient']['party']} "
+            typer.echo(f"  {'  ' * node['depth']}{node['sender']} -> {node['recipient']} "
                        f"{node['id']} (leaf {node['leaf_index']})")
 
 
