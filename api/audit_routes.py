@@ -172,14 +172,19 @@ class RegistryOut(Fresh):
 
 
 class LineageNode(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A hop: who sent the data to whom, under which grant (the full record: GET /v1/transfers/{id})."""
+
     id: str
     leaf_index: int
-    sender: dict[str, Any]
-    recipient: dict[str, Any]
+    transferred_at: str
+    sender: str = Field(description="The sending Party")
+    recipient: str = Field(description="The receiving Party")
     origin: str
     parent_transfer_id: str | None
-    depth: int
+    depth: int = Field(description="Hops from the root (0: a first transfer)")
+    authorization_id: str | None
+    legal_basis: str
+    data_categories: list[str]
 
 
 class AuditLineageOut(Fresh):

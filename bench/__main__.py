@@ -3,6 +3,10 @@
 Sections (more arrive with later issues):
 - recording a transfer in-process vs the raw eventsourcing save of an equal
   single event, on SQLite (and on PostgreSQL when BENCH_DATABASE_URL is set).
+- proofs from the stored nodes vs pymerkle.
+- read models: rebuilding every projection from a ledger of realistic events
+  (transfers, requests, grants, refusals, uses, revocations; 1,000,000 by
+  default, or BENCH_EVENTS), and lineage queries on a 10,000-transfer tree.
 
 BENCH_EVENTS sets the size (default 5000). Ratios, not absolute times, are
 what to compare: both sides run on the same machine, backend and data.
@@ -16,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -211,6 +215,216 @@ def _feed(ledger: TransferLedger, n: int) -> Any:
         start = rows[-1][0].leaf_index + 1
 
 
+# -- read models -----------------------------------------------------------------------
+
+PARTIES = ("DE", "FR", "NL", "BR", "US", "INTERPOL", "IT", "ES", "PL", "JP")
+BASES = ("art40", "art40-4", "art41", "art42", "art43", "art44", "art45", "art46", "art47")
+CATEGORIES = ("subscriber", "traffic", "content", "other_personal")
+
+
+class SyntheticLedger:
+    """Stored events as the application writes them (same topics, fields and JSON), made
+    fast: a realistic mix of first transfers, requests, grants, refusals, onward
+    transfers with their uses, revocations and second hops."""
+
+    def __init__(self, seed: int = 36) -> None:
+        import random
+        from datetime import UTC, datetime
+
+        from domain.model import Authorization, Transfer
+
+        self.rng = random.Random(seed)
+        self.clock = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+        self.events: list[Any] = []
+        self.topics = {
+            "transfer": Transfer.Recorded.TOPIC, "requested": Authorization.Requested.TOPIC,
+            "granted": Authorization.Granted.TOPIC, "refused": Authorization.Refused.TOPIC,
+            "revoked": Authorization.Revoked.TOPIC, "used": Authorization.Used.TOPIC,
+        }
+        self.transfers = 0
+
+    def _now(self) -> tuple[str, str]:
+        from datetime import UTC, datetime
+
+        self.clock += self.rng.randint(20, 900)
+        moment = datetime.fromtimestamp(self.clock, UTC)
+        return moment.isoformat(timespec="microseconds"), moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _emit(self, originator: Any, version: int, kind: str, state: dict[str, Any]) -> None:
+        import json
+
+        from eventsourcing.persistence import StoredEvent
+
+        body = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
+        self.events.append(StoredEvent(originator, version, self.topics[kind], body))
+
+    @staticmethod
+    def actor(party: str, officer: bool = True) -> dict[str, str]:
+        out = {"party": party, "authority": f"{party}/POLICE"}
+        if officer:
+            out["officer"] = "Officer on duty"
+        return out
+
+    def transfer(self, sender: str, recipient: str, parent: dict[str, Any] | None = None,
+                 auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        ident = uuid4()
+        stamp, zulu = self._now()
+        categories = list(parent["data_categories"][:1]) if parent else sorted(
+            self.rng.sample(CATEGORIES, self.rng.randint(1, 3)))
+        state = {
+            "timestamp": {"_type_": "datetime_iso", "_data_": stamp},
+            "originator_topic": "transfer-ledger:Transfer",
+            "sender": self.actor(sender), "recipient": self.actor(recipient, False),
+            "legal_basis": "art47" if parent else self.rng.choice(BASES),
+            "request_reference": f"MLA-{self.transfers}",
+            "purpose": {"proceeding": "PROC-2025-0417", "description": "ransomware"},
+            "data_categories": categories, "subjects": ["person:1"], "dataset_sha256": f"{self.transfers:064x}",
+            "item_count": self.rng.randint(1, 5000),
+            "handling": {"confidential": False, "written_authorization_required": False, "use_restrictions": []},
+            "retention_until": "2031-03-01", "transferred_at": zulu, "justification": "MLA request (art. 40 §15)",
+            "ordered_by": "C. Vogel",
+            "parent_transfer_id": parent["id"] if parent else None,
+            "authorization_id": auth["id"] if auth else None,
+            "origin": parent["origin"] if parent else sender,
+            "root_transfer_id": parent["root_transfer_id"] if parent else str(ident),
+            "depth": parent["depth"] + 1 if parent else 0, "origin_requires_written_form": False,
+        }
+        self.transfers += 1
+        self._emit(ident, 1, "transfer", state)
+        if auth is not None:
+            auth["version"] += 1
+            self._emit(UUID(auth["id"]), auth["version"], "used",
+                       {"timestamp": {"_type_": "datetime_iso", "_data_": stamp}, "transfer_id": str(ident)})
+        return {"id": str(ident), **state}
+
+    def request(self, parent: dict[str, Any], recipient: str) -> dict[str, Any]:
+        ident = uuid4()
+        stamp, _ = self._now()
+        holder = parent["recipient"]["party"]
+        self._emit(ident, 1, "requested", {
+            "timestamp": {"_type_": "datetime_iso", "_data_": stamp},
+            "originator_topic": "transfer-ledger:Authorization", "parent_transfer_id": parent["id"],
+            "requested_by": self.actor(holder), "recipient": self.actor(recipient, False),
+            "purpose": {"proceeding": "PROC-2025-0417", "description": "ransomware"},
+            "data_categories": parent["data_categories"][:1], "justification": "cross-match",
+            "origin": parent["origin"], "root_transfer_id": parent["root_transfer_id"],
+        })
+        return {"id": str(ident), "version": 1, "origin": parent["origin"], "holder": holder, "recipient": recipient}
+
+    def decide(self, auth: dict[str, Any], granted: bool) -> None:
+        stamp, _ = self._now()
+        auth["version"] += 1
+        state: dict[str, Any] = {"timestamp": {"_type_": "datetime_iso", "_data_": stamp}, "origin": auth["origin"],
+                                 "decided_by": self.actor(auth["origin"])}
+        if granted:
+            state.update(conditions={"valid_until": None, "max_transfers": 3, "data_categories": None,
+                                     "purpose": None, "written_instrument": None, "further_conditions": []},
+                         reasons=None, signature=None)
+        else:
+            state.update(reasons="no proceeding named", signature=None)
+        self._emit(UUID(auth["id"]), auth["version"], "granted" if granted else "refused", state)
+
+    def revoke(self, auth: dict[str, Any]) -> None:
+        stamp, _ = self._now()
+        auth["version"] += 1
+        self._emit(UUID(auth["id"]), auth["version"], "revoked", {
+            "timestamp": {"_type_": "datetime_iso", "_data_": stamp},
+            "revoked_by": self.actor(auth["origin"]), "reasons": "proceeding closed"})
+
+    def onward(self, parent: dict[str, Any]) -> dict[str, Any] | None:
+        holder, origin = parent["recipient"]["party"], parent["origin"]
+        target = self.rng.choice([p for p in PARTIES if p not in (holder, origin)])
+        auth = self.request(parent, target)
+        roll = self.rng.random()
+        if roll < 0.08:
+            return None  # left pending
+        if roll < 0.22:
+            self.decide(auth, False)
+            return None
+        self.decide(auth, True)
+        child = self.transfer(holder, target, parent, auth)
+        if self.rng.random() < 0.1:
+            self.revoke(auth)
+        return child
+
+    def mixed(self, n: int) -> None:
+        """About ``n`` events of everyday traffic."""
+        while len(self.events) < n:
+            sender, recipient = self.rng.sample(PARTIES, 2)
+            root = self.transfer(sender, recipient)
+            if self.rng.random() < 0.45:
+                continue
+            child = self.onward(root)
+            if child is not None and self.rng.random() < 0.3:
+                self.onward(child)
+
+    def tree(self, size: int) -> str:
+        """One lineage of ``size`` transfers, each hop under its own grant; the root's id."""
+        root = self.transfer("DE", "FR")
+        nodes = [root]
+        while len(nodes) < size:
+            parent = nodes[self.rng.randrange(len(nodes))]
+            holder, origin = parent["recipient"]["party"], parent["origin"]
+            target = self.rng.choice([p for p in PARTIES if p not in (holder, origin)])
+            auth = self.request(parent, target)
+            self.decide(auth, True)
+            nodes.append(self.transfer(holder, target, parent, auth))
+        return str(root["id"])
+
+
+def bench_projections(n: int, tree_size: int) -> None:
+    """Rebuild every read model from an n-event SQLite ledger; lineage queries on one big tree."""
+    from ledger.sql import SqlAccess
+    from projections import runner_for
+    from projections import queries
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = TransferLedger(eventsourcing_env(Settings(Path(tmp))))
+        try:
+            synth = SyntheticLedger()
+            synth.mixed(max(0, n - 4 * tree_size) // 2)
+            root_id = synth.tree(tree_size)
+            synth.mixed(n)
+            events = synth.events[:n]
+            start = time.perf_counter()
+            for i in range(0, len(events), 5000):
+                ledger.recorder.insert_events(events[i:i + 5000])
+            build = time.perf_counter() - start
+            print(f"{'  (write the ledger)':<34} {len(events):>8} {'':>13} {build:>12.1f}s")
+            runner = runner_for(ledger, SqlAccess(ledger.recorder))
+            runner.ensure()
+            start, cpu = time.perf_counter(), time.process_time()
+            applied = runner.rebuild()
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            ev_rate = rate(applied, seconds)
+            print(f"{'rebuild all read models':<34} {applied:>8} {'':>13} {ev_rate:>10.0f}/s  "
+                  f"({seconds:.1f}s, {cpu:.1f}s of CPU on 2 threads; goal >= 20000/s)"
+                  f"{'' if ev_rate >= 20000 else '  MISSED'}")
+            db = runner.db
+            root_leaf = db.rows("SELECT root_leaf FROM {proj_transfers} WHERE id = ?", (root_id,))[0][0]
+            deepest = db.rows("SELECT id FROM {proj_transfers} WHERE root_leaf = ? ORDER BY depth DESC, leaf_index "
+                              "LIMIT 1", (root_leaf,))[0][0]
+            inner = db.rows("SELECT id FROM {proj_transfers} WHERE root_leaf = ? AND depth = 2 ORDER BY leaf_index "
+                            "LIMIT 1", (root_leaf,))
+            cases = [(f"lineage of the root ({tree_size} tree)", root_id),
+                     ("lineage of a transfer 2 hops down", inner[0][0] if inner else root_id),
+                     ("lineage of the deepest transfer", deepest)]
+            for label, ident in cases:
+                queries.lineage(db, ident)  # warm the page cache
+                times = []
+                for _ in range(15):
+                    start = time.perf_counter()
+                    answer = queries.lineage(db, ident)
+                    times.append(time.perf_counter() - start)
+                assert answer is not None
+                t_query = sorted(times)[len(times) // 2]
+                size = 1 + len(answer["ancestors"]) + len(answer["descendants"])
+                print(f"{label:<34} {size:>8} {'':>13} {t_query * 1e3:>10.1f}ms  (median; nodes in the answer; "
+                      f"goal: milliseconds){'' if t_query < 0.25 else '  MISSED'}")
+        finally:
+            ledger.close()
+
+
 def main() -> int:
     print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}")
     print(f"{'recording in-process':<34} {'events':>8} {'raw save':>14} {'ledger':>14} {'ratio':>8}")
@@ -228,6 +442,12 @@ def main() -> int:
     proof_leaves = int(os.environ.get("BENCH_PROOF_LEAVES", str(max(EVENTS, 1_000_000))))
     print(f"{'proofs (SQLite store)':<34} {'leaves':>8} {'pymerkle':>13} {'ledger':>13} {'speed-up':>8}")
     bench_proofs(proof_leaves)
+    print()
+    projection_events = int(os.environ.get("BENCH_PROJECTION_EVENTS") or os.environ.get("BENCH_EVENTS")
+                            or 1_000_000)
+    tree = min(10_000, max(100, projection_events // 20))
+    print(f"{'read models (SQLite)':<34} {'events':>8} {'':>13} {'ledger':>13}")
+    bench_projections(projection_events, tree)
     return 0
 
 

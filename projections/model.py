@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 
 from domain.model import party_policy_id
 from domain.rules import authorization_required
@@ -92,18 +92,14 @@ RULES: dict[str, tuple[str, str]] = {
 EXPIRY_GRACE_SECONDS = 1.0
 
 
-class TransferRec:
+class TransferRec(msgspec.Struct, gc=False):
     """A transfer as the read models keep it (table ``proj_transfers``).
 
-    ``origin``, ``root_id`` and ``depth`` are those of the lineage its parent
-    links make (the values the event claims are checked against them).
+    ``origin``, ``root_id``, ``root_leaf`` and ``depth`` are those of the
+    lineage its parent links make (the values the event claims are checked
+    against them). Records hold only text and numbers: no reference cycles,
+    so the garbage collector need not track them (``gc=False``).
     """
-
-    __slots__ = COLUMNS = (
-        "id", "leaf_index", "recorded_at", "transferred_at", "sender", "sender_authority", "recipient",
-        "recipient_authority", "origin", "parent_id", "root_id", "depth", "authorization_id", "legal_basis",
-        "categories", "proceeding", "retention_until", "written_form", "item_count",
-    )
 
     id: str
     leaf_index: int
@@ -116,6 +112,7 @@ class TransferRec:
     origin: str
     parent_id: str | None
     root_id: str
+    root_leaf: int  # the root's leaf index: a lineage's transfers are stored together, in ledger order
     depth: int
     authorization_id: str | None
     legal_basis: str
@@ -126,26 +123,15 @@ class TransferRec:
     item_count: int | None
 
     def row(self) -> tuple[Any, ...]:
-        return _TRANSFER_ROW(self)  # type: ignore[no-any-return]
+        return astuple(self)
 
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> TransferRec:
-        rec = cls.__new__(cls)
-        for name, value in zip(cls.COLUMNS, row, strict=True):
-            setattr(rec, name, value)
-        return rec
+        return cls(*row)
 
 
-class AuthRec:
+class AuthRec(msgspec.Struct, gc=False):
     """An authorization request and its life (table ``proj_authorizations``)."""
-
-    __slots__ = COLUMNS = (
-        "id", "status", "origin", "holder", "holder_authority", "recipient", "recipient_authority",
-        "parent_id", "root_id", "categories", "proceeding", "justification", "requested_at", "requested_leaf",
-        "decided_at", "decided_leaf", "decided_by", "reasons", "conditions", "valid_until", "max_transfers",
-        "granted_categories", "granted_proceeding", "instrument", "signed", "uses", "named", "revoked_at",
-        "revoked_leaf", "revoked_by", "revocation_reasons", "decide_seconds",
-    )
 
     id: str
     status: str
@@ -161,42 +147,39 @@ class AuthRec:
     justification: str | None
     requested_at: str
     requested_leaf: int
-    decided_at: str | None
-    decided_leaf: int | None
-    decided_by: str | None
-    reasons: str | None
-    conditions: str | None  # JSON
-    valid_until: str | None
-    max_transfers: int | None
-    granted_categories: str | None
-    granted_proceeding: str | None
-    instrument: int
-    signed: int
-    uses: int  # AuthorizationUsed events
-    named: int  # transfers that named it
-    revoked_at: str | None
-    revoked_leaf: int | None
-    revoked_by: str | None
-    revocation_reasons: str | None
-    decide_seconds: float | None
+    decided_at: str | None = None
+    decided_leaf: int | None = None
+    decided_by: str | None = None
+    reasons: str | None = None
+    conditions: str | None = None  # JSON
+    valid_until: str | None = None
+    max_transfers: int | None = None
+    granted_categories: str | None = None
+    granted_proceeding: str | None = None
+    instrument: int = 0
+    signed: int = 0
+    uses: int = 0  # AuthorizationUsed events
+    named: int = 0  # transfers that named it
+    revoked_at: str | None = None
+    revoked_leaf: int | None = None
+    revoked_by: str | None = None
+    revocation_reasons: str | None = None
+    decide_seconds: float | None = None
 
     def row(self) -> tuple[Any, ...]:
-        return _AUTH_ROW(self)  # type: ignore[no-any-return]
+        return astuple(self)
 
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> AuthRec:
-        rec = cls.__new__(cls)
-        for name, value in zip(cls.COLUMNS, row, strict=True):
-            setattr(rec, name, value)
-        return rec
+        return cls(*row)
 
     @property
     def month(self) -> str:
         return self.requested_at[:7]
 
 
-_TRANSFER_ROW = attrgetter(*TransferRec.COLUMNS)
-_AUTH_ROW = attrgetter(*AuthRec.COLUMNS)
+TRANSFER_COLUMNS: tuple[str, ...] = TransferRec.__struct_fields__
+AUTH_COLUMNS: tuple[str, ...] = AuthRec.__struct_fields__
 
 
 class PolicyRec:
@@ -368,36 +351,27 @@ def _malformed(state: State, ev: FeedEvent, what: str) -> None:
 def _on_transfer(state: State, ev: FeedEvent) -> None:
     d: TransferRecordedState = ev.data
     sender, recipient, purpose = d.sender, d.recipient, d.purpose
-    rec = TransferRec.__new__(TransferRec)
-    rec.id = tid = ev.originator_id
-    rec.leaf_index = ev.leaf_index
-    rec.recorded_at = ev.recorded_at
+    tid = ev.originator_id
     at = d.transferred_at
-    rec.transferred_at = at = at if len(at) == 27 else norm_time(at)
-    rec.sender = sender_party = sender.party
-    rec.sender_authority = sender.authority
-    rec.recipient = recipient_party = recipient.party
-    rec.recipient_authority = recipient.authority
-    rec.parent_id = parent_id = d.parent_transfer_id
-    rec.authorization_id = grant_id = d.authorization_id
-    rec.legal_basis = d.legal_basis
-    rec.categories = categories = ",".join(d.data_categories)
-    rec.proceeding = purpose.proceeding if purpose is not None else None
-    rec.retention_until = d.retention_until
-    rec.written_form = 1 if d.origin_requires_written_form else 0
-    rec.item_count = d.item_count
-
+    if len(at) != 27:
+        at = norm_time(at)
+    sender_party, recipient_party = sender.party, recipient.party
+    parent_id, grant_id = d.parent_transfer_id, d.authorization_id
+    categories = ",".join(d.data_categories)
     # The lineage as the parent links make it (the recorded origin, root and depth are checked
     # against it): the read model follows the links, so a forged value cannot hide a hop.
     parent = state.transfer(parent_id) if parent_id is not None else None
     if parent is not None:
-        rec.origin = origin = parent.origin
-        rec.root_id = parent.root_id
-        rec.depth = parent.depth + 1
+        origin, root_id, root_leaf, depth = parent.origin, parent.root_id, parent.root_leaf, parent.depth + 1
     else:
-        rec.origin = origin = d.origin if parent_id is not None else sender_party
-        rec.root_id = tid
-        rec.depth = 0
+        origin = d.origin if parent_id is not None else sender_party
+        root_id, root_leaf, depth = tid, ev.leaf_index, 0
+    rec = TransferRec(
+        tid, ev.leaf_index, ev.recorded_at, at, sender_party, sender.authority, recipient_party,
+        recipient.authority, origin, parent_id, root_id, root_leaf, depth, grant_id, d.legal_basis, categories,
+        purpose.proceeding if purpose is not None else None, d.retention_until,
+        1 if d.origin_requires_written_form else 0, d.item_count,
+    )
     if parent is None or d.origin != origin or parent.recipient != sender_party or (
         (d.root_transfer_id or tid) != rec.root_id or d.depth != rec.depth
         or not _within(categories, parent.categories)
@@ -599,26 +573,12 @@ def _request_stats(state: State, grant: AuthRec) -> list[float]:
 def _on_requested(state: State, ev: FeedEvent) -> None:
     d: RequestedState = ev.data
     by, to, purpose = d.requested_by, d.recipient, d.purpose
-    rec = AuthRec.__new__(AuthRec)
-    rec.id = ev.originator_id
-    rec.status = "pending"
-    rec.origin = d.origin
-    rec.holder = by.party
-    rec.holder_authority = by.authority
-    rec.recipient = to.party
-    rec.recipient_authority = to.authority
-    rec.parent_id = d.parent_transfer_id
-    rec.root_id = d.root_transfer_id
-    rec.categories = ",".join(d.data_categories)
-    rec.proceeding = purpose.proceeding if purpose is not None else None
-    rec.justification = d.justification
-    rec.requested_at = time_of(d.timestamp) or ev.recorded_at
-    rec.requested_leaf = ev.leaf_index
-    rec.decided_at = rec.decided_leaf = rec.decided_by = rec.reasons = rec.conditions = None
-    rec.valid_until = rec.max_transfers = rec.granted_categories = rec.granted_proceeding = None
-    rec.instrument = rec.signed = rec.uses = rec.named = 0
-    rec.revoked_at = rec.revoked_leaf = rec.revoked_by = rec.revocation_reasons = None
-    rec.decide_seconds = None
+    rec = AuthRec(
+        ev.originator_id, "pending", d.origin, by.party, by.authority, to.party, to.authority,
+        d.parent_transfer_id, d.root_transfer_id, ",".join(d.data_categories),
+        purpose.proceeding if purpose is not None else None, d.justification,
+        time_of(d.timestamp) or ev.recorded_at, ev.leaf_index,
+    )
     state.authorizations[rec.id] = rec
     state.dirty_authorizations[rec.id] = rec
     _request_stats(state, rec)[0] += 1

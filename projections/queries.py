@@ -21,14 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from projections.db import Db
-from projections.model import FINDING_COLUMNS, RULES, AuthRec, TransferRec
+from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COLUMNS
 
 #: The default deadline for deciding on an authorization request (days): an
 #: audit policy, not a rule of the Convention; every query can set its own.
 DEFAULT_PENDING_DEADLINE_DAYS = 30.0
 
-_T_COLUMNS = ", ".join(TransferRec.COLUMNS)
-_A_COLUMNS = ", ".join(AuthRec.COLUMNS)
+_T_COLUMNS = ", ".join(TRANSFER_COLUMNS)
+_A_COLUMNS = ", ".join(AUTH_COLUMNS)
 
 
 def _share(columns: tuple[str, ...], share: str | None) -> tuple[str, list[Any]]:
@@ -51,83 +51,83 @@ def _split(value: str | None) -> list[str]:
 
 
 def transfer_node(row: Any) -> dict[str, Any]:
-    """A transfer as the lineage read model shows it (``row``: the columns of :data:`NODE_COLUMNS`)."""
-    (ident, leaf_index, recorded_at, transferred_at, sender, sender_authority, recipient, recipient_authority,
-     origin, parent_id, root_id, depth, authorization_id, legal_basis, categories, proceeding,
-     retention_until) = row
+    """A hop of a lineage (``row``: the columns of :data:`NODE_COLUMNS`). Parties, not
+    authorities: a transfer's full record is ``GET /v1/transfers/{id}``."""
+    (ident, leaf_index, transferred_at, sender, recipient, origin, parent_id, depth, authorization_id,
+     legal_basis, categories, _) = row
     return {
         "id": ident,
         "leaf_index": leaf_index,
-        "recorded_at": recorded_at,
         "transferred_at": transferred_at,
-        "sender": {"party": sender, "authority": sender_authority},
-        "recipient": {"party": recipient, "authority": recipient_authority},
+        "sender": sender,
+        "recipient": recipient,
         "origin": origin,
         "parent_transfer_id": parent_id,
-        "root_transfer_id": root_id,
         "depth": depth,
         "authorization_id": authorization_id,
         "legal_basis": legal_basis,
-        "data_categories": categories.split(",") if categories else [],
-        "proceeding": proceeding,
-        "retention_until": retention_until,
+        "data_categories": categories.split(","),
     }
 
 
 NODE_COLUMNS = (
-    "id", "leaf_index", "recorded_at", "transferred_at", "sender", "sender_authority", "recipient",
-    "recipient_authority", "origin", "parent_id", "root_id", "depth", "authorization_id", "legal_basis",
-    "categories", "proceeding", "retention_until",
+    "id", "leaf_index", "transferred_at", "sender", "recipient", "origin", "parent_id", "depth",
+    "authorization_id", "legal_basis", "categories", "root_id",
 )
 _NODE_SELECT = ", ".join(NODE_COLUMNS)
-
-
-def _visible_transfer(row: dict[str, Any], share: str | None) -> bool:
-    return share is None or share in (row["sender"], row["recipient"], row["origin"])
-
-
-def get_transfer(db: Db, transfer_id: str) -> dict[str, Any] | None:
-    rows = db.query(f"SELECT {_T_COLUMNS} FROM {{proj_transfers}} WHERE id = ?", (transfer_id,))
-    return rows[0] if rows else None
+_T_NODE_SELECT = ", ".join(f"t.{c}" for c in NODE_COLUMNS)
+_SENDER, _RECIPIENT, _ORIGIN, _PARENT, _ROOT = 3, 4, 5, 6, 11
 
 
 def lineage(db: Db, transfer_id: str, share: str | None = None) -> dict[str, Any] | None:
     """The transfer, its origin, its ancestors (parent first) and every descendant (leaf order).
 
-    The tree is the one the recorded parent links make, hop by hop (the read
-    model derives each transfer's root from its parent's): one range scan
-    of the root's tree, then the ancestors and the descendants are followed
-    in memory. None if the transfer is unknown or outside ``share``.
+    The tree is the one the recorded parent links make, hop by hop: the read
+    model derives each transfer's root from its parent's and keeps a tree's
+    transfers together (index on the root's leaf index and the parent). A
+    first transfer's descendants are its whole tree, one range scan; another
+    transfer's are followed link by link. None if the transfer is unknown or
+    outside ``share``.
     """
-    found = db.rows(f"SELECT root_id FROM {{proj_transfers}} WHERE id = ?", (transfer_id,))
+    found = db.rows(f"SELECT {_NODE_SELECT}, root_leaf FROM {{proj_transfers}} WHERE id = ?", (transfer_id,))
     if not found:
         return None
-    tree = db.rows(f"SELECT {_NODE_SELECT} FROM {{proj_transfers}} WHERE root_id = ? ORDER BY leaf_index",
-                   (found[0][0],))
-    by_id = {row[0]: row for row in tree}
-    row = by_id.get(transfer_id)
-    if row is None or (share is not None and share not in (row[4], row[6], row[8])):
+    row, root_leaf = tuple(found[0][:-1]), found[0][-1]
+
+    def visible(r: Any) -> bool:
+        return share is None or share in (r[_SENDER], r[_RECIPIENT], r[_ORIGIN])
+
+    if not visible(row):
         return None
-    ancestors = []
-    parent = by_id.get(row[9]) if row[9] is not None else None
-    while parent is not None:
-        ancestors.append(parent)
-        parent = by_id.get(parent[9]) if parent[9] is not None else None
-    below = {transfer_id}
-    descendants = []
-    for item in tree:  # leaf order: a parent is always before its children
-        if item[9] in below:
-            below.add(item[0])
-            if share is None or share in (item[4], item[6], item[8]):
-                descendants.append(item)
-    root = ancestors[-1] if ancestors else row
+    if row[_PARENT] is None:
+        ancestors: list[Any] = []
+        descendants = db.rows(
+            f"SELECT {_NODE_SELECT} FROM {{proj_transfers}} WHERE root_leaf = ? AND id <> ? ORDER BY leaf_index",
+            (root_leaf, transfer_id),
+        )
+    else:
+        ancestors = db.rows(
+            "WITH RECURSIVE up(id, n) AS ("
+            " SELECT parent_id, 1 FROM {proj_transfers} WHERE id = ?"
+            " UNION ALL SELECT p.parent_id, up.n + 1 FROM up JOIN {proj_transfers} p ON p.id = up.id"
+            " WHERE p.parent_id IS NOT NULL)"
+            f" SELECT {_T_NODE_SELECT} FROM up JOIN {{proj_transfers}} t ON t.id = up.id ORDER BY up.n",
+            (transfer_id,),
+        )
+        descendants = db.rows(
+            "WITH RECURSIVE down(id) AS ("
+            " SELECT id FROM {proj_transfers} WHERE root_leaf = ? AND parent_id = ?"
+            " UNION ALL SELECT c.id FROM down JOIN {proj_transfers} c ON c.root_leaf = ? AND c.parent_id = down.id)"
+            f" SELECT {_T_NODE_SELECT} FROM down JOIN {{proj_transfers}} t ON t.id = down.id ORDER BY t.leaf_index",
+            (root_leaf, transfer_id, root_leaf),
+        )
     return {
         "id": row[0],
-        "origin": row[8],
-        "root_transfer_id": root[0],
+        "origin": row[_ORIGIN],
+        "root_transfer_id": row[_ROOT],
         "transfer": transfer_node(row),
-        "ancestors": [transfer_node(a) for a in ancestors if share is None or share in (a[4], a[6], a[8])],
-        "descendants": [transfer_node(d) for d in descendants],
+        "ancestors": [transfer_node(a) for a in ancestors if visible(a)],
+        "descendants": [transfer_node(d) for d in descendants if visible(d)],
     }
 
 
@@ -234,7 +234,11 @@ def _finding(
 
 
 def _shift(moment: str, seconds: float) -> str:
-    return (datetime.fromisoformat(moment) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        shifted = datetime.fromisoformat(moment) + timedelta(seconds=seconds)
+    except OverflowError:
+        return "0001-01-01T00:00:00.000000Z" if seconds < 0 else "9999-12-31T23:59:59.999999Z"
+    return f"{shifted.year:04d}" + shifted.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def findings(

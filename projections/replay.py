@@ -103,7 +103,7 @@ def replay(
     if at_time is not None:
         try:
             until = norm_time(at_time)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ReplayError(f"at_time {at_time!r} is not an RFC 3339 time") from None
     prefix = _Prefix(store, last, until)
     db = MemoryDb()

@@ -18,9 +18,13 @@ every insert, and wakes up at once.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from projections.db import (
@@ -46,7 +50,9 @@ from projections.events import (
     now_time,
 )
 from projections.model import (
+    AUTH_COLUMNS,
     FINDING_COLUMNS,
+    TRANSFER_COLUMNS,
     AuthRec,
     PolicyRec,
     State,
@@ -183,31 +189,95 @@ class ProjectionRunner:
             limit = self.batch_size if until is None else min(self.batch_size, until - position)
             if limit <= 0:
                 return 0
-            rows = feed_rows(self.store, position + 1, limit)
-            if not rows:
-                size = self.store.head().size
-                if size > position + 1 and (until is None or until > position):
-                    raise ProjectionError(
-                        f"leaf {position + 1} of {size} has no event row: run `transfer-ledger verify`"
-                    )
-                return 0
-            events = feed_events(rows, self.decode)
+            with _gc_paused():
+                return self._apply_batch(position, limit, until)
+
+    def _apply_batch(self, position: int, limit: int, until: int | None) -> int:
+        """One batch from leaf ``position + 1``: read, apply in memory, write with the new position."""
+        rows = feed_rows(self.store, position + 1, limit)
+        if not rows:
+            size = self.store.head().size
+            if size > position + 1 and (until is None or until > position):
+                raise ProjectionError(
+                    f"leaf {position + 1} of {size} has no event row: run `transfer-ledger verify`"
+                )
+            return 0
+        events = feed_events(rows, self.decode)
+        try:
+            state = self._state_for(events)
+            missing = _gaps(position, events)
+            apply_all(state, events)
+            for index, before in missing:
+                _missing_event(state, index, before)
+            last = events[-1].leaf_index
+            self._write(state, position, last)
+        except BaseException:
+            self._forget()
+            raise
+        self._cached_at = last
+        for cache in (self._transfers, self._authorizations):  # (policies are few: kept)
+            if len(cache) > self.cache_limit:
+                for key in list(islice(cache, len(cache) // 2)):  # the oldest half
+                    del cache[key]
+        return last - position
+
+    def _pipelined(self, progress: Progress | None, total: int) -> int:
+        """Apply batches up to the head, writing each one while the next is read and applied.
+
+        SQLite and PostgreSQL do their work outside Python's lock, so a batch's
+        write overlaps the next batch's reading and decoding. The rows are
+        snapshotted before they go to the writer, the writes run one after the
+        other, each with its compare-and-set, and a batch's records leave the
+        cache only once it is committed.
+        """
+        self.ensure()
+        with self._lock, _gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="projections-writer") as writer:
+            positions = self.positions()
+            position = min(positions.values())
+            if len(set(positions.values())) != 1:
+                raise ProjectionError(
+                    f"the read models stand at different leaves ({positions}): run `projections rebuild`"
+                )
+            if self._cached_at != position:
+                self._forget()
+            start, pending = position, None
             try:
-                state = self._state_for(events)
-                missing = _gaps(position, events)
-                apply_all(state, events)
-                for index, before in missing:
-                    _missing_event(state, index, before)
-                last = events[-1].leaf_index
-                self._write(state, position, last)
+                while True:
+                    rows = feed_rows(self.store, position + 1, self.batch_size)
+                    if not rows:
+                        break
+                    events = feed_events(rows, self.decode)
+                    state = self._state_for(events)
+                    missing = _gaps(position, events)
+                    apply_all(state, events)
+                    for index, before in missing:
+                        _missing_event(state, index, before)
+                    last = events[-1].leaf_index
+                    writes = prepare_writes(state)
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(self._write, writes, position, last)
+                    position = last
+                    if progress is not None:
+                        progress(min(position - start, total), total)
+                    if any(len(c) > self.cache_limit for c in (self._transfers, self._authorizations)):
+                        pending.result()
+                        for cache in (self._transfers, self._authorizations):
+                            if len(cache) > self.cache_limit:
+                                for key in list(islice(cache, len(cache) // 2)):
+                                    del cache[key]
+                if pending is not None:
+                    pending.result()
             except BaseException:
+                if pending is not None:
+                    try:
+                        pending.result()
+                    except BaseException:  # noqa: BLE001 - the first error is the one to report
+                        pass
                 self._forget()
                 raise
-            self._cached_at = last
-            if len(self._transfers) > self.cache_limit or len(self._authorizations) > self.cache_limit:
-                self._transfers.clear()
-                self._authorizations.clear()  # (policies are few: kept)
-            return last - position
+            self._cached_at = position
+            return position - start
 
     def catch_up(
         self,
@@ -216,9 +286,21 @@ class ProjectionRunner:
         deadline: float | None = None,
         progress: Progress | None = None,
     ) -> int:
-        """Apply batches until the head (or leaf ``until``, or ``deadline`` by ``time.monotonic()``)."""
+        """Apply batches until the head (or leaf ``until``, or ``deadline`` by ``time.monotonic()``).
+
+        Without ``until`` and ``deadline``, when the models are a batch or more behind, batches
+        are written while the next ones are read and applied (:meth:`_pipelined`).
+        """
         done = 0
         total = None
+        if until is None and deadline is None:
+            size = self.store.head().size
+            behind = size - self.position() - 1
+            if behind > self.batch_size:
+                try:
+                    done = self._pipelined(progress, behind)
+                except PositionConflict:
+                    pass  # another runner moved on: go on below from where it stopped
         while True:
             try:
                 applied = self.run_batch(until=until)
@@ -331,13 +413,13 @@ class ProjectionRunner:
 
     def _load_transfers(self, ids: Iterable[str]) -> list[TransferRec]:
         loaded = []
-        columns = ", ".join(TransferRec.COLUMNS)
+        columns = ", ".join(TRANSFER_COLUMNS)
         for chunk in _chunks(sorted(ids), _IN_CHUNK):
             found = {}
-            for row in self.db.query(
+            for row in self.db.rows(
                 f"SELECT {columns} FROM {{proj_transfers}} WHERE id IN ({','.join('?' * len(chunk))})", chunk
             ):
-                rec = TransferRec.from_row(row[c] for c in TransferRec.COLUMNS)
+                rec = TransferRec.from_row(row)
                 found[rec.id] = rec
             for ident in chunk:
                 self._transfers[ident] = found.get(ident)
@@ -345,14 +427,14 @@ class ProjectionRunner:
         return loaded
 
     def _load_authorizations(self, ids: Iterable[str]) -> None:
-        columns = ", ".join(AuthRec.COLUMNS)
+        columns = ", ".join(AUTH_COLUMNS)
         for chunk in _chunks(sorted(ids), _IN_CHUNK):
             found = {}
-            for row in self.db.query(
+            for row in self.db.rows(
                 f"SELECT {columns} FROM {{proj_authorizations}} WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ):
-                rec = AuthRec.from_row(row[c] for c in AuthRec.COLUMNS)
+                rec = AuthRec.from_row(row)
                 found[rec.id] = rec
             for ident in chunk:
                 self._authorizations[ident] = found.get(ident)
@@ -365,8 +447,9 @@ class ProjectionRunner:
         self._load_authorizations([ident])
         return self._authorizations.get(ident)
 
-    def _write(self, state: State, old: int, new: int) -> None:
+    def _write(self, state: State | Writes, old: int, new: int) -> None:
         """The batch's rows and the new positions, in one transaction (compare-and-set)."""
+        writes = prepare_writes(state) if isinstance(state, State) else state
         with self.db.transaction() as run:
             moved = run(
                 "UPDATE {proj_tracking} SET position = ?, updated_at = ? WHERE position = ? RETURNING name",
@@ -374,34 +457,60 @@ class ProjectionRunner:
             )
             if len(moved) != len(MODELS):
                 raise PositionConflict(f"the read models were moved from {old} by another runner")
-            write_changes(run, state)
+            write_changes(run, writes)
 
 
-def write_changes(run: Exec, state: State) -> None:
-    """The rows a batch adds or changes, as multi-row statements."""
-    insert_rows(run, "proj_transfers", TransferRec.COLUMNS, [t.row() for t in state.new_transfers],
-                "ON CONFLICT (id) DO NOTHING")
-    insert_rows(run, "proj_authorizations", AuthRec.COLUMNS,
-                [a.row() for a in state.dirty_authorizations.values()],
-                upsert_clause(("id",), AuthRec.COLUMNS))
-    insert_rows(run, "proj_authorization_uses", ("authorization_id", "transfer_id", "leaf_index"), state.uses,
-                "ON CONFLICT DO NOTHING")
-    insert_rows(run, "proj_policies", PolicyRec.COLUMNS, [p.row() for p in state.dirty_policies.values()],
-                upsert_clause(("party",), PolicyRec.COLUMNS))
-    insert_rows(run, "proj_findings", FINDING_COLUMNS, state.findings, "ON CONFLICT (id) DO NOTHING")
+#: A batch's writes, ready to run: (table, columns, rows, ON CONFLICT clause) each.
+Writes = list[tuple[str, tuple[str, ...], list[Any], str]]
+
+
+def prepare_writes(state: State) -> Writes:
+    """The rows a batch adds or changes, snapshotted (the records go on changing in memory)."""
+    out: Writes = [
+        ("proj_transfers", TRANSFER_COLUMNS, [t.row() for t in state.new_transfers], "ON CONFLICT (id) DO NOTHING"),
+        ("proj_authorizations", AUTH_COLUMNS, [a.row() for a in state.dirty_authorizations.values()],
+         upsert_clause(("id",), AUTH_COLUMNS)),
+        ("proj_authorization_uses", ("authorization_id", "transfer_id", "leaf_index"), list(state.uses),
+         "ON CONFLICT DO NOTHING"),
+        ("proj_policies", PolicyRec.COLUMNS, [p.row() for p in state.dirty_policies.values()],
+         upsert_clause(("party",), PolicyRec.COLUMNS)),
+        ("proj_findings", FINDING_COLUMNS, list(state.findings), "ON CONFLICT (id) DO NOTHING"),
+    ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
-    insert_rows(run, "proj_stats_transfers", (*key, "transfers", "onward"),
-                [(*k, v[0], v[1]) for k, v in state.stats_transfers.items()],
-                add_clause(key, ("transfers", "onward")))
+    out.append(("proj_stats_transfers", (*key, "transfers", "onward"),
+                [(*k, v[0], v[1]) for k, v in state.stats_transfers.items()], add_clause(key, ("transfers", "onward"))))
     key = ("month", "origin", "sender", "recipient", "category")
-    insert_rows(run, "proj_stats_categories", (*key, "transfers"),
-                [(*k, v) for k, v in state.stats_categories.items()], add_clause(key, ("transfers",)))
+    out.append(("proj_stats_categories", (*key, "transfers"), [(*k, v) for k, v in state.stats_categories.items()],
+                add_clause(key, ("transfers",))))
     key = ("month", "origin", "holder", "recipient")
     counters = ("requested", "granted", "refused", "revoked", "decided_seconds")
-    insert_rows(run, "proj_stats_requests", (*key, *counters),
-                [(*k, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4]))
-                 for k, v in state.stats_requests.items()],
-                add_clause(key, counters))
+    out.append(("proj_stats_requests", (*key, *counters),
+                [(*k, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4])) for k, v in state.stats_requests.items()],
+                add_clause(key, counters)))
+    return out
+
+
+def write_changes(run: Exec, writes: Writes) -> None:
+    """Run a batch's writes, as multi-row statements."""
+    for table, columns, rows, conflict in writes:
+        insert_rows(run, table, columns, rows, conflict)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is applied.
+
+    A batch allocates many small objects and frees them all by reference
+    counting (the records hold no cycles); meanwhile the collector would
+    repeatedly traverse every cached record, in proportion to the cache.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

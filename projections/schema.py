@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from projections.model import FINDING_COLUMNS, AuthRec, PolicyRec, TransferRec
+from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, TRANSFER_COLUMNS, PolicyRec
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ReadModel:
 #: The read models. They are built together (the findings read the lineage and the
 #: registry as they stood at each event), so each is rebuilt with the others.
 MODELS: tuple[ReadModel, ...] = (
-    ReadModel("lineage", 1, ("proj_transfers",),
+    ReadModel("lineage", 3, ("proj_transfers",),
               "every transfer with its parent, root, depth and origin: ancestors and descendants"),
     ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
               "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
@@ -41,7 +41,7 @@ MODEL_NAMES = tuple(m.name for m in MODELS)
 TRACKING = "proj_tracking"
 
 _COLUMN_TYPES = {
-    "leaf_index": "BIGINT", "depth": "INTEGER", "written_form": "INTEGER", "item_count": "BIGINT",
+    "leaf_index": "BIGINT", "root_leaf": "BIGINT", "depth": "INTEGER", "written_form": "INTEGER", "item_count": "BIGINT",
     "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
     "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
     "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",
@@ -64,11 +64,11 @@ TABLES: dict[str, list[str]] = {
         "version INTEGER NOT NULL, updated_at TEXT NOT NULL)",
     ],
     "proj_transfers": [
-        f"CREATE TABLE IF NOT EXISTS {{proj_transfers}} ({_columns(TransferRec.COLUMNS, 'id')})",
-        "CREATE INDEX IF NOT EXISTS proj_transfers_root ON {proj_transfers} (root_id, leaf_index)",
+        f"CREATE TABLE IF NOT EXISTS {{proj_transfers}} ({_columns(TRANSFER_COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_transfers_tree ON {proj_transfers} (root_leaf, parent_id)",
     ],
     "proj_authorizations": [
-        f"CREATE TABLE IF NOT EXISTS {{proj_authorizations}} ({_columns(AuthRec.COLUMNS, 'id')})",
+        f"CREATE TABLE IF NOT EXISTS {{proj_authorizations}} ({_columns(AUTH_COLUMNS, 'id')})",
         "CREATE INDEX IF NOT EXISTS proj_authorizations_status ON {proj_authorizations} (status, requested_at)",
     ],
     "proj_authorization_uses": [

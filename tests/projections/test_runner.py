@@ -97,6 +97,34 @@ def test_a_crash_inside_a_batch_leaves_nothing_behind(ledger: TransferLedger,
     assert dump(restarted.db) == dump(_rebuilt(ledger).db)
 
 
+def test_a_crash_while_batches_are_written_in_the_background(ledger: TransferLedger,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catching up writes each batch while the next is applied: a failure in the second
+    batch's write leaves the first committed, the second not, and nothing of the third."""
+    build_world(ledger)
+    runner = make_runner(ledger, batch_size=4)
+    real = runner_module.insert_rows
+    calls = {"authorizations": 0}
+
+    def failing(run: Any, table: str, *args: Any, **kwargs: Any) -> None:
+        real(run, table, *args, **kwargs)
+        if table == "proj_authorizations":
+            calls["authorizations"] += 1
+            if calls["authorizations"] == 2:
+                raise RuntimeError("disk full")
+
+    monkeypatch.setattr(runner_module, "insert_rows", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        runner.catch_up()
+    monkeypatch.setattr(runner_module, "insert_rows", real)
+    assert runner.position() == 3
+    first = make_runner(ledger, batch_size=4)
+    first.rebuild()
+    restarted = make_runner(ledger, batch_size=3)
+    restarted.catch_up()
+    assert dump(restarted.db) == dump(first.db)
+
+
 def test_two_runners_never_apply_a_batch_twice(ledger: TransferLedger) -> None:
     build_world(ledger)
     one, two = make_runner(ledger, batch_size=5), make_runner(ledger, batch_size=5)
