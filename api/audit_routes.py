@@ -44,6 +44,8 @@ _lock = threading.Lock()
 
 #: How long a read catches the models up before answering when no ``min_index`` is given (seconds).
 CATCH_UP_BUDGET = 2.0
+#: Records an API process keeps in memory between batches (each of transfers and authorizations).
+API_CACHE = 20_000
 MAX_WAIT = 30.0
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -68,7 +70,7 @@ def projection_runner(request: Request) -> ProjectionRunner:
         with _lock:
             runner = getattr(state, "projections", None)
             if runner is None:
-                runner = runner_of(state.ledger)
+                runner = runner_of(state.ledger, cache_limit=API_CACHE)
                 state.projections = runner
     return runner  # type: ignore[no-any-return]
 
