@@ -197,11 +197,14 @@ class ProjectionRunner:
         rows = feed_rows(self.store, position + 1, limit)
         if not rows:
             size = self.store.head().size
-            if size > position + 1 and (until is None or until > position):
+            if size <= position + 1:
+                return 0
+            # The leaf may have committed between the two reads: read again before concluding.
+            rows = feed_rows(self.store, position + 1, limit)
+            if not rows:
                 raise ProjectionError(
                     f"leaf {position + 1} of {size} has no event row: run `transfer-ledger verify`"
                 )
-            return 0
         events = feed_events(rows, self.decode)
         try:
             state = self._state_for(events)
