@@ -14,6 +14,8 @@ headings.
 
 from __future__ import annotations
 
+from typing import Any
+
 import base64
 import hashlib
 import re
@@ -235,18 +237,54 @@ class Verifier:
         return True
 
 
-class Signer:
-    """An Ed25519 note signer: a key name and a private key
-    (signed-note.md, "Ed25519 signatures")."""
+class Ed25519KeyPair:
+    """An Ed25519 private key with its name, seen through a verifier type.
+
+    Shared by note signers (:class:`Signer`, type 0x01) and witness cosigners
+    (``ledger.witness.Cosigner``, type 0x04): subclasses set ``verifier_type``.
+    """
+
+    verifier_type: Any = None
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self._private_key = private_key
-        self._verifier = Verifier(name, private_key.public_key().public_bytes_raw())
+        self._verifier = self.verifier_type(name, private_key.public_key().public_bytes_raw())
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
-        """A signer with a new random key."""
+    def generate(cls, name: str) -> Any:
+        """A key pair with a new random key."""
         return cls(name, Ed25519PrivateKey.generate())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, key_id=0x{self.key_id:08x})"
+
+    @property
+    def name(self) -> str:
+        return str(self._verifier.name)
+
+    @property
+    def key_id(self) -> int:
+        """The uint32 key ID of the name, signature type and public key."""
+        return int(self._verifier.key_id)
+
+    @property
+    def seed(self) -> bytes:
+        """The 32-byte private key seed. Secret."""
+        return self._private_key.private_bytes_raw()
+
+    def verifier(self) -> Any:
+        return self._verifier
+
+    def vkey(self) -> str:
+        """The verifier key string for this key's public key."""
+        return str(self._verifier.vkey())
+
+
+class Signer(Ed25519KeyPair):
+    """An Ed25519 note signer: a key name and a private key
+    (signed-note.md, "Ed25519 signatures")."""
+
+    verifier_type = Verifier
 
     @classmethod
     def from_seed(cls, name: str, seed: bytes) -> Signer:
@@ -255,29 +293,8 @@ class Signer:
             raise NoteError(f"Ed25519 seed is {len(seed)} bytes, expected {_ED25519_KEY_SIZE}")
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
-    def __repr__(self) -> str:
-        return f"Signer(name={self.name!r}, key_id=0x{self.key_id:08x})"
-
-    @property
-    def name(self) -> str:
-        return self._verifier.name
-
-    @property
-    def key_id(self) -> int:
-        """The uint32 key ID (signed-note.md, "Ed25519 signatures")."""
-        return self._verifier.key_id
-
-    @property
-    def seed(self) -> bytes:
-        """The 32-byte private key seed. Secret."""
-        return self._private_key.private_bytes_raw()
-
     def verifier(self) -> Verifier:
-        return self._verifier
-
-    def vkey(self) -> str:
-        """The verifier key string for this signer's public key."""
-        return self._verifier.vkey()
+        return self._verifier  # type: ignore[no-any-return]
 
     def sign_raw(self, message: bytes) -> bytes:
         """The bare 64-byte Ed25519 signature of ``message`` (e.g. a decision document)."""

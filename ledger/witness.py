@@ -59,6 +59,7 @@ from ledger.note import (
     COSIGNATURE_SIGNATURE_TYPE,
     MAX_NOTE_SIZE,
     Checkpoint,
+    Ed25519KeyPair,
     NoteError,
     Verifier,
     _decode_base64,
@@ -239,16 +240,10 @@ class CosignatureVerifier:
         return timestamp
 
 
-class Cosigner:
+class Cosigner(Ed25519KeyPair):
     """A witness's Ed25519 cosigning key and name (tlog-cosignature.md)."""
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        self._private_key = private_key
-        self._verifier = CosignatureVerifier(name, private_key.public_key().public_bytes_raw())
-
-    @classmethod
-    def generate(cls, name: str) -> Cosigner:
-        return cls(name, Ed25519PrivateKey.generate())
+    verifier_type = CosignatureVerifier
 
     @classmethod
     def from_seed(cls, name: str, seed: bytes) -> Cosigner:
@@ -257,27 +252,8 @@ class Cosigner:
             raise CosignatureError(f"Ed25519 seed must be {_ED25519_KEY_SIZE} bytes")
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
-    def __repr__(self) -> str:
-        return f"Cosigner(name={self.name!r}, key_id=0x{self.key_id:08x})"
-
-    @property
-    def name(self) -> str:
-        return self._verifier.name
-
-    @property
-    def key_id(self) -> int:
-        return self._verifier.key_id
-
-    @property
-    def seed(self) -> bytes:
-        """The 32-byte private key seed. Secret."""
-        return self._private_key.private_bytes_raw()
-
     def verifier(self) -> CosignatureVerifier:
-        return self._verifier
-
-    def vkey(self) -> str:
-        return self._verifier.vkey()
+        return self._verifier  # type: ignore[no-any-return]
 
     def cosign(self, checkpoint_text: str, timestamp: int) -> str:
         """The cosignature line ``— <name> base64(key ID || timestamp || signature)\\n``
