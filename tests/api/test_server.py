@@ -65,6 +65,8 @@ class Server:
     log: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    #: More ``serve`` options, e.g. ``("--workers", "2")``.
+    extra_args: tuple[str, ...] = ()
     _log_file: Any = field(default=None, repr=False)
 
     @property
@@ -78,6 +80,7 @@ class Server:
                 "--host", "127.0.0.1", "--port", str(self.port), "--graceful-timeout", "10"]
         if self.settings.database_url:
             argv += ["--database-url", self.settings.database_url]
+        argv += self.extra_args
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT, env=clean_env())
         deadline = time.monotonic() + START_TIMEOUT
