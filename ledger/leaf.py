@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import json
+from binascii import b2a_base64
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -33,6 +35,28 @@ LEAF_FORMAT = "transfer-ledger/leaf/v1"
 ZERO_HASH = bytes(32)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+#: The leaf with its keys in code-point order; %b slots take the JSON strings
+#: (quoted and escaped) and the base64 and hex digits, %d the integers.
+_LEAF_TEMPLATE = (
+    b'{"format":"' + LEAF_FORMAT.encode("ascii") + b'","leaf_index":%d,"originator_id":%b,'
+    b'"originator_version":%d,"prev_leaf_hash":"%b","recorded_at":%b,"state":"%b","topic":%b}'
+)
+
+
+def _json_string(value: Any) -> bytes:
+    """A JSON string as RFC 8785 writes it, UTF-8 encoded.
+
+    ``encode_basestring`` (the C escaper behind ``json.dumps(...,
+    ensure_ascii=False)``) escapes exactly what ECMAScript's JSON.stringify
+    does for well-formed strings: ``"``, ``\\``, the short forms ``\\b \\f
+    \\n \\r \\t`` and other controls as lowercase ``\\u00xx``. Anything
+    but a ``str`` (a tampered cell read back from SQLite) goes through the
+    full encoder, as before, so that it hashes differently, not crashes.
+    """
+    if type(value) is str:
+        return encode_basestring(value).encode("utf-8")
+    return _dumps(value).encode("utf-8")
 
 
 def originator_id_text(originator_id: UUID | str) -> str:
@@ -61,15 +85,15 @@ def encode_leaf(
     recorded_at: str,
 ) -> bytes:
     """The canonical (RFC 8785) bytes of one leaf."""
-    return (
-        '{"format":"' + LEAF_FORMAT + '","leaf_index":' + str(int(leaf_index))
-        + ',"originator_id":' + _dumps(originator_id)
-        + ',"originator_version":' + str(int(originator_version))
-        + ',"prev_leaf_hash":"' + prev_leaf_hash.hex()
-        + '","recorded_at":' + _dumps(recorded_at)
-        + ',"state":"' + base64.b64encode(state).decode("ascii")
-        + '","topic":' + _dumps(topic) + "}"
-    ).encode("utf-8")
+    return _LEAF_TEMPLATE % (
+        int(leaf_index),
+        _json_string(originator_id),
+        int(originator_version),
+        prev_leaf_hash.hex().encode("ascii"),
+        _json_string(recorded_at),
+        b2a_base64(state, newline=False),
+        _json_string(topic),
+    )
 
 
 def leaf_document(

@@ -286,7 +286,10 @@ class CompactRange:
         Returns every node completed by this append as ``(level, index,
         hash)``, lowest first, starting with the leaf itself ``(0, i, h)``.
         """
-        h = _check_hash(leaf_hash, "leaf hash", ValueError)
+        if type(leaf_hash) is bytes and len(leaf_hash) == HASH_SIZE:
+            h = leaf_hash  # the common case, checked without a call
+        else:
+            h = _check_hash(leaf_hash, "leaf hash", ValueError)
         index = self.size
         completed = [(0, index, h)]
         level = 0

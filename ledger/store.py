@@ -119,19 +119,15 @@ def compute_append(
     nodes: list[tuple[int, int, bytes]] = []
     appended: list[AppendedLeaf] = []
     for event, notification_id in zip(stored_events, notification_ids, strict=True):
-        oid = originator_id_text(event.originator_id)
-        digest = leaf_hash(
-            encode_leaf(index, prev, oid, event.originator_version, event.topic, event.state, when)
-        )
+        originator_id = event.originator_id
+        version = event.originator_version
+        oid = originator_id_text(originator_id)
+        digest = leaf_hash(encode_leaf(index, prev, oid, version, event.topic, event.state, when))
         completed = tree.append(digest)
         if len(completed) > 1:
             nodes.extend(completed[1:])  # the first is the leaf itself
-        leaves.append(
-            (index, notification_id, stored_id(event.originator_id), event.originator_version, when, digest)
-        )
-        appended.append(
-            AppendedLeaf(index, notification_id, oid, event.originator_version, when, digest)
-        )
+        leaves.append((index, notification_id, stored_id(originator_id), version, when, digest))
+        appended.append(AppendedLeaf(index, notification_id, oid, version, when, digest))
         index, prev = index + 1, digest
     return Append(leaves, nodes, Head(index, prev, tree.to_bytes()), appended)
 
