@@ -111,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.principals = PrincipalStore(SqlAccess(ledger.recorder))
             app.state.signer = load_signing_key(settings.signing_key_file)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
+            ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             yield
         finally:
             ledger.close()

@@ -48,6 +48,7 @@ from api.witness_routes import checkpoint_note
 from domain.errors import DomainError, NotFound
 from domain.values import parse_datetime
 from ledger.application import AlreadyDone, TransferLedger
+from ledger.group_commit import Overloaded
 from ledger.merkle import consistency_proof, inclusion_proof
 from ledger.principals import Principal
 
@@ -75,7 +76,11 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 #: Reads: who may see what, and the id or query parameter was wrong.
 _READ = _problems(401, 403, 404, 422)
 #: Commands: also refusals by a rule and oversized bodies.
-_COMMAND = _problems(400, 401, 403, 404, 409, 413, 422)
+_COMMAND = {
+    **_problems(400, 401, 403, 404, 409, 413, 422),
+    503: {"model": Problem, "description": "The commit queue is full (`overloaded`): nothing was recorded; "
+          "retry after the `Retry-After` seconds, with the same `Idempotency-Key`"},
+}
 #: Lists and the feed: an empty page rather than 404.
 _LIST = _problems(401, 403, 422)
 #: Proofs: also stored Merkle nodes missing (run ``transfer-ledger verify``).
@@ -111,6 +116,9 @@ def _command(
         return JSONResponse(run(claim), status_code=status)
     except AlreadyDone as done:
         return _stored(done.status, done.body)
+    except Overloaded as busy:
+        # Nothing was recorded (and no idempotency key was used): the client retries.
+        raise ApiProblem(503, "overloaded", str(busy), headers={"Retry-After": str(busy.retry_after)}) from None
     except DomainError as error:
         code, problem = domain_problem(error, request.url.path)
         if claim is not None and error.rule != "idempotency-key-reused":
@@ -464,4 +472,6 @@ def consistency(
 
 @router.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (and the database answers)")
 def healthz(ledger: Ledger) -> dict[str, Any]:
-    return {"status": "ok", "tree_size": _tree_size(ledger)}
+    committer = ledger.committer
+    stats = committer.stats.as_dict() if committer is not None else None
+    return {"status": "ok", "tree_size": _tree_size(ledger), "group_commit": stats}

@@ -284,6 +284,18 @@ class Problem(BaseModel):
     )
 
 
+class GroupCommitStats(BaseModel):
+    batches: int = Field(description="Transactions written by this process's committer")
+    commands: int = Field(description="Commands in them")
+    largest_batch: int
+    refused_overloaded: int = Field(description="Commands answered 503 `overloaded` (queue full)")
+    batches_rerun: int = Field(description="Batches that could not be saved as one (another process wrote "
+                               "first, or a repeated idempotency key): their commands ran again one by one")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     tree_size: int
+    group_commit: GroupCommitStats | None = Field(
+        None, description="Group commit in this API process (each `serve` worker process has its own)"
+    )

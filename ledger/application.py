@@ -18,7 +18,9 @@ grant as it now stands. So a revocation that commits first always wins
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -27,7 +29,7 @@ import rfc8785
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import RecordConflictError
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import DomainError, InvalidInput, NotFound
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, parse_party
 from domain.rules import (
@@ -56,6 +58,7 @@ from domain.values import (
     format_datetime,
     parse_uuid,
 )
+from ledger.group_commit import GroupCommitter
 from ledger.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
 from ledger.leaf import AppendedLeaf
 from ledger.note import NoteError, Verifier
@@ -84,6 +87,29 @@ class AlreadyDone(Exception):
         self.status, self.body = status, body
 
 
+@dataclass
+class Prepared:
+    """A command checked against the ledger as it stands, ready to be saved.
+
+    ``events`` are its new domain events in the order they are appended;
+    ``respond`` makes the command's answer once the leaves are known.
+    """
+
+    events: list[Any]
+    aggregates: tuple[Any, ...]
+    idempotency_row: tuple[str, Sequence[Any]] | None
+    idempotency: IdempotencyClaim | None
+    respond: Callable[[dict[tuple[str, int], AppendedLeaf]], dict[str, Any]]
+
+
+#: A command's preparation: load what it needs, apply the rules, make its events.
+Prepare = Callable[[], Prepared]
+
+
+def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], AppendedLeaf]:
+    return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
+
+
 class TransferLedger(Application[UUID]):
     """The ledger of transfers and authorizations (art. 36 §3)."""
 
@@ -98,6 +124,126 @@ class TransferLedger(Application[UUID]):
         super().__init__(env)
         self.clock = clock or (lambda: datetime.now(UTC))
         self._idempotency: IdempotencyStore | None = None
+        self._committer: GroupCommitter | None = None
+        # In the group-commit thread, while a batch is prepared: the aggregates
+        # that earlier commands of the batch changed (not yet saved).
+        self._batch = threading.local()
+
+    # -- group commit ------------------------------------------------------------
+
+    def start_group_commit(self, *, max_batch: int = 64, max_queue: int = 256) -> GroupCommitter:
+        """From now on, commands are written in batches by one committer thread.
+
+        Concurrent callers of the commands each wait for their own batch's
+        commit; when ``max_queue`` commands are waiting, a command raises
+        :class:`~ledger.group_commit.Overloaded` at once (nothing recorded).
+        """
+        if self._committer is None:
+            self._committer = GroupCommitter(self._execute_batch, max_batch=max_batch, max_queue=max_queue)
+            self._committer.start()
+        return self._committer
+
+    @property
+    def committer(self) -> GroupCommitter | None:
+        return self._committer
+
+    def close(self) -> None:
+        """Write what is queued, stop the committer, close the database."""
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
+        super().close()
+
+    def _run(self, prepare: Prepare) -> dict[str, Any]:
+        """Prepare and save a command: in the next batch, or now on its own."""
+        if self._committer is not None:
+            return self._committer.submit(prepare)  # type: ignore[no-any-return]
+        return self._execute(prepare)
+
+    def _execute(self, prepare: Prepare) -> dict[str, Any]:
+        """Prepare and save one command; prepare again if another writer committed first."""
+        for _ in range(MAX_ATTEMPTS):
+            prepared = prepare()
+            appended: list[AppendedLeaf] = []
+            try:
+                self._save_prepared([prepared], appended)
+            except RecordConflictError:
+                done = self.replay(prepared.idempotency) if prepared.idempotency is not None else None
+                if done is not None:
+                    raise AlreadyDone(*done) from None
+                continue  # a decision, revocation or use committed first: check again
+            return prepared.respond(_leaves_by_event(appended))
+        raise RuntimeError("could not record the command: too much contention")
+
+    def _execute_batch(self, prepares: Sequence[Prepare]) -> list[tuple[Any, BaseException | None]]:
+        """Prepare commands one after another, each seeing the ones before it, and
+        save them all in one transaction (one durable commit).
+
+        Answers (results and refusals alike) are given only after the commit, as
+        a refusal may rest on an earlier command of the batch. If the batch
+        cannot be saved (another process wrote first, or two requests repeat an
+        idempotency key), nothing of it was written, and each command runs again
+        on its own.
+        """
+        if len(prepares) == 1:
+            return [self._outcome(prepares[0])]
+        staged: list[Prepared | BaseException] = []
+        pending: dict[UUID, Any] = {}
+        self._batch.pending = pending
+        try:
+            for prepare in prepares:
+                try:
+                    prepared = prepare()
+                except Exception as error:  # noqa: BLE001 - answered after the commit
+                    staged.append(error)
+                    continue
+                pending.update((aggregate.id, aggregate) for aggregate in prepared.aggregates)
+                staged.append(prepared)
+        finally:
+            self._batch.pending = None
+        ready = [item for item in staged if isinstance(item, Prepared)]
+        appended: list[AppendedLeaf] = []
+        try:
+            if ready:
+                self._save_prepared(ready, appended)
+        except Exception:  # noqa: BLE001 - nothing of the batch was saved
+            if self._committer is not None:
+                self._committer.stats.batches_rerun += 1
+            return [self._outcome(prepare) for prepare in prepares]
+        leaves = _leaves_by_event(appended)
+        return [
+            (item.respond(leaves), None) if isinstance(item, Prepared) else (None, item)
+            for item in staged
+        ]
+
+    def _outcome(self, prepare: Prepare) -> tuple[Any, BaseException | None]:
+        try:
+            return self._execute(prepare), None
+        except Exception as error:  # noqa: BLE001 - given to the caller
+            return None, error
+
+    def _save_prepared(self, prepared: Sequence[Prepared], appended: list[AppendedLeaf]) -> None:
+        """Save the commands' events with their idempotency rows, in one transaction."""
+        events = [event for item in prepared for event in item.events]
+        rows = tuple(item.idempotency_row for item in prepared if item.idempotency_row is not None)
+        self.save(*events, leaf_sink=appended, also_insert=rows)
+
+    def _prepared(
+        self,
+        *aggregates: Any,
+        resource: Any,
+        kind: str,
+        idempotency: IdempotencyClaim | None,
+        respond: Callable[[dict[tuple[str, int], AppendedLeaf]], dict[str, Any]],
+    ) -> Prepared:
+        changed = tuple(aggregate for aggregate in aggregates if aggregate is not None)
+        events = [event for aggregate in changed for event in aggregate.collect_events()]
+        row = (
+            IdempotencyStore.row_for(idempotency, kind, str(resource.id), resource.version)
+            if idempotency is not None
+            else None
+        )
+        return Prepared(events, changed, row, idempotency, respond)
 
     @property
     def store(self) -> LedgerStore:
@@ -135,26 +281,6 @@ class TransferLedger(Application[UUID]):
         authorization = self.repository.get(UUID(record.resource_id), version=record.resource_version)
         return record.status_code, self._authorization_view(authorization)
 
-    def _save_command(
-        self,
-        *aggregates: Any,
-        resource: Any,
-        kind: str,
-        idempotency: IdempotencyClaim | None,
-        leaf_sink: list[AppendedLeaf] | None = None,
-    ) -> None:
-        """Save, with the idempotency key's row in the same transaction."""
-        rows = ()
-        if idempotency is not None:
-            rows = (IdempotencyStore.row_for(idempotency, kind, str(resource.id), resource.version),)
-        try:
-            self.save(*aggregates, leaf_sink=leaf_sink, also_insert=rows)
-        except RecordConflictError:
-            done = self.replay(idempotency) if idempotency is not None else None
-            if done is not None:
-                raise AlreadyDone(*done) from None
-            raise
-
     # -- commands --------------------------------------------------------------
 
     def record_transfer(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
@@ -162,49 +288,55 @@ class TransferLedger(Application[UUID]):
         now = self.clock()
         draft = TransferDraft.parse(data, now=now)
         check_not_to_self(draft.sender, draft.recipient)
-        for _ in range(MAX_ATTEMPTS):
-            parent = self._parent_of(draft)
-            origin = origin_of(draft.sender.party, parent)
-            authorization = self._authorization_for(draft, parent, origin, now)
-            transfer_id = uuid4()
-            transfer = Transfer._create(
-                Transfer.Recorded,
-                id=transfer_id,
-                **self._recorded_fields(transfer_id, draft, parent, origin),
-            )
-            if authorization is not None:
-                authorization.record_use(transfer.id)
-            appended: list[AppendedLeaf] = []
-            try:
-                self._save_command(transfer, authorization, resource=transfer, kind="transfer",
-                                   idempotency=idempotency, leaf_sink=appended)
-            except RecordConflictError:
-                continue  # a decision, revocation or use committed first: check again
-            return self._transfer_view(transfer, appended[0])
-        raise RuntimeError("could not record the transfer: too much contention on its grant")
+        return self._run(lambda: self._prepare_transfer(draft, now, idempotency))
+
+    def _prepare_transfer(
+        self, draft: TransferDraft, now: datetime, idempotency: IdempotencyClaim | None
+    ) -> Prepared:
+        parent = self._parent_of(draft)
+        origin = origin_of(draft.sender.party, parent)
+        authorization = self._authorization_for(draft, parent, origin, now)
+        transfer_id = uuid4()
+        transfer = Transfer._create(
+            Transfer.Recorded,
+            id=transfer_id,
+            **self._recorded_fields(transfer_id, draft, parent, origin),
+        )
+        if authorization is not None:
+            # Saved with the transfer: if a revocation or the grant's last use
+            # commits first, the grant's version has moved and the save fails.
+            authorization.record_use(transfer.id)
+
+        def respond(leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+            return self._transfer_view(transfer, leaves[(str(transfer.id), 1)])
+
+        return self._prepared(transfer, authorization, resource=transfer, kind="transfer",
+                              idempotency=idempotency, respond=respond)
 
     def request_authorization(
         self, data: Any, *, idempotency: IdempotencyClaim | None = None
     ) -> dict[str, Any]:
         """Record the holder's notification of intention and request (art. 36 §3)."""
         draft = AuthorizationRequestDraft.parse(data)
-        parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
-        check_request_consistent(draft, parent)
-        authorization = Authorization._create(
-            Authorization.Requested,
-            id=uuid4(),
-            parent_transfer_id=str(parent.id),
-            requested_by=draft.requested_by.as_dict(),
-            recipient=draft.recipient.as_dict(),
-            purpose=draft.purpose.as_dict(),
-            data_categories=list(draft.data_categories),
-            justification=draft.justification,
-            origin=parent.origin,
-            root_transfer_id=str(parent.root_transfer_id),
-        )
-        self._save_command(authorization, resource=authorization, kind="authorization",
-                           idempotency=idempotency)
-        return self._authorization_view(authorization)
+
+        def prepare() -> Prepared:
+            parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
+            check_request_consistent(draft, parent)
+            authorization = Authorization._create(
+                Authorization.Requested,
+                id=uuid4(),
+                parent_transfer_id=str(parent.id),
+                requested_by=draft.requested_by.as_dict(),
+                recipient=draft.recipient.as_dict(),
+                purpose=draft.purpose.as_dict(),
+                data_categories=list(draft.data_categories),
+                justification=draft.justification,
+                origin=parent.origin,
+                root_transfer_id=str(parent.root_transfer_id),
+            )
+            return self._authorization_prepared(authorization, idempotency)
+
+        return self._run(prepare)
 
     def decide(
         self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
@@ -213,7 +345,8 @@ class TransferLedger(Application[UUID]):
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = DecisionDraft.parse(data)
         check_refusal_reasoned(draft)
-        for _ in range(MAX_ATTEMPTS):
+
+        def prepare() -> Prepared:
             authorization = self._get_authorization(auth_id, "authorization_id")
             check_decided_by_origin(draft.decided_by, authorization, "decided_by")
             check_pending(authorization)
@@ -230,13 +363,9 @@ class TransferLedger(Application[UUID]):
                 authorization.grant(draft.decided_by, draft.conditions, draft.reasons, signature)
             else:
                 authorization.refuse(draft.decided_by, draft.reasons or "", signature)
-            try:
-                self._save_command(authorization, resource=authorization, kind="authorization",
-                                   idempotency=idempotency)
-            except RecordConflictError:
-                continue
-            return self._authorization_view(authorization)
-        raise RuntimeError("could not record the decision: too much contention")
+            return self._authorization_prepared(authorization, idempotency)
+
+        return self._run(prepare)
 
     def revoke(
         self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
@@ -244,18 +373,24 @@ class TransferLedger(Application[UUID]):
         """The origin revokes a grant; later onward transfers under it are refused."""
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = RevocationDraft.parse(data)
-        for _ in range(MAX_ATTEMPTS):
+
+        def prepare() -> Prepared:
             authorization = self._get_authorization(auth_id, "authorization_id")
             check_decided_by_origin(draft.revoked_by, authorization, "revoked_by")
             check_revocable(authorization)
             authorization.revoke(draft.revoked_by, draft.reasons)
-            try:
-                self._save_command(authorization, resource=authorization, kind="authorization",
-                                   idempotency=idempotency)
-            except RecordConflictError:
-                continue
-            return self._authorization_view(authorization)
-        raise RuntimeError("could not record the revocation: too much contention")
+            return self._authorization_prepared(authorization, idempotency)
+
+        return self._run(prepare)
+
+    def _authorization_prepared(
+        self, authorization: Authorization, idempotency: IdempotencyClaim | None
+    ) -> Prepared:
+        # The answer shows the authorization as this command left it (a later
+        # command of the same batch may change it again).
+        view = self._authorization_view(authorization)
+        return self._prepared(authorization, resource=authorization, kind="authorization",
+                              idempotency=idempotency, respond=lambda _leaves: view)
 
     def _checked_signature(self, authorization: Authorization, draft: DecisionDraft) -> dict[str, str] | None:
         """The decision's signature, verified under a key registered to the origin."""
@@ -489,9 +624,19 @@ class TransferLedger(Application[UUID]):
             ),
         }
 
+    def _load(self, aggregate_id: UUID) -> Any:
+        """An aggregate as it stands: changed by an earlier command of the batch
+        being prepared in this thread, or as stored."""
+        pending = getattr(self._batch, "pending", None)
+        if pending:
+            aggregate = pending.get(aggregate_id)
+            if aggregate is not None:
+                return aggregate
+        return self.repository.get(aggregate_id)
+
     def _get_transfer(self, transfer_id: UUID, field: str) -> Transfer:
         try:
-            aggregate = self.repository.get(transfer_id)
+            aggregate = self._load(transfer_id)
         except AggregateNotFoundError:
             raise NotFound(f"no transfer {transfer_id}", rule="transfer-not-found", field=field,
                            values={"id": str(transfer_id)}) from None
@@ -502,7 +647,7 @@ class TransferLedger(Application[UUID]):
 
     def _get_authorization(self, authorization_id: UUID, field: str) -> Authorization:
         try:
-            aggregate = self.repository.get(authorization_id)
+            aggregate = self._load(authorization_id)
         except AggregateNotFoundError:
             raise NotFound(
                 f"no authorization request {authorization_id}",
@@ -521,7 +666,7 @@ class TransferLedger(Application[UUID]):
 
     def _get_policy(self, party: str) -> PartyPolicy | None:
         try:
-            policy = self.repository.get(party_policy_id(party))
+            policy = self._load(party_policy_id(party))
         except AggregateNotFoundError:
             return None
         assert isinstance(policy, PartyPolicy)

@@ -23,7 +23,14 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 from domain.errors import DomainError, RuleViolation
 from ledger.application import TransferLedger
 from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
-from ledger.config import DEFAULT_LOG_ORIGIN, ConfigError, Settings, eventsourcing_env
+from ledger.config import (
+    DEFAULT_COMMIT_BATCH,
+    DEFAULT_COMMIT_QUEUE,
+    DEFAULT_LOG_ORIGIN,
+    ConfigError,
+    Settings,
+    eventsourcing_env,
+)
 from ledger.keys import KeyFileError, create_signing_key, load_signing_key
 from ledger.note import Checkpoint, NoteError, Verifier, check_key_name, open_checkpoint
 from ledger.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
@@ -296,11 +303,23 @@ def serve(
     graceful_timeout: Annotated[
         int, typer.Option(help="Seconds to let requests in flight finish on shutdown.", min=0)
     ] = 30,
+    commit_batch: Annotated[
+        int, typer.Option(help="Group commit: most commands written in one transaction (per worker process).",
+                          min=1, max=100_000, envvar="TRANSFER_LEDGER_COMMIT_BATCH")
+    ] = DEFAULT_COMMIT_BATCH,
+    commit_queue: Annotated[
+        int, typer.Option(help="Group commit: most commands waiting to be written; beyond it a command is "
+                          "answered 503 with Retry-After (per worker process).",
+                          min=1, max=100_000, envvar="TRANSFER_LEDGER_COMMIT_QUEUE")
+    ] = DEFAULT_COMMIT_QUEUE,
 ) -> None:
     """Run the HTTP API with uvicorn on the configured database.
 
-    On SIGTERM or SIGINT it stops accepting connections, lets requests in
-    flight finish, then closes the database. OpenAPI at /docs.
+    Concurrent commands are written in batches (group commit): one
+    transaction and one durable commit per batch, each request answered
+    after its own batch committed. On SIGTERM or SIGINT it stops accepting
+    connections, lets requests in flight finish, writes what is queued, then
+    closes the database. OpenAPI at /docs.
     """
     import uvicorn
 
@@ -316,6 +335,8 @@ def serve(
         os.environ["TRANSFER_LEDGER_DATABASE_URL"] = settings.database_url
     else:
         os.environ.pop("TRANSFER_LEDGER_DATABASE_URL", None)
+    os.environ["TRANSFER_LEDGER_COMMIT_BATCH"] = str(commit_batch)
+    os.environ["TRANSFER_LEDGER_COMMIT_QUEUE"] = str(commit_queue)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
     # the handler that was in place: make that a no-op, so a clean shutdown
     # exits 0 (as a service manager expects), not "killed by SIGTERM".

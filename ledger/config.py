@@ -24,6 +24,9 @@ SIGNING_KEY_FILE = "signing.key"
 VKEY_FILE = "ledger.vkey"
 SETTINGS_FILE = "settings.json"
 DEFAULT_LOG_ORIGIN = "transfer-ledger.example/ledger"
+#: Group commit (``serve``): most commands written in one transaction, and most waiting.
+DEFAULT_COMMIT_BATCH = 64
+DEFAULT_COMMIT_QUEUE = 256
 
 
 class ConfigError(Exception):
@@ -34,12 +37,19 @@ class ConfigError(Exception):
 class Settings:
     data_dir: Path
     database_url: str | None = None
+    commit_batch: int = DEFAULT_COMMIT_BATCH
+    commit_queue: int = DEFAULT_COMMIT_QUEUE
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, database_url: str | None = None) -> Settings:
         chosen_dir = data_dir or os.environ.get("TRANSFER_LEDGER_DATA_DIR") or DEFAULT_DATA_DIR
         url = database_url or os.environ.get("TRANSFER_LEDGER_DATABASE_URL") or None
-        return cls(Path(chosen_dir), url)
+        return cls(
+            Path(chosen_dir),
+            url,
+            _env_count("TRANSFER_LEDGER_COMMIT_BATCH", DEFAULT_COMMIT_BATCH),
+            _env_count("TRANSFER_LEDGER_COMMIT_QUEUE", DEFAULT_COMMIT_QUEUE),
+        )
 
     @property
     def database_file(self) -> Path:
@@ -81,6 +91,19 @@ class Settings:
 
     def log_origin(self) -> str:
         return self.stored().get("origin", DEFAULT_LOG_ORIGIN)
+
+
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 100_000:
+        raise ConfigError(f"{name} must be a whole number from 1 to 100000, not {value!r}")
+    return count
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:

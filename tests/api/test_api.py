@@ -172,9 +172,14 @@ def test_lineage_origin_ancestors_descendants(api: Api) -> None:
 
 
 def test_healthz(api: Api) -> None:
-    assert api.ok(api.get("/healthz", None), 200) == {"status": "ok", "tree_size": 0}
+    idle = {"batches": 0, "commands": 0, "largest_batch": 0, "refused_overloaded": 0,
+            "batches_rerun": 0}
+    assert api.ok(api.get("/healthz", None), 200) == {"status": "ok", "tree_size": 0, "group_commit": idle}
     api.transfer("DE", "FR")
     assert api.tree_size() == 1
+    health = api.ok(api.get("/healthz", None), 200)
+    assert health["group_commit"] == {"batches": 1, "commands": 1, "largest_batch": 1,
+                                      "refused_overloaded": 0, "batches_rerun": 0}
 
 
 # -- art. 36 §3 refusals ------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Group commit over HTTP: a full queue answers 503 with Retry-After, and loses nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from ledger.config import ConfigError, Settings
+from tests import scenario
+from tests.api.conftest import Api, problem, run_init
+from tests.ledger.test_group_commit import Call, committer_held, queued
+
+
+@pytest.fixture
+def small_queue(settings: Settings) -> Iterator[Api]:
+    api = Api(run_init(dataclasses.replace(settings, commit_queue=1))).start()
+    try:
+        api.add_principals()
+        yield api
+    finally:
+        api.stop()
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_the_retry_is_recorded(small_queue: Api) -> None:
+    api = small_queue
+    ledger = api.app.state.ledger
+    with committer_held(ledger):
+        waiting = Call(lambda: api.post("/v1/transfers", scenario.transfer("DE", "FR")))
+        queued(ledger, 1)
+        busy = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
+        body = problem(busy, 503, "overloaded")
+        assert busy.headers["retry-after"] == "1"
+        assert "waiting to be written" in body["detail"]
+    assert waiting.outcome().status_code == 201
+    assert api.tree_size() == 1  # the refused request recorded nothing
+    # the key was not used up by the 503: the retry records the transfer once
+    retried = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
+    again = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
+    assert retried.status_code == 201 and again.json() == retried.json()
+    assert api.tree_size() == 2
+    health = api.ok(api.get("/healthz", None), 200)["group_commit"]
+    assert health["refused_overloaded"] == 1
+
+
+def test_concurrent_requests_share_batches(api: Api) -> None:
+    ledger = api.app.state.ledger
+    with committer_held(ledger):
+        calls = []
+        for i in range(6):
+            calls.append(Call(lambda i=i: api.post(
+                "/v1/transfers", scenario.transfer("DE", "FR", request_reference=f"R-{i}"))))
+            queued(ledger, i + 1)
+    answers = [call.outcome() for call in calls]
+    assert [a.status_code for a in answers] == [201] * 6
+    assert sorted(a.json()["leaf_index"] for a in answers) == list(range(6))
+    assert api.ok(api.get("/healthz", None), 200)["group_commit"]["largest_batch"] == 6
+
+
+def test_commit_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSFER_LEDGER_COMMIT_BATCH", "8")
+    monkeypatch.setenv("TRANSFER_LEDGER_COMMIT_QUEUE", "32")
+    settings = Settings.from_env("somewhere")
+    assert (settings.commit_batch, settings.commit_queue) == (8, 32)
+    monkeypatch.setenv("TRANSFER_LEDGER_COMMIT_QUEUE", "0")
+    with pytest.raises(ConfigError, match="TRANSFER_LEDGER_COMMIT_QUEUE must be a whole number"):
+        Settings.from_env("somewhere")
