@@ -38,14 +38,27 @@ _MAX_TEXT = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+_COUNTRY_NAMES: dict[str, str] = {}
+
+
+def _country_names() -> dict[str, str]:
+    """ISO 3166-1 alpha-2 code -> country name, read from ``pycountry`` once.
+
+    A look-up in ``pycountry`` lower-cases the key and walks its indexes on
+    every call; every command names two or more Parties, so the table is
+    built on first use and kept.
+    """
+    if not _COUNTRY_NAMES:
+        _COUNTRY_NAMES.update((str(c.alpha_2), str(c.name)) for c in pycountry.countries)
+    return _COUNTRY_NAMES
+
+
 def party_name(code: str) -> str | None:
     """The name of a Party, or None if ``code`` is not a Party."""
     if code in INTERNATIONAL_ORGANIZATIONS:
         return INTERNATIONAL_ORGANIZATIONS[code]
     if len(code) == 2 and code.isascii() and code.isupper():
-        country = pycountry.countries.get(alpha_2=code)
-        if country is not None:
-            return str(country.name)
+        return (_COUNTRY_NAMES or _country_names()).get(code)
     return None
 
 
@@ -77,8 +90,21 @@ def parse_party(value: Any, field: str) -> str:
     return value
 
 
+def is_plain_text(value: Any, max_len: int = _MAX_TEXT) -> bool:
+    """Whether :func:`parse_text` accepts ``value`` as it is (the common case,
+    checked without building the field's name for an error)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= max_len
+        and (value.isprintable() or _CONTROL.search(value) is None)
+        and bool(value.strip())
+    )
+
+
 def parse_text(value: Any, field: str, *, required: bool = True, max_len: int = _MAX_TEXT) -> str | None:
     """A free-text field: a string without control characters other than newline."""
+    if is_plain_text(value, max_len):
+        return value  # type: ignore[no-any-return]
     if value is None or value == "":
         if required:
             raise InvalidInput(f"{field} is required", rule="missing-field", field=field)
@@ -104,6 +130,9 @@ def parse_text(value: Any, field: str, *, required: bool = True, max_len: int = 
     return value
 
 
+_ACTOR_FIELDS = frozenset({"party", "authority", "officer"})
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who acts: a Party, one of its authorities, and (for senders) the officer."""
@@ -120,18 +149,24 @@ class Actor:
                 rule="invalid-field",
                 field=field,
             )
-        unknown = set(value) - {"party", "authority", "officer"}
+        unknown = () if value.keys() <= _ACTOR_FIELDS else set(value) - _ACTOR_FIELDS
         if unknown:
             raise InvalidInput(
                 f"unknown field(s) {sorted(unknown)} in {field}",
                 rule="invalid-field",
                 field=f"{field}.{sorted(unknown)[0]}",
             )
-        party = parse_party(value.get("party"), f"{field}.party")
-        authority = parse_authority(value.get("authority"), party, f"{field}.authority")
-        officer = parse_text(
-            value.get("officer"), f"{field}.officer", required=officer_required, max_len=200
-        )
+        # Each check is tried first without building the field's name; the
+        # parse_* functions give the error (and the same result) otherwise.
+        party = value.get("party")
+        if type(party) is not str or party_name(party) is None:
+            party = parse_party(party, f"{field}.party")
+        authority = value.get("authority")
+        if not _is_authority_of(authority, party):
+            authority = parse_authority(authority, party, f"{field}.authority")
+        officer = value.get("officer")
+        if not is_plain_text(officer, 200):
+            officer = parse_text(officer, f"{field}.officer", required=officer_required, max_len=200)
         return cls(party=party, authority=authority, officer=officer)
 
     def as_dict(self) -> dict[str, str]:
@@ -145,6 +180,14 @@ class Actor:
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> Actor:
         return cls(data["party"], data.get("authority"), data.get("officer"))
+
+
+def _is_authority_of(value: Any, party: str) -> bool:
+    """Whether :func:`parse_authority` accepts ``value`` for ``party`` as it is."""
+    if type(value) is not str:
+        return False
+    prefix, sep, name = value.partition("/")
+    return bool(sep) and prefix == party and _AUTHORITY_NAME.match(name) is not None
 
 
 def parse_authority(value: Any, party: str, field: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.errors import InvalidInput
-from domain.parties import Actor, parse_text
+from domain.parties import Actor, is_plain_text, parse_text
 
 #: Art. 2 (c), (d), (f), (g): traffic, content and subscriber data, and other
 #: personal data. Whether a category counts as personal data is policy, not
@@ -155,6 +155,8 @@ def parse_date(value: Any, field: str) -> date:
 
 def format_datetime(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix: the one form the ledger stores."""
+    if moment.tzinfo is UTC:  # already in UTC (the ledger's clocks): isoformat ends in +00:00
+        return moment.isoformat()[:-6] + "Z"
     text = moment.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
 
@@ -182,7 +184,8 @@ def parse_string_list(value: Any, field: str, *, max_len: int = 500) -> tuple[st
             field=field,
         )
     return tuple(
-        parse_text(item, f"{field}[{i}]", max_len=max_len) or "" for i, item in enumerate(value)
+        item if is_plain_text(item, max_len) else parse_text(item, f"{field}[{i}]", max_len=max_len) or ""
+        for i, item in enumerate(value)
     )
 
 
@@ -191,13 +194,20 @@ def _require_object(value: Any, field: str, allowed: Iterable[str]) -> dict[str,
         return {}
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be an object", rule="invalid-field", field=field)
-    unknown = set(value) - set(allowed)
+    allowed = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
+    if value.keys() <= allowed:
+        return value
+    unknown = set(value) - allowed
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(
             f"unknown field {name!r} in {field}", rule="invalid-field", field=f"{field}.{name}"
         )
     return value
+
+
+_PURPOSE_FIELDS = frozenset({"proceeding", "description"})
+_HANDLING_FIELDS = frozenset({"confidential", "written_authorization_required", "use_restrictions"})
 
 
 @dataclass(frozen=True)
@@ -209,13 +219,15 @@ class Purpose:
 
     @classmethod
     def parse(cls, value: Any, field: str) -> Purpose:
-        data = _require_object(value, field, ("proceeding", "description"))
+        data = _require_object(value, field, _PURPOSE_FIELDS)
         if not data:
             raise InvalidInput(f"{field} is required", rule="missing-field", field=field)
-        return cls(
-            proceeding=parse_text(data.get("proceeding"), f"{field}.proceeding", max_len=200) or "",
-            description=parse_text(data.get("description"), f"{field}.description", required=False),
-        )
+        proceeding, description = data.get("proceeding"), data.get("description")
+        if not is_plain_text(proceeding, 200):
+            proceeding = parse_text(proceeding, f"{field}.proceeding", max_len=200) or ""
+        if description is not None and not is_plain_text(description):
+            description = parse_text(description, f"{field}.description", required=False)
+        return cls(proceeding=proceeding, description=description)
 
     def as_dict(self) -> dict[str, Any]:
         return {"proceeding": self.proceeding, "description": self.description}
@@ -235,9 +247,7 @@ class Handling:
 
     @classmethod
     def parse(cls, value: Any, field: str) -> Handling:
-        data = _require_object(
-            value, field, ("confidential", "written_authorization_required", "use_restrictions")
-        )
+        data = _require_object(value, field, _HANDLING_FIELDS)
         for flag in ("confidential", "written_authorization_required"):
             if flag in data and not isinstance(data[flag], bool):
                 raise InvalidInput(
@@ -368,6 +378,8 @@ class GrantConditions:
         )
 
 
+_EMPTY = (None, "", [], {})  # what a required field may not be
+
 TRANSFER_FIELDS = (
     "sender",
     "recipient",
@@ -386,6 +398,10 @@ TRANSFER_FIELDS = (
     "parent_transfer_id",
     "authorization_id",
 )
+
+
+_TRANSFER_FIELD_SET = frozenset(TRANSFER_FIELDS)
+_TRANSFER_REQUIRED = ("sender", "recipient", "legal_basis", "purpose", "data_categories", "dataset_sha256")
 
 
 @dataclass(frozen=True)
@@ -411,9 +427,9 @@ class TransferDraft:
 
     @classmethod
     def parse(cls, data: Any, *, now: datetime) -> TransferDraft:
-        data = _require_object(data, "transfer", TRANSFER_FIELDS)
-        for required in ("sender", "recipient", "legal_basis", "purpose", "data_categories", "dataset_sha256"):
-            if data.get(required) in (None, "", [], {}):
+        data = _require_object(data, "transfer", _TRANSFER_FIELD_SET)
+        for required in _TRANSFER_REQUIRED:
+            if data.get(required) in _EMPTY:
                 raise InvalidInput(f"{required} is required", rule="missing-field", field=required)
         item_count = data.get("item_count")
         if item_count is not None and (
