@@ -266,7 +266,9 @@ async def _drive(targets: list[tuple[int, str | None]], clients: int, warmup: in
     for t in range(len(targets)):
         if warm[t] and not await phase(t, warm[t], False):
             results[t].timed_out = True
-    rounds = max(1, min(rounds, requests // max(clients, 1)))
+    # A round ends as its last requests drain, fewer than ``clients`` in flight: keep rounds of
+    # at least ten requests per client, so that the drain stays a small part of each.
+    rounds = max(1, min(rounds, requests // (10 * max(clients, 1))))
     bounds = [requests * k // rounds for k in range(rounds + 1)]
     chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
     for a, b in chunks:
