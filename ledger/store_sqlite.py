@@ -52,6 +52,12 @@ _SCHEMA = [
 ]
 
 
+_SELECT_HEAD = "SELECT size, last_leaf_hash, frontier FROM ledger_head WHERE id = 1"
+_INSERT_LEAF = "INSERT INTO ledger_leaves VALUES (?,?,?,?,?,?)"
+_INSERT_NODE = "INSERT INTO ledger_nodes VALUES (?,?,?)"
+_UPDATE_HEAD = "UPDATE ledger_head SET size = ?, last_leaf_hash = ?, frontier = ? WHERE id = 1"
+
+
 def _as_bytes(value: Any) -> bytes:
     """A BLOB cell as bytes. SQLite columns are dynamically typed: a tampered
     state may come back as text or a number, which must verify as modified,
@@ -59,6 +65,20 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8", "surrogatepass")
+
+
+#: An originator id column in the leaf's (hyphenated) form when it holds 32
+#: lowercase hex digits, as :func:`ledger.leaf.originator_id_text` would make it;
+#: any other cell as it is.
+_HYPHENATED_ID = (
+    "CASE WHEN typeof(originator_id) = 'text' AND length(originator_id) = 32 "
+    "AND originator_id NOT GLOB '*[^0-9a-f]*' THEN substr(originator_id, 1, 8) || '-' || "
+    "substr(originator_id, 9, 4) || '-' || substr(originator_id, 13, 4) || '-' || "
+    "substr(originator_id, 17, 4) || '-' || substr(originator_id, 21) ELSE originator_id END"
+)
+
+#: Makes a row type (a named tuple) from a database row tuple, without a call per field.
+_new_row = tuple.__new__
 
 
 def _stored_id(originator_id: UUID | str) -> str:
@@ -96,22 +116,25 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         if not stored_events:
             return notification_ids
         assert notification_ids is not None
-        c.execute("SELECT size, last_leaf_hash, frontier FROM ledger_head WHERE id = 1")
-        row = c.fetchone()
-        head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
+        # The sqlite3 cursor itself: the statements below are the ledger's
+        # own, run for every append (its errors propagate as sqlite3's, and
+        # the transaction around them translates and rolls back).
+        cursor = c.sqlite_cursor
+        size, last_leaf_hash, frontier = cursor.execute(_SELECT_HEAD).fetchone()
         append = compute_append(
-            head, stored_events, notification_ids, datetime.now(UTC), _stored_id
+            Head(size, bytes(last_leaf_hash), bytes(frontier)),
+            stored_events, notification_ids, datetime.now(UTC), _stored_id,
         )
-        for leaf in append.leaves:
-            c.execute("INSERT INTO ledger_leaves VALUES (?,?,?,?,?,?)", leaf)
-        for node in append.nodes:
-            c.execute("INSERT INTO ledger_nodes VALUES (?,?,?)", node)
-        c.execute(
-            "UPDATE ledger_head SET size = ?, last_leaf_hash = ?, frontier = ? WHERE id = 1",
-            (append.head.size, append.head.last_leaf_hash, append.head.frontier),
-        )
+        if len(append.leaves) == 1:
+            cursor.execute(_INSERT_LEAF, append.leaves[0])
+        else:
+            cursor.executemany(_INSERT_LEAF, append.leaves)
+        if append.nodes:
+            cursor.executemany(_INSERT_NODE, append.nodes)
+        head = append.head
+        cursor.execute(_UPDATE_HEAD, (head.size, head.last_leaf_hash, head.frontier))
         for table, values in also_insert:
-            c.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", tuple(values))
+            cursor.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", tuple(values))
         if leaf_sink is not None:
             leaf_sink.extend(append.appended)
         return notification_ids
@@ -127,37 +150,37 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         row = self._query("SELECT size, last_leaf_hash, frontier FROM ledger_head WHERE id = 1")[0]
         return Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
 
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Like :meth:`_query`, as plain tuples (no ``sqlite3.Row`` per row)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            return cursor.execute(sql, params).fetchall()
+
     def read_leaves(self, start: int, limit: int) -> list[LeafRow]:
-        rows = self._query(
-            "SELECT * FROM ledger_leaves WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
+        rows = self._rows(
+            f"SELECT leaf_index, notification_id, {_HYPHENATED_ID}, originator_version, recorded_at, "
+            "leaf_hash FROM ledger_leaves WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
             (start, limit),
         )
+        # SQLite hyphenated the ids that are 32 lowercase hex digits; any other
+        # cell (a tampered one) goes through the same conversion as everywhere.
         return [
-            LeafRow(
-                r["leaf_index"],
-                r["notification_id"],
-                originator_id_text(r["originator_id"]),
-                r["originator_version"],
-                r["recorded_at"],
-                bytes(r["leaf_hash"]),
-            )
+            _new_row(LeafRow, r) if type(r[2]) is str and len(r[2]) != 32 and type(r[5]) is bytes
+            else LeafRow(r[0], r[1], originator_id_text(r[2]), r[3], r[4], bytes(r[5]))
             for r in rows
         ]
 
     def read_events(self, after_notification_id: int, limit: int) -> list[EventRow]:
-        rows = self._query(
-            f"SELECT rowid, originator_id, originator_version, topic, state "
+        rows = self._rows(
+            f"SELECT rowid, {_HYPHENATED_ID}, originator_version, topic, state "
             f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
             (after_notification_id, limit),
         )
         return [
-            EventRow(
-                r["rowid"],
-                originator_id_text(str(r["originator_id"])),
-                r["originator_version"],
-                str(r["topic"]),
-                _as_bytes(r["state"]),
-            )
+            _new_row(EventRow, r)
+            if type(r[1]) is str and len(r[1]) != 32 and type(r[3]) is str and type(r[4]) is bytes
+            else EventRow(r[0], originator_id_text(str(r[1])), r[2], str(r[3]), _as_bytes(r[4]))
             for r in rows
         ]
 
@@ -225,11 +248,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
 
     def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
-        rows = self._query(
+        rows = self._rows(
             "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx",
             (level, first, last),
         )
-        return [(r[0], bytes(r[1])) for r in rows]
+        return [r if type(r[1]) is bytes else (r[0], bytes(r[1])) for r in rows]
 
     def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
         rows = self._query(
