@@ -2,7 +2,9 @@
 
 Sections (more arrive with later issues):
 - recording a transfer in-process vs the raw eventsourcing save of an equal
-  single event, on SQLite (and on PostgreSQL when BENCH_DATABASE_URL is set).
+  single event, on SQLite and on PostgreSQL: the server at BENCH_DATABASE_URL,
+  or else a throwaway one started for the run when the PostgreSQL server
+  binaries are installed.
 - proofs from the stored nodes vs pymerkle.
 - read models: rebuilding every projection from a ledger of realistic events
   (transfers, requests, grants, refusals, uses, revocations; 1,000,000 by
@@ -14,10 +16,14 @@ what to compare: both sides run on the same machine, backend and data.
 
 from __future__ import annotations
 
+import glob
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -86,7 +92,7 @@ class RawApp(Application[Any]):
 def recorded_payload(i: int) -> dict[str, Any]:
     """What the ledger stores for transfer_body(i): the same fields, as stored."""
     body = transfer_body(i)
-    body.setdefault("transferred_at", None)
+    body["handling"] = {"confidential": False, **body["handling"]}  # the parsed form, as stored
     body.update(
         transferred_at="2026-11-23T10:00:00.000000Z", parent_transfer_id=None, authorization_id=None,
         origin="DE", root_transfer_id=str(uuid4()), depth=0, origin_requires_written_form=True,
@@ -109,18 +115,31 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
         raw.save(RawTransfer._create(RawTransfer.Recorded, id=uuid4(), **payloads[0]))
         ledger.record_transfer(bodies[0])
         t_raw = t_ledger = 0.0
-        rounds = 5
+        rounds = 10
         per = n // rounds
-        for r in range(rounds):
-            chunk = range(r * per, (r + 1) * per)
+
+        def raw_round(chunk: range) -> float:
             start = time.perf_counter()
             for i in chunk:
                 raw.save(RawTransfer._create(RawTransfer.Recorded, id=uuid4(), **payloads[i]))
-            t_raw += time.perf_counter() - start
+            return time.perf_counter() - start
+
+        def ledger_round(chunk: range) -> float:
             start = time.perf_counter()
             for i in chunk:
                 ledger.record_transfer(bodies[i])
-            t_ledger += time.perf_counter() - start
+            return time.perf_counter() - start
+
+        for r in range(rounds):
+            chunk = range(r * per, (r + 1) * per)
+            # Alternate which side goes first, so neither always follows the
+            # other's leftovers (a WAL checkpoint, a busy disk).
+            if r % 2 == 0:
+                t_raw += raw_round(chunk)
+                t_ledger += ledger_round(chunk)
+            else:
+                t_ledger += ledger_round(chunk)
+                t_raw += raw_round(chunk)
         done = per * rounds
         raw_rate, ledger_rate = rate(done, t_raw), rate(done, t_ledger)
         ratio = ledger_rate / raw_rate
@@ -425,6 +444,31 @@ def bench_projections(n: int, tree_size: int) -> None:
             ledger.close()
 
 
+POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "postgres.sh"
+
+
+@contextmanager
+def postgres_url() -> Iterator[str | None]:
+    """BENCH_DATABASE_URL; else a throwaway local server for this run, if the
+    PostgreSQL server binaries are installed (stopped and removed after);
+    else None."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb") or not POSTGRES_SCRIPT.exists():
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+        try:
+            started = subprocess.run(
+                ["bash", str(POSTGRES_SCRIPT), "start", tmp], capture_output=True, text=True, check=True
+            )
+            yield started.stdout.strip().splitlines()[-1]
+        finally:
+            subprocess.run(["bash", str(POSTGRES_SCRIPT), "stop", tmp], capture_output=True, check=False)
+
+
 def main() -> int:
     print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}")
     print(f"{'recording in-process':<34} {'events':>8} {'raw save':>14} {'ledger':>14} {'ratio':>8}")
@@ -432,12 +476,17 @@ def main() -> int:
         settings = Settings(Path(tmp))
         raw_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "raw.sqlite3")}
         bench_recording("SQLite", raw_env, eventsourcing_env(settings), EVENTS)
-    url = os.environ.get("BENCH_DATABASE_URL")
-    if url:
-        raw_env = postgres_env(url)
-        bench_recording("PostgreSQL", raw_env, eventsourcing_env(Settings(Path("."), url)), EVENTS)
-    else:
-        print(f"{'PostgreSQL':<34} (set BENCH_DATABASE_URL to include it)")
+    try:
+        with postgres_url() as url:
+            if url:
+                raw_env = postgres_env(url)
+                bench_recording("PostgreSQL", raw_env, eventsourcing_env(Settings(Path("."), url)), EVENTS)
+            else:
+                print(f"{'PostgreSQL':<34} (install the PostgreSQL server, or set BENCH_DATABASE_URL="
+                      "postgresql://user:pw@host:port/db, to include it)")
+    except subprocess.CalledProcessError as e:
+        print(f"{'PostgreSQL':<34} (could not start a server: {(e.stderr or '').strip()[-200:]}; "
+              "set BENCH_DATABASE_URL to use one)")
     print()
     proof_leaves = int(os.environ.get("BENCH_PROOF_LEAVES", str(max(EVENTS, 1_000_000))))
     print(f"{'proofs (SQLite store)':<34} {'leaves':>8} {'pymerkle':>13} {'ledger':>13} {'speed-up':>8}")
