@@ -1,23 +1,24 @@
 """Group commit: concurrent commands written in batches, one durable commit each.
 
 Callers (the API's request threads) hand a command's *preparation* to
-:meth:`GroupCommitter.submit` and wait. One committer thread takes every
-command waiting, up to ``max_batch``, prepares them one after another (each
-sees what the earlier ones changed) and saves them all in one transaction:
-one fsync for the batch. Each caller gets its answer, or its refusal, only
-after that commit. While a batch commits, the next one gathers, so a busy
-server writes large batches and an idle one writes batches of one, with no
-added wait.
+:meth:`GroupCommitter.submit`. The first caller to find no batch being
+written becomes the **leader**: in its own thread, it takes every command
+waiting, up to ``max_batch``, prepares them one after another (each sees
+what the earlier ones changed) and saves them all in one transaction: one
+fsync for the batch. The others wait meanwhile, and each gets its answer,
+or its refusal, only after its batch committed. If commands arrived while
+the leader was writing, it wakes the first of them to lead the next batch.
+So a busy server writes large batches, and a lone request is written at once
+in its own thread, with no hand-off and no added wait.
 
 The queue is bounded: when ``max_queue`` commands are waiting, ``submit``
 raises :class:`Overloaded` at once (the API answers 503 with
-``Retry-After``); such a command was not recorded. On :meth:`close`, every
-command already queued is written before the thread stops.
+``Retry-After``); such a command was not recorded. :meth:`close` refuses new
+commands and returns once every command already queued was written.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class _Waiting:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+    #: Woken not with an answer but to lead the next batch (its own command is in it).
+    lead: bool = False
 
 
 @dataclass
@@ -62,79 +65,87 @@ class CommitStats:
         }
 
 
-_STOP = object()
-
 #: Executes a batch: one (result, error) per preparation, in order.
 ExecuteBatch = Callable[[Sequence[Callable[[], Any]]], list[tuple[Any, BaseException | None]]]
 
 
 class GroupCommitter:
-    """One thread writing queued commands in batches (see the module's docstring)."""
+    """Batches of queued commands, written by a leader among the callers (see the module)."""
 
     def __init__(self, execute_batch: ExecuteBatch, *, max_batch: int = 64, max_queue: int = 256) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self._execute_batch = execute_batch
         self.max_batch, self.max_queue = max_batch, max_queue
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._work, name="group-commit", daemon=True)
+        self._pending: list[_Waiting] = []
+        self._leading = False  # a batch is being written, or a leader was woken to write one
         self._closing = False
-        self._lock = threading.Lock()
+        self._idle = threading.Condition()
         self.stats = CommitStats()
 
     def start(self) -> None:
-        self._thread.start()
+        """Nothing to start: batches are written by the callers' threads."""
+
+    @property
+    def waiting(self) -> int:
+        """Commands queued and not yet taken into a batch."""
+        with self._idle:
+            return len(self._pending)
 
     def submit(self, prepare: Callable[[], Any]) -> Any:
         """Queue a command and wait for its batch's commit; its result, or its error raised."""
         waiting = _Waiting(prepare)
-        with self._lock:
+        with self._idle:
             if self._closing:
                 raise Overloaded("the ledger is shutting down; retry on another instance or later")
-            try:
-                self._queue.put_nowait(waiting)
-            except queue.Full:
+            if len(self._pending) >= self.max_queue:
                 self.stats.refused_overloaded += 1
-                raise Overloaded(
-                    f"{self.max_queue} commands are already waiting to be written; retry shortly"
-                ) from None
-        waiting.done.wait()
+                raise Overloaded(f"{self.max_queue} commands are already waiting to be written; retry shortly")
+            self._pending.append(waiting)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            waiting.done.wait()
+            lead = waiting.lead
+        if lead:
+            self._lead()
         if waiting.error is not None:
             raise waiting.error
         return waiting.result
 
     def close(self) -> None:
-        """Refuse new commands, write every queued one, stop the thread."""
-        with self._lock:
-            if self._closing:
-                return
+        """Refuse new commands; return once every queued command was written."""
+        with self._idle:
             self._closing = True
-        if self._thread.is_alive():
-            self._queue.put(_STOP)  # after everything queued; waits while the queue is full
-            self._thread.join()
+            while self._leading or self._pending:
+                self._idle.wait()
 
-    def _work(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+    def _lead(self) -> None:
+        """Write the next batch (it holds this thread's own command), then pass the lead on."""
+        with self._idle:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+        try:
             self._write(batch)
+        finally:
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        with self._idle:
+            if self._pending:
+                successor = self._pending[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                self._leading = False
+                self._idle.notify_all()
 
     def _write(self, batch: list[_Waiting]) -> None:
         try:
             outcomes = self._execute_batch([waiting.prepare for waiting in batch])
-        except BaseException as error:  # noqa: BLE001 - every caller learns of it; the thread goes on
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
+        except BaseException as error:  # noqa: BLE001 - every caller of the batch learns of it
             outcomes = [(None, error)] * len(batch)
         self.stats.batches += 1
         self.stats.commands += len(batch)

@@ -33,7 +33,7 @@ class Held(Exception):
 
 @contextmanager
 def committer_held(ledger: TransferLedger) -> Iterator[Callable[[], None]]:
-    """Hold the committer thread until the yielded release() is called."""
+    """Hold the committer (a batch being written) until the yielded release() is called."""
     committer = ledger.committer
     assert committer is not None
     entered, release = threading.Event(), threading.Event()
@@ -77,8 +77,8 @@ def queued(ledger: TransferLedger, n: int, timeout: float = 10) -> None:
     committer = ledger.committer
     assert committer is not None
     deadline = time.monotonic() + timeout
-    while committer._queue.qsize() < n:
-        assert time.monotonic() < deadline, f"{committer._queue.qsize()} queued, expected {n}"
+    while committer.waiting < n:
+        assert time.monotonic() < deadline, f"{committer.waiting} queued, expected {n}"
         time.sleep(0.002)
 
 
@@ -249,7 +249,7 @@ def test_close_writes_every_queued_command_then_refuses(settings: Settings) -> N
         reopened.close()
 
 
-def test_an_error_in_the_batch_executor_reaches_every_caller_and_the_thread_goes_on() -> None:
+def test_an_error_in_the_batch_executor_reaches_every_caller_and_the_next_batch_is_written() -> None:
     calls = []
 
     def execute(prepares: Any) -> list[tuple[Any, BaseException | None]]:
