@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import string
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,3 +61,49 @@ def test_originator_ids_have_one_text_form_on_every_backend() -> None:
     assert originator_id_text(hyphenated) == hyphenated
     assert originator_id_text("not-a-uuid") == "not-a-uuid"
     assert all(c in string.hexdigits + "-" for c in originator_id_text("f" * 32))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.integers(min_value=0, max_value=2**53 - 1),
+    originator_id=st.text(alphabet='"\\/\b\f\n\r\t\x00\x1f\x7f\u2028\u2029é€😀abc-0', max_size=40),
+    topic=st.text(alphabet='"\\/\b\f\n\r\t\x00\x01\x1f\x7f\u2028\u2029é€😀tl:Ab', max_size=40),
+    state=st.binary(min_size=0, max_size=4000),
+)
+def test_escapes_and_long_states_equal_rfc8785(index: int, originator_id: str, topic: str, state: bytes) -> None:
+    """Every escaped character JCS names, and states long enough that a line-wrapping
+    base64 would differ."""
+    args = (index, bytes(32), originator_id, 1, topic, state, "2026-03-01T09:30:00.250000Z")
+    assert encode_leaf(*args) == rfc8785.dumps(leaf_document(*args))
+
+
+def _previous_encode_leaf(leaf_index, prev_leaf_hash, originator_id, originator_version, topic, state,
+                          recorded_at):  # type: ignore[no-untyped-def]
+    """The encoder as first written (string concatenation): the oracle for inputs
+    rfc8785 does not take, such as a tampered cell read back as a number."""
+    import base64
+
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    return (
+        '{"format":"' + LEAF_FORMAT + '","leaf_index":' + str(int(leaf_index))
+        + ',"originator_id":' + dumps(originator_id)
+        + ',"originator_version":' + str(int(originator_version))
+        + ',"prev_leaf_hash":"' + prev_leaf_hash.hex()
+        + '","recorded_at":' + dumps(recorded_at)
+        + ',"state":"' + base64.b64encode(state).decode("ascii")
+        + '","topic":' + dumps(topic) + "}"
+    ).encode("utf-8")
+
+
+def test_tampered_cells_of_other_types_encode_as_before() -> None:
+    """SQLite may hand back a number or NULL where text was stored: the leaf then
+    hashes differently (verification reports it), and does not crash."""
+    for recorded_at, topic, oid in [(20260301, "t", "a"), ("2026-03-01T00:00:00Z", None, "a"),
+                                    ("2026-03-01T00:00:00Z", 1.5, 7), (True, "t", "a")]:
+        args = (3, bytes(32), oid, 1, topic, b"x", recorded_at)
+        assert encode_leaf(*args) == _previous_encode_leaf(*args)
+
+
+def test_lone_surrogates_raise_unicode_encode_error_as_before() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        encode_leaf(0, bytes(32), "a", 1, "bad \ud800 topic", b"", "2026-01-01T00:00:00Z")
