@@ -97,6 +97,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             leaves=self._t["ledger_leaves"], nodes=self._t["ledger_nodes"], head=self._t["ledger_head"],
             id_type=id_type,
         )
+        # The write path's statements as text, rendered once: a composed SQL
+        # object is rendered again (identifiers escaped) at every execute.
+        self._text: dict[Any, str] = {}
         # The head read queued behind the lock and the insert, per thread (see
         # _insert_stored_events).
         self._head_read = threading.local()
@@ -115,6 +118,32 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
 
+    def _rendered(self, key: Any, statement: Any, conn: Any) -> str:
+        text = self._text.get(key)
+        if text is None:
+            text = self._text[key] = statement.as_string(conn)
+        return text
+
+    def _append_one(self, nodes: int, conn: Any) -> str:
+        """The statement that writes one leaf (a command saved on its own),
+        ``nodes`` completed nodes and the head: as :attr:`_append`, with plain
+        parameters (cheaper to adapt than arrays); one per number of nodes (at
+        most one per level of the tree)."""
+        text = self._text.get(nodes)
+        if text is None:
+            parts = [SQL("WITH leaves AS (INSERT INTO {} VALUES (%s,%s,%s,%s,%s,%s))").format(
+                self._t["ledger_leaves"]
+            )]
+            if nodes:
+                parts.append(SQL(", nodes AS (INSERT INTO {} VALUES {})").format(
+                    self._t["ledger_nodes"], SQL(",").join([SQL("(%s,%s,%s)")] * nodes)
+                ))
+            parts.append(SQL(" UPDATE {} SET size = %s, last_leaf_hash = %s, frontier = %s WHERE id = 1").format(
+                self._t["ledger_head"]
+            ))
+            text = self._text[nodes] = SQL("").join(parts).as_string(conn)
+        return text
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
@@ -128,7 +157,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         super()._insert_stored_events(curs, stored_events, **kwargs)
         if stored_events:
             head_cursor = curs.connection.cursor()
-            head_cursor.execute(self._select_head, prepare=True)
+            head_cursor.execute(self._rendered("head", self._select_head, curs.connection), prepare=True)
             self._head_read.cursor = head_cursor
 
     def _fetch_ids_after_insert_events(
@@ -150,23 +179,30 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # no other writer can move the head under us.
         if head_cursor is None or head_cursor.connection is not curs.connection:
             head_cursor = curs.connection.cursor()
-            head_cursor.execute(self._select_head, prepare=True)
+            head_cursor.execute(self._rendered("head", self._select_head, curs.connection), prepare=True)
         with head_cursor:
             row = head_cursor.fetchone()
         assert row is not None
         head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
         append = compute_append(head, stored_events, notification_ids, row["now"], lambda i: i)
         leaves, nodes, new_head = append.leaves, append.nodes, append.head
-        curs.execute(
-            self._append,
-            (
-                [leaf[0] for leaf in leaves], [leaf[1] for leaf in leaves], [leaf[2] for leaf in leaves],
-                [leaf[3] for leaf in leaves], [leaf[4] for leaf in leaves], [leaf[5] for leaf in leaves],
-                [node[0] for node in nodes], [node[1] for node in nodes], [node[2] for node in nodes],
-                new_head.size, new_head.last_leaf_hash, new_head.frontier,
-            ),
-            prepare=True,
-        )
+        if len(leaves) == 1:
+            params: list[Any] = [*leaves[0]]
+            for node in nodes:
+                params.extend(node)
+            params += (new_head.size, new_head.last_leaf_hash, new_head.frontier)
+            curs.execute(self._append_one(len(nodes), curs.connection), params, prepare=True)
+        else:
+            curs.execute(
+                self._rendered("append", self._append, curs.connection),
+                (
+                    [leaf[0] for leaf in leaves], [leaf[1] for leaf in leaves], [leaf[2] for leaf in leaves],
+                    [leaf[3] for leaf in leaves], [leaf[4] for leaf in leaves], [leaf[5] for leaf in leaves],
+                    [node[0] for node in nodes], [node[1] for node in nodes], [node[2] for node in nodes],
+                    new_head.size, new_head.last_leaf_hash, new_head.frontier,
+                ),
+                prepare=True,
+            )
         schema = Identifier(self.datastore.schema)
         for table, values in also_insert:
             curs.execute(
