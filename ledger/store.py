@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -56,8 +56,13 @@ class Head:
         return CompactRange.from_bytes(self.size, self.frontier)
 
 
-@dataclass(frozen=True)
-class LeafRow:
+class LeafRow(NamedTuple):
+    """One ``ledger_leaves`` row, the originator id in hyphenated form.
+
+    A named tuple: verification reads every row, and a store makes a page of
+    them from the database's own row tuples without a call per row.
+    """
+
     leaf_index: int
     notification_id: int
     originator_id: str
@@ -66,8 +71,10 @@ class LeafRow:
     leaf_hash: bytes
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One stored event row (its notification id, hyphenated originator id,
+    version, topic and state bytes as stored); a named tuple, as :class:`LeafRow`."""
+
     notification_id: int
     originator_id: str
     originator_version: int

@@ -45,9 +45,12 @@ it checks the ledger up to the head it read first.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from binascii import b2a_base64, hexlify
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
 
@@ -55,13 +58,13 @@ import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
 from domain.rules import decision_document
-from ledger.leaf import ZERO_HASH, encode_leaf
+from ledger.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string
 from ledger.merkle import (
+    HASH_SIZE,
     CompactRange,
     ProofError,
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
     verify_consistency,
     verify_inclusion,
 )
@@ -73,6 +76,10 @@ MAX_LISTED_PROBLEMS = 100
 BATCH = 4096
 #: Stands in the tree for a leaf whose row is gone (its hash is unknown).
 _UNKNOWN = bytes(32)
+#: RFC 9162's node hash prefix: SHA-256(0x01 || left || right).
+_NODE_PREFIX = b"\x01"
+#: What a leaf hash hashes: 0x00 then the leaf's bytes (ledger.leaf's template).
+_HASHED_LEAF = b"\x00" + _LEAF_TEMPLATE
 
 
 @dataclass
@@ -125,6 +132,10 @@ class _Checkpoints:
         self.pending = sorted(stored, key=lambda c: c.tree_size)
         self.verifier, self.origin, self.report = verifier, origin, report
         self.covered = 0  # leaves [0, covered) agree with a verified checkpoint
+
+    def next_size(self) -> int:
+        """The size at which the next checkpoint is due (-1: none is)."""
+        return self.pending[0].tree_size if self.pending else -1
 
     def check_due(self, tree: CompactRange, gap: int | None = None) -> None:
         """Check the checkpoints at the tree's size; ``gap``: the first leaf that
@@ -181,34 +192,36 @@ class _NodeCheck:
     def __init__(self, store: LedgerStore, report: VerifyReport, gaps: list[tuple[int, int]]) -> None:
         self.store, self.report = store, report
         self.gaps = gaps  # [first, end) of leaf rows that are gone: nodes over them are unknown
-        self.computed: dict[tuple[int, int], bytes] = {}
+        #: per level (index 0 unused), the recomputed (idx, hash) in idx order
+        self.levels: list[list[tuple[int, bytes]]] = [[] for _ in range(65)]
 
     def add(self, nodes: list[tuple[int, int, bytes]]) -> None:
         for level, idx, digest in nodes:
             if level > 0 and not (self.gaps and self._over_gap(level, idx)):
-                self.computed[(level, idx)] = digest
+                self.levels[level].append((idx, digest))
 
     def _over_gap(self, level: int, idx: int) -> bool:
         first, end = idx << level, (idx + 1) << level
         return any(gap_first < end and first < gap_end for gap_first, gap_end in self.gaps)
 
     def flush(self) -> None:
-        by_level: dict[int, dict[int, bytes]] = {}
-        for (level, idx), digest in self.computed.items():
-            by_level.setdefault(level, {})[idx] = digest
-        for level, wanted in sorted(by_level.items()):
-            stored = dict(self.store.read_level_range(level, min(wanted), max(wanted)))
-            for idx, digest in sorted(wanted.items()):
-                got = stored.get(idx)
-                if got != digest:
-                    first_leaf = idx << level
-                    what = "missing" if got is None else "modified"
-                    self.report.problem(
-                        first_leaf, what,
-                        f"stored Merkle node (level {level}, index {idx}) covering leaves "
-                        f"[{first_leaf}, {(idx + 1) << level}) is {what}",
-                    )
-        self.computed.clear()
+        for level, wanted in enumerate(self.levels):
+            if not wanted:
+                continue
+            stored_rows = self.store.read_level_range(level, wanted[0][0], wanted[-1][0])
+            if stored_rows != wanted:
+                stored = dict(stored_rows)
+                for idx, digest in wanted:
+                    got = stored.get(idx)
+                    if got != digest:
+                        first_leaf = idx << level
+                        what = "missing" if got is None else "modified"
+                        self.report.problem(
+                            first_leaf, what,
+                            f"stored Merkle node (level {level}, index {idx}) covering leaves "
+                            f"[{first_leaf}, {(idx + 1) << level}) is {what}",
+                        )
+            wanted.clear()
 
 
 class _DecisionSignatures:
@@ -224,6 +237,7 @@ class _DecisionSignatures:
         self.keys: dict[str, dict[str, str]] = {}
         self.loaded: set[str] = set()
         self.checked = 0
+        self.verifiers: dict[str, Verifier] = {}  # parsed vkeys
 
     def _registered_before_start(self, party: str) -> None:
         """In incremental mode, the keys a Party registered before the trusted size."""
@@ -262,7 +276,7 @@ class _DecisionSignatures:
                               data.get("reasons"), data.get("conditions"))
         )
         try:
-            valid = vkey is not None and Verifier.from_vkey(vkey).verify(
+            valid = vkey is not None and self._verifier(vkey).verify(
                 message, base64.b64decode(str(signature.get("value")), validate=True)
             )
         except (NoteError, ValueError):
@@ -275,9 +289,20 @@ class _DecisionSignatures:
                 f"{signature.get('key')}, which {owner} ({origin})",
             )
 
+    def _verifier(self, vkey: str) -> Verifier:
+        verifier = self.verifiers.get(vkey)
+        if verifier is None:
+            verifier = self.verifiers[vkey] = Verifier.from_vkey(vkey)
+        return verifier
+
     def _decode(self, index: int, row: EventRow) -> dict[str, Any] | None:
+        state = row.state
         try:
-            data = json.loads(row.state)
+            if state[:2] == b'{"':
+                # json.loads of bytes that start so: their encoding is UTF-8.
+                data = _JSON_DECODE(state.decode("utf-8", "surrogatepass"))
+            else:
+                data = json.loads(state)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -286,10 +311,14 @@ class _DecisionSignatures:
         return data
 
 
+_JSON_DECODE = json.JSONDecoder().decode
+
 _DECISION_TOPICS = {
     Authorization.Granted.TOPIC: "granted",
     Authorization.Refused.TOPIC: "refused",
 }
+#: The topics :meth:`_DecisionSignatures.see` looks at (it passes over the others).
+_SIGNATURE_TOPICS = frozenset([PartyPolicy.KeyRegistered.TOPIC, *_DECISION_TOPICS])
 
 
 def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
@@ -307,6 +336,14 @@ def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
     if leaf is None or (leaf.originator_id, leaf.originator_version) != _key(event):
         return None
     return leaf
+
+
+def _after_leaf(row: LeafRow) -> int:
+    return row[0] + 1
+
+
+def _after_event(row: EventRow) -> int:
+    return row[0]
 
 
 def _key(row: EventRow | LeafRow) -> tuple[str, int]:
@@ -467,18 +504,28 @@ def verify_ledger(
         nodes.add(tree.append(digest))
         checkpoints.check_due(tree, gaps[0][0] if gaps else None)
 
-    leaves: Iterator[LeafRow] = iter_batches(
-        store.read_leaves, expected, lambda r: r.leaf_index + 1, batch
-    )
-    events: Iterator[EventRow] = iter_batches(
-        store.read_events, last_notification, lambda r: r.notification_id, batch
-    )
+    leaves: Iterator[LeafRow] = iter_batches(store.read_leaves, expected, _after_leaf, batch)
+    events: Iterator[EventRow] = iter_batches(store.read_events, last_notification, _after_event, batch)
     event = next(events, None)
+    # The loop below runs once per leaf: rows are read as tuples (LeafRow:
+    # index, notification id, originator id, version, recorded_at, hash;
+    # EventRow: notification id, originator id, version, topic, state), and
+    # the common case (the leaf's own event row next in the stream, no gap)
+    # appends to the tree without a call per node. What is checked is the
+    # same on every path.
+    sha256 = hashlib.sha256
+    frontier = tree.hashes
+    levels = nodes.levels
+    next_due = checkpoints.next_size()
+    events_checked = 0
+    topics_json: dict[str, bytes] = {}
+    last_recorded_at: str | None = None
+    recorded_json = b""
 
     for leaf in leaves:
-        if leaf.leaf_index >= total:
+        index, notification_id, _, _, recorded_at, stored_hash = leaf
+        if index >= total:
             break
-        index = leaf.leaf_index
         linked = index == expected  # the previous leaf is there: the chain can be checked
         if not linked:
             report.problem(
@@ -489,18 +536,21 @@ def verify_ledger(
             gaps.append((expected, index))
             for _ in range(expected, index):
                 append(_UNKNOWN)  # keeps the later leaves at their places in the tree
-        if leaf.notification_id <= previous_notification:
+            next_due = checkpoints.next_size()
+        if notification_id <= previous_notification:
             report.problem(
                 index, "reordered",
-                f"its event row {leaf.notification_id} comes before the row of the previous leaf "
+                f"its event row {notification_id} comes before the row of the previous leaf "
                 f"({previous_notification})",
             )
         row: EventRow | None = None
-        if leaf.notification_id <= last_notification:
-            row = _event_at(store, leaf.notification_id)  # the stream is past it
+        if notification_id <= last_notification:
+            row = _event_at(store, notification_id)  # the stream is past it
+        elif event is not None and event[0] == notification_id:
+            row, event = event, next(events, None)  # the usual case: the next row is this leaf's
         else:
             displaced: list[tuple[int, int]] = []  # (row, leaf): rows other leaves recorded
-            while event is not None and event.notification_id < leaf.notification_id:
+            while event is not None and event.notification_id < notification_id:
                 other = _leaf_of(store, event)
                 if other is None:
                     report.problem(
@@ -514,46 +564,81 @@ def verify_ledger(
                 report.problem(
                     index, "reordered",
                     f"{len(displaced)} event row(s) recorded by other leaves come before this "
-                    f"leaf's row {leaf.notification_id}: rows {displaced[0][0]}..{displaced[-1][0]} "
+                    f"leaf's row {notification_id}: rows {displaced[0][0]}..{displaced[-1][0]} "
                     f"(the first recorded by leaf {displaced[0][1]})",
                 )
-            if event is not None and event.notification_id == leaf.notification_id:
+            if event is not None and event.notification_id == notification_id:
                 row, event = event, next(events, None)
         if row is None:
             report.problem(
                 index, "missing",
-                f"its event row {leaf.notification_id} ({_describe(leaf)}) is gone",
+                f"its event row {notification_id} ({_describe(leaf)}) is gone",
             )
             moved.lost_event(leaf)
         else:
-            report.events_checked += 1
-            signatures.see(index, row)
-            if _key(row) != _key(leaf):
+            events_checked += 1
+            _, originator_id, originator_version, topic, state = row
+            if topic in _SIGNATURE_TOPICS:
+                signatures.see(index, row)
+            if originator_id != leaf[2] or originator_version != leaf[3]:
                 moved.holds(leaf, row)
                 moved.lost_event(leaf)
-            digest = leaf_hash(
-                encode_leaf(
-                    index, prev, row.originator_id, row.originator_version,
-                    row.topic, row.state, leaf.recorded_at,
-                )
-            )
-            if linked and digest != leaf.leaf_hash:
+            # encode_leaf's bytes (its template), with the JSON of the topic and
+            # of the record time (shared by a whole write batch) kept between
+            # leaves, and the leaf hash's 0x00 prefix in the template.
+            if type(recorded_at) is not str or recorded_at != last_recorded_at:
+                recorded_json = _json_string(recorded_at)
+                last_recorded_at = recorded_at if type(recorded_at) is str else None
+            topic_json = topics_json.get(topic) if type(topic) is str else None
+            if topic_json is None:
+                topic_json = _json_string(topic)
+                if type(topic) is str and len(topics_json) < 256:
+                    topics_json[topic] = topic_json
+            digest = sha256(_HASHED_LEAF % (
+                index,
+                encode_basestring(originator_id).encode() if type(originator_id) is str
+                else _json_string(originator_id),
+                originator_version if type(originator_version) is int else int(originator_version),
+                hexlify(prev),
+                recorded_json,
+                b2a_base64(state, newline=False),
+                topic_json,
+            )).digest()
+            if linked and digest != stored_hash:
                 report.problem(
                     index, "modified",
                     f"event row {row.notification_id} ({_describe(row)}) does not hash to the "
                     "stored leaf hash: its topic, state, id, version or record time, or the "
                     "previous leaf's hash, was changed",
                 )
-        previous_notification = leaf.notification_id
-        last_notification = max(last_notification, leaf.notification_id)
+        previous_notification = notification_id
+        if notification_id > last_notification:
+            last_notification = notification_id
         # Go on from the stored hash (see the module docstring).
-        prev = leaf.leaf_hash
-        append(prev)
+        prev = stored_hash
+        if gaps or type(prev) is not bytes or len(prev) != HASH_SIZE:
+            append(prev)
+            next_due = checkpoints.next_size()
+        else:
+            # CompactRange.append, inline: the nodes this leaf completes, each
+            # (idx, hash) at its level for _NodeCheck.
+            node, size, level = prev, tree.size, 0
+            while size & 1:
+                node = sha256(_NODE_PREFIX + frontier.pop() + node).digest()
+                size >>= 1
+                level += 1
+                levels[level].append((size, node))
+            frontier.append(node)
+            tree.size += 1
+            if tree.size == next_due:
+                checkpoints.check_due(tree)
+                next_due = checkpoints.next_size()
         expected = index + 1
         if expected % batch == 0:
             nodes.flush()
             if progress is not None:
                 progress(expected, total)
+    report.events_checked += events_checked
     nodes.flush()
     moved.finish()
 
