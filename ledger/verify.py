@@ -60,7 +60,6 @@ from domain.model import Authorization, PartyPolicy, party_policy_id
 from domain.rules import decision_document
 from ledger.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string
 from ledger.merkle import (
-    HASH_SIZE,
     CompactRange,
     ProofError,
     consistency_proof,
@@ -513,7 +512,8 @@ def verify_ledger(
     # the common case (the leaf's own event row next in the stream, no gap)
     # appends to the tree without a call per node. What is checked is the
     # same on every path.
-    sha256 = hashlib.sha256
+    sha256, hashed_leaf, node_prefix = hashlib.sha256, _HASHED_LEAF, _NODE_PREFIX
+    signature_topics, json_string, escape = _SIGNATURE_TOPICS, _json_string, encode_basestring
     frontier = tree.hashes
     levels = nodes.levels
     next_due = checkpoints.next_size()
@@ -578,7 +578,7 @@ def verify_ledger(
         else:
             events_checked += 1
             _, originator_id, originator_version, topic, state = row
-            if topic in _SIGNATURE_TOPICS:
+            if topic in signature_topics:
                 signatures.see(index, row)
             if originator_id != leaf[2] or originator_version != leaf[3]:
                 moved.holds(leaf, row)
@@ -587,17 +587,16 @@ def verify_ledger(
             # of the record time (shared by a whole write batch) kept between
             # leaves, and the leaf hash's 0x00 prefix in the template.
             if type(recorded_at) is not str or recorded_at != last_recorded_at:
-                recorded_json = _json_string(recorded_at)
+                recorded_json = json_string(recorded_at)
                 last_recorded_at = recorded_at if type(recorded_at) is str else None
             topic_json = topics_json.get(topic) if type(topic) is str else None
             if topic_json is None:
-                topic_json = _json_string(topic)
+                topic_json = json_string(topic)
                 if type(topic) is str and len(topics_json) < 256:
                     topics_json[topic] = topic_json
-            digest = sha256(_HASHED_LEAF % (
+            digest = sha256(hashed_leaf % (
                 index,
-                encode_basestring(originator_id).encode() if type(originator_id) is str
-                else _json_string(originator_id),
+                escape(originator_id).encode() if type(originator_id) is str else json_string(originator_id),
                 originator_version if type(originator_version) is int else int(originator_version),
                 hexlify(prev),
                 recorded_json,
@@ -616,7 +615,7 @@ def verify_ledger(
             last_notification = notification_id
         # Go on from the stored hash (see the module docstring).
         prev = stored_hash
-        if gaps or type(prev) is not bytes or len(prev) != HASH_SIZE:
+        if gaps or type(prev) is not bytes or len(prev) != 32:  # 32: a SHA-256 hash
             append(prev)
             next_due = checkpoints.next_size()
         else:
@@ -624,7 +623,7 @@ def verify_ledger(
             # (idx, hash) at its level for _NodeCheck.
             node, size, level = prev, tree.size, 0
             while size & 1:
-                node = sha256(_NODE_PREFIX + frontier.pop() + node).digest()
+                node = sha256(node_prefix + frontier.pop() + node).digest()
                 size >>= 1
                 level += 1
                 levels[level].append((size, node))
