@@ -30,7 +30,7 @@ from ledger.principals import Principal
 READER_ROLES = frozenset({"recorder", "authority", "auditor"})
 
 
-def get_ledger(request: Request) -> TransferLedger:
+async def get_ledger(request: Request) -> TransferLedger:
     return request.app.state.ledger  # type: ignore[no-any-return]
 
 
@@ -46,7 +46,7 @@ bearer = HTTPBearer(
 )
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:

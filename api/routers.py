@@ -399,7 +399,10 @@ def events(
     return {"items": items, "next_after": next_after}
 
 
-@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses=_problems(401, 404, 422),
+@router.get("/v1/checkpoint", response_class=PlainTextResponse, responses={
+    **_problems(401, 404, 422),
+    503: {"model": Problem, "description": "The stored tree no longer has the root of a checkpoint signed "
+          "before (`tree-inconsistent`): nothing is signed; run `transfer-ledger verify`"}},
             tags=["ledger"], summary="The latest checkpoint (or a stored earlier one), a C2SP signed note "
             "with its witnesses' cosignatures")
 def checkpoint(

@@ -20,7 +20,7 @@ from api.deps import CurrentPrincipal, IdempotencyKey, Ledger, require_role
 from api.errors import ApiProblem
 from api.schemas import Problem
 from ledger.application import TransferLedger
-from ledger.checkpoints import sign_current_checkpoint
+from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
 from ledger.cosignatures import CosignatureRefused, CosignatureStore, cosigned_note
 from ledger.note import MAX_TREE_SIZE
 from ledger.sql import SqlAccess
@@ -49,7 +49,11 @@ def checkpoint_note(request: Request, ledger: TransferLedger, tree_size: int | N
     ``tree_size``, the one stored for that size (404 problem if none)."""
     store = cosignature_store(request)
     if tree_size is None:
-        stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
+        try:
+            stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
+        except InconsistentTreeError as e:
+            # The log refuses to sign a tree inconsistent with one it signed before.
+            raise ApiProblem(503, "tree-inconsistent", f"{e}; nothing was signed") from None
         size, note = stored.tree_size, stored.note
     else:
         found = store.checkpoint_note(tree_size)

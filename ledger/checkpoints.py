@@ -39,8 +39,10 @@ def sign_current_checkpoint(store: LedgerStore, signer: Signer) -> StoredCheckpo
     differs. Signing the same size twice returns the stored checkpoint
     (Ed25519 signatures are deterministic, so the bytes are the same).
     """
-    size, root = current_tree(store)
+    # The stored checkpoints first, then the head: the head only grows, so a
+    # checkpoint another process signed meanwhile is never beyond the size read.
     previous = store.checkpoints()
+    size, root = current_tree(store)
     if previous:
         last = previous[-1]
         if last.tree_size > size:

@@ -455,3 +455,17 @@ def test_network_and_key_errors_exit_2_in_one_line(witnessed: Witnessed) -> None
     done = cli("witness", "run", "--state", str(w.tmp / "none"), "--ledger-url", w.server.url, "--log-vkey",
                str(w.vkey_file), "--api-key", "tl_x", check=2)
     assert "is not a witness state dir" in one_line_error(done)
+
+
+def test_the_latest_checkpoint_is_refused_when_the_tree_lost_a_signed_root(api: Api, backend: Any) -> None:
+    """A rewritten subtree hash under a signed checkpoint: GET /v1/checkpoint signs nothing (503)."""
+    api.transfer("DE", "FR")
+    api.transfer("DE", "NL")
+    signed = api.checkpoint()
+    assert signed.size == 2
+    backend.execute("UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 0", (b"\x01" * 32,))
+    api.transfer("DE", "BR")
+    body = problem(api.get("/v1/checkpoint", "*-verifier"), 503, "tree-inconsistent")
+    assert "no longer has the root signed there" in body["detail"]
+    stored = api.app.state.ledger.store.checkpoints()
+    assert [c.tree_size for c in stored] == [2]  # nothing new was signed

@@ -397,9 +397,6 @@ class _SignedMeanwhile:
         return self._store.checkpoints()
 
 
-@pytest.mark.xfail(strict=True, reason="sign_current_checkpoint reads the head before the stored checkpoints: "
-                   "a larger checkpoint signed in between by another process makes it refuse "
-                   "(InconsistentTreeError: `checkpoint` exits 1, GET /v1/checkpoint answers 500)")
 def test_a_checkpoint_signed_meanwhile_by_another_process(ledger: TransferLedger, tmp_path: Path) -> None:
     signer = create_signing_key(tmp_path / "signing.key", "transfer-ledger.example/ledger")
     ledger.record_transfer(scenario.transfer("DE", "FR"))
@@ -413,9 +410,6 @@ def test_a_checkpoint_signed_meanwhile_by_another_process(ledger: TransferLedger
     assert [c.tree_size for c in ledger.store.checkpoints()] == [2]
 
 
-@pytest.mark.xfail(BACKEND == "postgresql", strict=True,
-                   reason="IdempotencyStore creates api_idempotency without the DDL advisory lock that the other "
-                   "stores take: a second `serve` starting at the same time fails (pg_type unique violation)")
 def test_servers_starting_at_once_create_the_api_tables(settings: Settings, backend: Any) -> None:
     """One process is creating the API's tables (under the DDL lock, as the stores do) when another starts."""
     ledger = TransferLedger(eventsourcing_env(settings))
