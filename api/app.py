@@ -26,6 +26,10 @@ from ledger.keys import load_signing_key
 from ledger.principals import PrincipalStore
 from ledger.sql import SqlAccess
 
+#: How long a server process trusts a key it authenticated before looking it up again: a key
+#: revoked by `transfer-ledger principals revoke` is refused by every server within this time.
+AUTH_CACHE_SECONDS = 1.0
+
 #: Requests with a larger body are refused with 413 before they are parsed.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -108,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         ledger = TransferLedger(eventsourcing_env(settings))
         try:
             app.state.ledger = ledger
-            app.state.principals = PrincipalStore(SqlAccess(ledger.recorder))
+            app.state.principals = PrincipalStore(SqlAccess(ledger.recorder), cache_seconds=AUTH_CACHE_SECONDS)
             app.state.signer = load_signing_key(settings.signing_key_file)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import (
@@ -47,7 +48,7 @@ from api.schemas import (
 from api.witness_routes import checkpoint_note
 from domain.errors import DomainError, NotFound
 from domain.values import parse_datetime
-from ledger.application import AlreadyDone, TransferLedger
+from ledger.application import AlreadyDone, Prepare, TransferLedger
 from ledger.group_commit import Overloaded
 from ledger.merkle import consistency_proof, inclusion_proof
 from ledger.principals import Principal
@@ -97,23 +98,27 @@ def _path_id(value: str, what: str) -> str:
         raise not_found(what, value) from None
 
 
-def _command(
+async def _command(
     request: Request,
     ledger: TransferLedger,
     principal: Principal,
     key: str | None,
     body: dict[str, Any],
     status: int,
-    run: Callable[[Any], dict[str, Any]],
+    plan: Callable[[Any], Prepare],
 ) -> Response:
-    """Run a command once per idempotency key; refusals are problems."""
+    """Run a command once per idempotency key; refusals are problems.
+
+    The request is parsed here; the command is written by group commit, and
+    this request waits for its batch without holding a thread.
+    """
     claim = idempotency_claim(request, principal, key, body, status)
     try:
         if claim is not None:
             done = ledger.replay(claim)
             if done is not None:
                 return _stored(*done)
-        return JSONResponse(run(claim), status_code=status)
+        return JSONResponse(await ledger.run_async(plan(claim)), status_code=status)
     except AlreadyDone as done:
         return _stored(done.status, done.body)
     except Overloaded as busy:
@@ -122,7 +127,7 @@ def _command(
     except DomainError as error:
         code, problem = domain_problem(error, request.url.path)
         if claim is not None and error.rule != "idempotency-key-reused":
-            ledger.remember_refusal(claim, code, problem)
+            await run_in_threadpool(ledger.remember_refusal, claim, code, problem)
         return problem_response(code, problem)
 
 
@@ -140,14 +145,14 @@ def _body(model: Any) -> dict[str, Any]:
 
 @router.post("/v1/transfers", status_code=201, response_model=TransferOut, responses=_COMMAND,
              tags=["transfers"], summary="Record a transfer (art. 36 §3 for onward transfers)")
-def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+async def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
                     idempotency_key: IdempotencyKey = None) -> Response:
     require_role(principal, "recorder")
     require_party(principal, body.sender.party, "sender.party", "record transfers it does not send")
     _refer_only_to_readable(ledger, principal, body.parent_transfer_id, body.authorization_id)
     data = _body(body)
-    return _command(request, ledger, principal, idempotency_key, data, 201,
-                    lambda claim: ledger.record_transfer(data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, data, 201,
+                          lambda claim: ledger.plan_record_transfer(data, idempotency=claim))
 
 
 def _refer_only_to_readable(ledger: TransferLedger, principal: Principal, parent_transfer_id: str | None,
@@ -255,15 +260,15 @@ def list_transfers(
 @router.post("/v1/authorization-requests", status_code=201, response_model=AuthorizationOut,
              responses=_COMMAND, tags=["authorizations"],
              summary="Notify the origin of an intended onward transfer and request its authorization")
-def request_authorization(body: AuthorizationRequestIn, request: Request, principal: CurrentPrincipal,
+async def request_authorization(body: AuthorizationRequestIn, request: Request, principal: CurrentPrincipal,
                           ledger: Ledger, idempotency_key: IdempotencyKey = None) -> Response:
     require_role(principal, "recorder")
     require_party(principal, body.requested_by.party, "requested_by.party",
                   "request authorization for data held by another Party")
     _refer_only_to_readable(ledger, principal, body.parent_transfer_id)
     data = _body(body)
-    return _command(request, ledger, principal, idempotency_key, data, 201,
-                    lambda claim: ledger.request_authorization(data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, data, 201,
+                          lambda claim: ledger.plan_request_authorization(data, idempotency=claim))
 
 
 def _authorization_for_origin(ledger: TransferLedger, principal: Principal, path_id: str,
@@ -291,24 +296,24 @@ def _authorization_for_origin(ledger: TransferLedger, principal: Principal, path
 @router.post("/v1/authorization-requests/{authorization_id}/decision", response_model=AuthorizationOut,
              responses=_COMMAND, tags=["authorizations"],
              summary="The origin grants (with conditions) or refuses (with reasons)")
-def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+async def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
            authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
     auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.decided_by.party,
                                         "decided_by.party")
     data = _body(body)
-    return _command(request, ledger, principal, idempotency_key, data, 200,
-                    lambda claim: ledger.decide(auth_id, data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, data, 200,
+                          lambda claim: ledger.plan_decide(auth_id, data, idempotency=claim))
 
 
 @router.post("/v1/authorizations/{authorization_id}/revocation", response_model=AuthorizationOut,
              responses=_COMMAND, tags=["authorizations"], summary="The origin revokes a grant")
-def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
+async def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
            authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
     auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.revoked_by.party,
                                         "revoked_by.party")
     data = _body(body)
-    return _command(request, ledger, principal, idempotency_key, data, 200,
-                    lambda claim: ledger.revoke(auth_id, data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, data, 200,
+                          lambda claim: ledger.plan_revoke(auth_id, data, idempotency=claim))
 
 
 def _readable_authorization(ledger: TransferLedger, principal: Principal, authorization_id: str) -> dict[str, Any]:

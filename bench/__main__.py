@@ -1,21 +1,30 @@
 """`make bench`: the ledger against its baselines, side by side, in one run.
 
-Sections (more arrive with later issues):
+Sections, in this order:
 - recording a transfer in-process vs the raw eventsourcing save of an equal
   single event, on SQLite and on PostgreSQL: the server at BENCH_DATABASE_URL,
   or else a throwaway one started for the run when the PostgreSQL server
   binaries are installed.
+- recording over HTTP with 1, 16 and 64 concurrent clients vs a bare FastAPI
+  endpoint validating the same request model (bench/http.py), on both
+  backends, and the 64-client rate vs the backend's single-save rate.
+- full verification vs reading the same rows and SHA-256-hashing them, with
+  peak memory at n/10 and n (bench/verify.py).
 - proofs from the stored nodes vs pymerkle.
 - read models: rebuilding every projection from a ledger of realistic events
-  (transfers, requests, grants, refusals, uses, revocations; 1,000,000 by
-  default, or BENCH_EVENTS), and lineage queries on a 10,000-transfer tree.
+  (transfers, requests, grants, refusals, uses, revocations), and lineage
+  queries on a 10,000-transfer tree.
 
-BENCH_EVENTS sets the size (default 5000). Ratios, not absolute times, are
-what to compare: both sides run on the same machine, backend and data.
+Sizes: BENCH_EVENTS (recording; default 5000; also the default of the
+sizes below), BENCH_HTTP_REQUESTS (per client count; default 3000),
+BENCH_VERIFY_EVENTS, BENCH_PROOF_LEAVES and BENCH_PROJECTION_EVENTS (each
+1,000,000 unless BENCH_EVENTS is set). Ratios, not absolute times, are what
+to compare: both sides run on the same machine, backend and data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import subprocess
@@ -104,7 +113,8 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, str], n: int) -> None:
+def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, str], n: int) -> float:
+    """Print the row; return the raw single-save rate (one save, one durable commit each)."""
     raw = RawApp(raw_env)
     ledger = TransferLedger(ledger_env)
     try:
@@ -147,6 +157,7 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
             f"{label:<34} {done:>8} {raw_rate:>12.0f}/s {ledger_rate:>12.0f}/s "
             f"{ratio:>7.2f}x  (goal >= 0.80x){'' if ratio >= 0.8 else '  MISSED'}"
         )
+        return raw_rate
     finally:
         raw.close()
         ledger.close()
@@ -470,23 +481,40 @@ def postgres_url() -> Iterator[str | None]:
 
 
 def main() -> int:
-    print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}")
+    from bench.http import REQUESTS as HTTP_REQUESTS
+    from bench.http import bench_http
+    from bench.verify import bench_verify, events_from_env
+
+    print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPU(s)")
     print(f"{'recording in-process':<34} {'events':>8} {'raw save':>14} {'ledger':>14} {'ratio':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(Path(tmp))
         raw_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "raw.sqlite3")}
-        bench_recording("SQLite", raw_env, eventsourcing_env(settings), EVENTS)
-    try:
-        with postgres_url() as url:
+        sqlite_single = bench_recording("SQLite", raw_env, eventsourcing_env(settings), EVENTS)
+    with contextlib.ExitStack() as stack:
+        url: str | None = None
+        pg_single: float | None = None
+        try:
+            url = stack.enter_context(postgres_url())
+        except subprocess.CalledProcessError as e:
+            print(f"{'PostgreSQL':<34} (could not start a server: {(e.stderr or '').strip()[-200:]}; "
+                  "set BENCH_DATABASE_URL to use one)")
+        else:
             if url:
-                raw_env = postgres_env(url)
-                bench_recording("PostgreSQL", raw_env, eventsourcing_env(Settings(Path("."), url)), EVENTS)
+                pg_single = bench_recording(
+                    "PostgreSQL", postgres_env(url), eventsourcing_env(Settings(Path("."), url)), EVENTS
+                )
             else:
                 print(f"{'PostgreSQL':<34} (install the PostgreSQL server, or set BENCH_DATABASE_URL="
                       "postgresql://user:pw@host:port/db, to include it)")
-    except subprocess.CalledProcessError as e:
-        print(f"{'PostgreSQL':<34} (could not start a server: {(e.stderr or '').strip()[-200:]}; "
-              "set BENCH_DATABASE_URL to use one)")
+        print()
+        bench_http(HTTP_REQUESTS, sqlite_single)
+        if url:
+            print()
+            bench_http(HTTP_REQUESTS, pg_single, database_url=url)
+    print()
+    bench_verify(events_from_env())
     print()
     proof_leaves = int(os.environ.get("BENCH_PROOF_LEAVES", str(max(EVENTS, 1_000_000))))
     print(f"{'proofs (SQLite store)':<34} {'leaves':>8} {'pymerkle':>13} {'ledger':>13} {'speed-up':>8}")

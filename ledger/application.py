@@ -18,6 +18,7 @@ grant as it now stands. So a revocation that commits first always wins
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,13 @@ class TransferLedger(Application[UUID]):
             self._committer = None
         super().close()
 
+    async def run_async(self, prepare: Prepare) -> dict[str, Any]:
+        """Run a planned command from an event loop: in the next batch, without a thread of
+        the caller's waiting (the committer's writer thread writes it)."""
+        if self._committer is not None:
+            return await self._committer.submit_async(prepare)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self._execute, prepare)
+
     def _run(self, prepare: Prepare) -> dict[str, Any]:
         """Prepare and save a command: in the next batch, or now on its own."""
         if self._committer is not None:
@@ -285,10 +293,14 @@ class TransferLedger(Application[UUID]):
 
     def record_transfer(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Record a transfer; an onward transfer only under the origin's grant."""
+        return self._run(self.plan_record_transfer(data, idempotency=idempotency))
+
+    def plan_record_transfer(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> Prepare:
+        """Parse the request now (refusing bad input); the preparation to run, alone or in a batch."""
         now = self.clock()
         draft = TransferDraft.parse(data, now=now)
         check_not_to_self(draft.sender, draft.recipient)
-        return self._run(lambda: self._prepare_transfer(draft, now, idempotency))
+        return lambda: self._prepare_transfer(draft, now, idempotency)
 
     def _prepare_transfer(
         self, draft: TransferDraft, now: datetime, idempotency: IdempotencyClaim | None
@@ -317,6 +329,9 @@ class TransferLedger(Application[UUID]):
         self, data: Any, *, idempotency: IdempotencyClaim | None = None
     ) -> dict[str, Any]:
         """Record the holder's notification of intention and request (art. 36 §3)."""
+        return self._run(self.plan_request_authorization(data, idempotency=idempotency))
+
+    def plan_request_authorization(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> Prepare:
         draft = AuthorizationRequestDraft.parse(data)
 
         def prepare() -> Prepared:
@@ -336,12 +351,17 @@ class TransferLedger(Application[UUID]):
             )
             return self._authorization_prepared(authorization, idempotency)
 
-        return self._run(prepare)
+        return prepare
 
     def decide(
         self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
     ) -> dict[str, Any]:
         """The origin grants (with conditions) or refuses (with reasons) a request."""
+        return self._run(self.plan_decide(authorization_id, data, idempotency=idempotency))
+
+    def plan_decide(
+        self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> Prepare:
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = DecisionDraft.parse(data)
         check_refusal_reasoned(draft)
@@ -365,12 +385,17 @@ class TransferLedger(Application[UUID]):
                 authorization.refuse(draft.decided_by, draft.reasons or "", signature)
             return self._authorization_prepared(authorization, idempotency)
 
-        return self._run(prepare)
+        return prepare
 
     def revoke(
         self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
     ) -> dict[str, Any]:
         """The origin revokes a grant; later onward transfers under it are refused."""
+        return self._run(self.plan_revoke(authorization_id, data, idempotency=idempotency))
+
+    def plan_revoke(
+        self, authorization_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> Prepare:
         auth_id = parse_uuid(authorization_id, "authorization_id")
         draft = RevocationDraft.parse(data)
 
@@ -381,7 +406,7 @@ class TransferLedger(Application[UUID]):
             authorization.revoke(draft.revoked_by, draft.reasons)
             return self._authorization_prepared(authorization, idempotency)
 
-        return self._run(prepare)
+        return prepare
 
     def _authorization_prepared(
         self, authorization: Authorization, idempotency: IdempotencyClaim | None

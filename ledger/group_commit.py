@@ -1,15 +1,19 @@
 """Group commit: concurrent commands written in batches, one durable commit each.
 
-Callers (the API's request threads) hand a command's *preparation* to
-:meth:`GroupCommitter.submit`. The first caller to find no batch being
-written becomes the **leader**: in its own thread, it takes every command
-waiting, up to ``max_batch``, prepares them one after another (each sees
-what the earlier ones changed) and saves them all in one transaction: one
-fsync for the batch. The others wait meanwhile, and each gets its answer,
-or its refusal, only after its batch committed. If commands arrived while
-the leader was writing, it wakes the first of them to lead the next batch.
-So a busy server writes large batches, and a lone request is written at once
-in its own thread, with no hand-off and no added wait.
+A command is handed over as its *preparation* (loading what it needs,
+applying the rules, making its events). Every command waiting, up to
+``max_batch``, is prepared one after another (each sees what the earlier
+ones changed) and saved in one transaction: one fsync for the batch. Each
+caller gets its answer, or its refusal, only after its batch committed;
+while a batch is written, the next one gathers, so a busy server writes
+large batches and a lone command is written at once, with no added wait.
+
+Who writes a batch: a caller in a thread of its own (:meth:`submit`) that
+finds no batch being written leads the next one in its own thread, and
+then wakes the first caller that arrived meanwhile to lead the one after.
+Callers on an event loop (:meth:`submit_async`, the API's handlers) wait
+without a thread: the committer's writer thread writes their batches and
+settles their futures with one wake-up of the loop per batch.
 
 The queue is bounded: when ``max_queue`` commands are waiting, ``submit``
 raises :class:`Overloaded` at once (the API answers 503 with
@@ -19,6 +23,7 @@ commands and returns once every command already queued was written.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +46,9 @@ class _Waiting:
     error: BaseException | None = None
     #: Woken not with an answer but to lead the next batch (its own command is in it).
     lead: bool = False
+    #: For a caller on an event loop: settled there (it cannot lead; the writer thread does).
+    future: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass
@@ -82,6 +90,9 @@ class GroupCommitter:
         self._closing = False
         self._idle = threading.Condition()
         self.stats = CommitStats()
+        self._writer: threading.Thread | None = None  # leads batches for callers on event loops
+        self._writer_turn = False
+        self._writer_stop = False
 
     def start(self) -> None:
         """Nothing to start: batches are written by the callers' threads."""
@@ -113,12 +124,51 @@ class GroupCommitter:
             raise waiting.error
         return waiting.result
 
+    async def submit_async(self, prepare: Callable[[], Any]) -> Any:
+        """As :meth:`submit`, for a caller on an event loop: it waits without a thread."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(prepare, future=loop.create_future(), loop=loop)
+        with self._idle:
+            if self._closing:
+                raise Overloaded("the ledger is shutting down; retry on another instance or later")
+            if len(self._pending) >= self.max_queue:
+                self.stats.refused_overloaded += 1
+                raise Overloaded(f"{self.max_queue} commands are already waiting to be written; retry shortly")
+            self._pending.append(waiting)
+            if not self._leading:
+                self._leading = True
+                self._wake_writer()
+        assert waiting.future is not None
+        return await waiting.future
+
+    def _wake_writer(self) -> None:
+        """Give the lead to the writer thread (started on first use). Holding ``_idle``."""
+        self._writer_turn = True
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_for_loops, name="group-commit", daemon=True)
+            self._writer.start()
+        self._idle.notify_all()
+
+    def _write_for_loops(self) -> None:
+        while True:
+            with self._idle:
+                while not self._writer_turn and not self._writer_stop:
+                    self._idle.wait()
+                if not self._writer_turn:
+                    return
+                self._writer_turn = False
+            self._lead()
+
     def close(self) -> None:
         """Refuse new commands; return once every queued command was written."""
         with self._idle:
             self._closing = True
             while self._leading or self._pending:
                 self._idle.wait()
+            self._writer_stop = True
+            self._idle.notify_all()
+        if self._writer is not None:
+            self._writer.join()
 
     def _lead(self) -> None:
         """Write the next batch (it holds this thread's own command), then pass the lead on."""
@@ -134,8 +184,11 @@ class GroupCommitter:
         with self._idle:
             if self._pending:
                 successor = self._pending[0]
-                successor.lead = True
-                successor.done.set()
+                if successor.future is None:
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._wake_writer()
             else:
                 self._leading = False
                 self._idle.notify_all()
@@ -150,6 +203,24 @@ class GroupCommitter:
         self.stats.batches += 1
         self.stats.commands += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        settle: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
         for waiting, (result, error) in zip(batch, outcomes, strict=True):
             waiting.result, waiting.error = result, error
+            if waiting.loop is not None:
+                settle.setdefault(waiting.loop, []).append((waiting.future, result, error))
             waiting.done.set()
+        for loop, answers in settle.items():  # one wake-up per event loop and batch
+            try:
+                loop.call_soon_threadsafe(_settle, answers)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+
+def _settle(answers: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        if future.done():  # the request was cancelled (client gone)
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

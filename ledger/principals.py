@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -100,8 +101,14 @@ class Principal:
 class PrincipalStore:
     """Principals and the hashes of their keys, in the ledger's database."""
 
-    def __init__(self, sql: SqlAccess) -> None:
+    def __init__(self, sql: SqlAccess, *, cache_seconds: float = 0.0) -> None:
+        """``cache_seconds`` > 0 keeps each authenticated key's principal that long in this
+        process (the API server does: one lookup per key and second, not per request); a key
+        revoked by another process is then refused within that time, one revoked through
+        this store at once."""
         self._sql = sql
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
         statements: list[tuple[str, tuple[Any, ...]]] = [(_CREATE_TABLE, ())]
         if sql.backend == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS from starting processes can
@@ -150,11 +157,24 @@ class PrincipalStore:
         """
         if not isinstance(key, str) or not _KEY.match(key):
             return None
+        key_hash = _key_hash(key)
+        if self._cache_seconds > 0:
+            cached = self._cache.get(key_hash)
+            if cached is not None and cached[1] > time.monotonic():
+                return cached[0]
         rows = self._sql.query(
             f"SELECT {_COLUMNS} FROM {{api_principals}} WHERE key_hash = ? AND revoked_at IS NULL",
-            (_key_hash(key),),
+            (key_hash,),
         )
-        return _principal(rows[0]) if rows else None
+        if not rows:
+            self._cache.pop(key_hash, None)
+            return None
+        principal = _principal(rows[0])
+        if self._cache_seconds > 0:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_hash] = (principal, time.monotonic() + self._cache_seconds)
+        return principal
 
     def get(self, principal_id: str) -> Principal | None:
         """A principal by id, revoked or not; None if there is none."""
@@ -184,7 +204,14 @@ class PrincipalStore:
             revoked_at = _now()
             self._sql.run_in(cursor, "UPDATE {api_principals} SET revoked_at = ? WHERE id = ?",
                              (revoked_at, principal_id))
+        for key_hash, (cached, _) in list(self._cache.items()):
+            if cached.id == principal_id:
+                del self._cache[key_hash]
         return replace(principal, revoked_at=revoked_at)
+
+
+#: Most keys kept by an authentication cache (it starts again empty beyond).
+_CACHE_LIMIT = 10_000
 
 
 def _key_hash(key: str) -> str:

@@ -33,6 +33,7 @@ class SqlAccess:
         else:
             raise TypeError(f"unsupported recorder {type(recorder).__name__}")
         self.datastore = recorder.datastore
+        self._prepared: dict[str, str] = {}
 
     def table(self, name: str) -> str:
         if self.schema is None:
@@ -40,8 +41,14 @@ class SqlAccess:
         return f'"{self.schema}"."{name}"'
 
     def _prepare(self, sql: str) -> str:
-        sql = _TABLE_REF.sub(lambda m: self.table(m.group(1)), sql)
-        return sql.replace("?", "%s") if self.backend == "postgresql" else sql
+        prepared = self._prepared.get(sql)
+        if prepared is None:
+            prepared = _TABLE_REF.sub(lambda m: self.table(m.group(1)), sql)
+            if self.backend == "postgresql":
+                prepared = prepared.replace("?", "%s")
+            if len(self._prepared) < 1000:  # the statements are the code's own: a few dozen
+                self._prepared[sql] = prepared
+        return prepared
 
     def query(self, sql: str, params: Sequence[Any] = (), *, commit: bool = False) -> list[dict[str, Any]]:
         """Run one statement in its own transaction; rows as dicts."""

@@ -302,3 +302,25 @@ def test_batches_keep_the_uses_next_to_their_transfers(grouped: TransferLedger) 
         transfer_leaf = grouped.store.leaf_of_event(UUID(use.transfer_id), 1)
         assert use_leaf is not None and transfer_leaf is not None
         assert use_leaf.leaf_index == transfer_leaf.leaf_index + 1
+
+
+def test_callers_on_an_event_loop_wait_without_threads_and_share_a_batch(grouped: TransferLedger) -> None:
+    """The API's handlers await their commands: the committer's writer thread writes them."""
+    import asyncio
+
+    async def three() -> list[Any]:
+        plans = [grouped.plan_record_transfer(transfer("DE", "FR", request_reference=f"A-{i}")) for i in range(3)]
+        return await asyncio.gather(*(grouped.run_async(plan) for plan in plans), return_exceptions=True)
+
+    committer = grouped.committer
+    assert committer is not None
+    with committer_held(grouped):
+        answers = Call(lambda: asyncio.run(three()))
+        queued(grouped, 3)
+    recorded = answers.outcome()
+    assert sorted(a["request_reference"] for a in recorded) == ["A-0", "A-1", "A-2"]
+    assert committer.stats.largest_batch == 3 and _tree_size(grouped) == 3
+    # refusals reach the awaiting caller too
+    with pytest.raises(RuleViolation) as refused:
+        asyncio.run(grouped.run_async(grouped.plan_record_transfer(onward("NL", "INTERPOL", recorded[0]))))
+    assert refused.value.rule == "not-holder"

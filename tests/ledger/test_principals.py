@@ -69,6 +69,27 @@ def test_add_then_authenticate(store: PrincipalStore) -> None:
         de.has_role("auditer")
 
 
+def test_a_caching_store_refuses_a_key_revoked_elsewhere_within_its_cache_time(ledger: TransferLedger) -> None:
+    """The API server's store keeps authenticated keys briefly; another process's revocation
+    (here: another store on the same database) takes effect when that time is up, its own at once."""
+    import time
+
+    server = PrincipalStore(SqlAccess(ledger.recorder), cache_seconds=0.5)
+    elsewhere = PrincipalStore(SqlAccess(ledger.recorder))
+    de, de_key = server.add("DE", "recorder")
+    fr, fr_key = server.add("FR", "recorder")
+    assert server.authenticate(de_key) == de and server.authenticate(fr_key) == fr
+    elsewhere.revoke(de.id)
+    assert elsewhere.authenticate(de_key) is None  # no cache: refused at once
+    assert server.authenticate(de_key) == de  # still within the server's cache time
+    deadline = time.monotonic() + 5
+    while server.authenticate(de_key) is not None:
+        assert time.monotonic() < deadline, "the revoked key was still accepted after its cache time"
+        time.sleep(0.05)
+    server.revoke(fr.id)
+    assert server.authenticate(fr_key) is None  # revoked through this store: at once
+
+
 @pytest.mark.parametrize("key", [
     "", "tl_", "tl_" + "A" * 42, "tl_" + "A" * 44, "xx_" + "A" * 43, "tl_" + "A" * 42 + "=",
     "tl_" + "A" * 42 + "\n",
