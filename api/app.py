@@ -60,10 +60,14 @@ class BodyLimit:
                 try:
                     too_large = int(value) > self.limit
                 except ValueError:
-                    too_large = False
+                    break  # the server refuses a bad Content-Length itself; count what arrives
                 if too_large:
                     await self._refuse(scope, receive, send)
                     return
+                # The HTTP server delivers no more than Content-Length bytes as the body:
+                # nothing to count.
+                await self.app(scope, receive, send)
+                return
         received = 0
         too_large = False
 

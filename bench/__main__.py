@@ -514,6 +514,7 @@ def main() -> int:
             print()
             bench_http(HTTP_REQUESTS, pg_single, database_url=url)
     print()
+    print(f"{'verification (SQLite)':<34} {'events':>8} {'':>13} {'ledger':>13}")
     bench_verify(events_from_env())
     print()
     proof_leaves = int(os.environ.get("BENCH_PROOF_LEAVES", str(max(EVENTS, 1_000_000))))
