@@ -8,9 +8,11 @@ by their origin, and a few signed checkpoints), written through the real
 recorder in batches, so that leaves, nodes and head are the real ones. Then,
 each in a fresh process (so that its peak memory is its own):
 
-- the baseline: read the rows verification reads (the events and
-  ``ledger_leaves``, by the same keyset paging) and SHA-256 each event's
-  bytes with its leaf row's fields;
+- the baseline: read the rows verification must read (every event row and
+  every ``ledger_leaves`` row, each table by keyset paging in verification's
+  page size; verification reads them joined, a page of leaves with their
+  event rows per query) and SHA-256 each event's bytes with its leaf row's
+  fields;
 - full verification, the function ``transfer-ledger verify`` calls (not
   ``--since``): every leaf recomputed from its event row, the chain, the
   tree, the stored nodes and head, the checkpoints and decision signatures.
@@ -185,11 +187,11 @@ def _measure_verify(data_dir: str) -> dict[str, Any]:
 
 
 def _measure_baseline(data_dir: str) -> dict[str, Any]:
-    """(In a fresh child process.) Read the rows verification reads, SHA-256 their bytes.
+    """(In a fresh child process.) Read the rows verification must read, SHA-256 their bytes.
 
     The events and the leaves, side by side, in verification's page size, by
-    the same keyset queries; one SHA-256 per event over its state, topic and
-    id with its leaf's record time and hash.
+    keyset queries on each table; one SHA-256 per event over its state, topic
+    and id with its leaf's record time and hash.
     """
     from hashlib import sha256
 

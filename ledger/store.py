@@ -152,6 +152,17 @@ class LedgerStore(Protocol):
         """Stored events with ``notification_id > after`` in notification order."""
         ...
 
+    def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
+        """Leaves with ``leaf_index >= start`` in index order, each joined to the
+        event row its notification id names, as plain rows: (leaf_index,
+        notification_id, originator_id, originator_version, recorded_at,
+        leaf_hash, then the event row's originator_id, originator_version,
+        topic, state), the ids as the database gives them as text (not
+        converted to the hyphenated form), the event's four None where no
+        event row has that notification id. For bulk verification, which
+        checks every value itself."""
+        ...
+
     def read_nodes(self, ids: Sequence[NodeId]) -> list[bytes | None]:
         """Stored hashes for node ids (level 0 from the leaves), None where missing."""
         ...

@@ -274,6 +274,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             for r in rows
         ]
 
+    def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
+        """Leaves from ``start`` in index order, each with its event row's fields:
+        see :meth:`ledger.store.LedgerStore.read_leaves_with_events`."""
+        return self._rows(
+            SQL(
+                "SELECT l.leaf_index, l.notification_id, l.originator_id::text, l.originator_version, "
+                "l.recorded_at, l.leaf_hash, e.originator_id::text, e.originator_version, e.topic, e.state "
+                "FROM {} l LEFT JOIN {} e ON e.notification_id = l.notification_id "
+                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
+            ).format(self._t["ledger_leaves"], self._events),
+            (start, limit),
+        )
+
     def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
         """Leaves from ``start`` in leaf order, each with its event row."""
         rows = self._query(

@@ -184,6 +184,17 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             for r in rows
         ]
 
+    def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
+        """Leaves from ``start`` in index order, each with its event row's fields:
+        see :meth:`ledger.store.LedgerStore.read_leaves_with_events`."""
+        return self._rows(
+            "SELECT l.leaf_index, l.notification_id, l.originator_id, l.originator_version, l.recorded_at, "
+            "l.leaf_hash, e.originator_id, e.originator_version, e.topic, e.state "
+            f"FROM ledger_leaves l LEFT JOIN {self.events_table_name} e ON e.rowid = l.notification_id "
+            "WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?",
+            (start, limit),
+        )
+
     def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
         """Leaves from ``start`` in leaf order, each with its event row."""
         rows = self._query(

@@ -1,10 +1,12 @@
 """Full verification: re-read every event and leaf, recompute everything.
 
-:func:`verify_ledger` streams the leaves (in leaf order) and the stored
-events (in notification order) side by side, in batches, with constant
-memory. For each leaf it recomputes the canonical bytes from the event row
-and the previous leaf's hash, and compares the leaf hash with the stored
-one; it builds the RFC 9162 tree (a compact range) over the leaf hashes and
+:func:`verify_ledger` reads the leaves (in leaf order), each joined to its
+event row, in pages, with constant memory; where a leaf's event row is not
+the one after the previous leaf's, or does not record the leaf's event, it
+streams the stored events (in notification order) beside the leaves, so that
+rows without a leaf, rows that are gone and rows out of order are found. For
+each leaf it recomputes the canonical bytes from the event row and the
+previous leaf's hash, and compares the leaf hash with the stored one; it builds the RFC 9162 tree (a compact range) over the leaf hashes and
 compares the subtree hashes stored for proofs, the head row, and every
 stored checkpoint (signature, origin, and root at its size). It reports the
 **first leaf index** where anything differs and what differs.
@@ -47,18 +49,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import struct
 from binascii import b2a_base64, hexlify
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
+from functools import lru_cache
+from itertools import compress
+from operator import itemgetter, methodcaller
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
 from domain.rules import decision_document
-from ledger.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string
+from ledger.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string, originator_id_text
 from ledger.merkle import (
     CompactRange,
     ProofError,
@@ -79,6 +87,8 @@ _UNKNOWN = bytes(32)
 _NODE_PREFIX = b"\x01"
 #: What a leaf hash hashes: 0x00 then the leaf's bytes (ledger.leaf's template).
 _HASHED_LEAF = b"\x00" + _LEAF_TEMPLATE
+#: Lowercase hex digits (stored ids of 32 such digits are hyphenated as UUIDs).
+_LOWER_HEX = re.compile("[0-9a-f]*")
 
 
 @dataclass
@@ -193,6 +203,8 @@ class _NodeCheck:
         self.gaps = gaps  # [first, end) of leaf rows that are gone: nodes over them are unknown
         #: per level (index 0 unused), the recomputed (idx, hash) in idx order
         self.levels: list[list[tuple[int, bytes]]] = [[] for _ in range(65)]
+        #: per level, a run of recomputed hashes from an index (see add_run)
+        self.runs: dict[int, tuple[int, list[bytes]]] = {}
 
     def add(self, nodes: list[tuple[int, int, bytes]]) -> None:
         for level, idx, digest in nodes:
@@ -203,8 +215,25 @@ class _NodeCheck:
         first, end = idx << level, (idx + 1) << level
         return any(gap_first < end and first < gap_end for gap_first, gap_end in self.gaps)
 
+    def add_run(self, level: int, first: int, hashes: list[bytes]) -> None:
+        """The recomputed nodes ``first``, ``first + 1``, ... at one level (a
+        whole page's, where no leaf is gone), compared as :meth:`add`'s are."""
+        self.runs[level] = (first, hashes)
+
     def flush(self) -> None:
+        runs = self.runs
         for level, wanted in enumerate(self.levels):
+            if runs and level in runs:
+                first, hashes = runs.pop(level)
+                last = first + len(hashes) - 1
+                stored_rows = self.store.read_level_range(level, first, last)
+                if (
+                    not wanted and len(stored_rows) == len(hashes) and stored_rows[0][0] == first
+                    and stored_rows[-1][0] == last and list(map(_SECOND, stored_rows)) == hashes
+                ):
+                    continue  # unique indexes in order, as many as wanted, from first to last: the same
+                wanted.extend(zip(range(first, last + 1), hashes))
+                wanted.sort()
             if not wanted:
                 continue
             stored_rows = self.store.read_level_range(level, wanted[0][0], wanted[-1][0])
@@ -261,6 +290,12 @@ class _DecisionSignatures:
         decision = _DECISION_TOPICS.get(row.topic)
         if decision is None:
             return
+        state = row.state
+        if (
+            type(state) is bytes and _plain_object_match()(state) is not None
+            and (state.endswith(b'"signature":null}') or b'"signature"' not in state)
+        ):
+            return  # unsigned: what decoding it would find (see _plain_object)
         data = self._decode(index, row)
         if data is None or not data.get("signature"):
             return
@@ -270,7 +305,7 @@ class _DecisionSignatures:
         if origin not in self.loaded:
             self._registered_before_start(origin)
         vkey = self.keys.get(origin, {}).get(str(signature.get("key")))
-        message = rfc8785.dumps(
+        message = _canonical(
             decision_document(row.originator_id, origin, decision, data.get("decided_by"),  # type: ignore[arg-type]
                               data.get("reasons"), data.get("conditions"))
         )
@@ -311,6 +346,62 @@ class _DecisionSignatures:
 
 
 _JSON_DECODE = json.JSONDecoder().decode
+_SORTED_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_MAX_SAFE = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """Only None, booleans, integers in RFC 8785's range, strings, lists, and
+    dicts with ASCII keys: values that json's sorted compact encoding writes
+    as RFC 8785 does (same string escapes; ASCII keys sort the same by code
+    point as by UTF-16 unit)."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        return -_MAX_SAFE <= value <= _MAX_SAFE
+    if kind is list:
+        return all(map(_plain, value))
+    if kind is dict:
+        return all(type(k) is str and k.isascii() for k in value) and all(map(_plain, value.values()))
+    return False
+
+
+def _canonical(document: Any) -> bytes:
+    """``rfc8785.dumps(document)``: through the json module's C encoder when
+    the values are plain (see :func:`_plain`), else through rfc8785 itself
+    (which also raises its errors, as for a string that is not UTF-8)."""
+    if _plain(document):
+        try:
+            return _SORTED_COMPACT(document).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    return rfc8785.dumps(document)
+
+
+def _plain_object(depth: int) -> re.Pattern[bytes]:
+    """A regular subset of JSON: objects of at most ``depth`` + 1 levels, without
+    white space, whose strings are printable ASCII without escapes, integers of
+    at most 300 digits (a decoder may refuse longer ones). Whatever it matches
+    decodes to a dict (that is all it is for: a decision whose state it matches,
+    ending in ``"signature":null}`` or with no ``"signature"`` in it at all, is
+    unsigned; since no string can hold a quote, the last member is then the
+    top-level object's ``signature``). Anything else is decoded as before."""
+    string = rb'"[ !#-\[\]-~]*+"'
+    number = rb'-?+(?:0|[1-9][0-9]{0,299}+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+'
+    scalar = string + rb'|' + number + rb'|true|false|null'
+    value = rb'(?>' + scalar + rb')'
+    for _ in range(depth):
+        value = (
+            rb'(?>' + scalar + rb'|\{\}|\[\]|\{' + string + rb':' + value + rb'(?:,' + string + rb':' + value
+            + rb')*+\}|\[' + value + rb'(?:,' + value + rb')*+\])'
+        )
+    return re.compile(rb'\{' + string + rb':' + value + rb'(?:,' + string + rb':' + value + rb')*+\}')
+
+
+@lru_cache(maxsize=1)
+def _plain_object_match() -> Callable[[bytes], re.Match[bytes] | None]:
+    return _plain_object(3).fullmatch  # compiled when first needed
 
 _DECISION_TOPICS = {
     Authorization.Granted.TOPIC: "granted",
@@ -318,6 +409,95 @@ _DECISION_TOPICS = {
 }
 #: The topics :meth:`_DecisionSignatures.see` looks at (it passes over the others).
 _SIGNATURE_TOPICS = frozenset([PartyPolicy.KeyRegistered.TOPIC, *_DECISION_TOPICS])
+
+
+_DIGEST = methodcaller("digest")
+_SECOND = itemgetter(1)
+#: A JSON string of the standard base64 (RFC 4648, padded) of bytes: what the
+#: leaf's ``"state"`` holds, quotes included.
+_BYTES_JSON = msgspec.json.Encoder().encode
+#: The leaf template (0x00 prefixed) with the state's quotes left to
+#: _BYTES_JSON, and, for ids of 32 hex digits, their five groups in slots.
+_HASHED_LEAF_BULK = _HASHED_LEAF.replace(b'"state":"%b"', b'"state":%b')
+_HASHED_LEAF_HEX_IDS = _HASHED_LEAF_BULK.replace(b'"originator_id":%b', b'"originator_id":"%b-%b-%b-%b-%b"')
+assert _HASHED_LEAF_BULK.count(b"%") == 7 and _HASHED_LEAF_HEX_IDS.count(b"%") == 11
+
+
+@lru_cache(maxsize=4)
+def _id_groups(n: int) -> struct.Struct:
+    """Splits n ids of 32 hex digits, one after the other, into their UUID groups."""
+    return struct.Struct("8s4s4s4s12s" * n)
+
+
+def _leaf_id(originator_id: str, hex_ids: bool) -> str:
+    """A stored id (text) in the leaf's form, as :func:`originator_id_text` makes it."""
+    if len(originator_id) != 32:
+        return originator_id
+    if hex_ids:
+        o = originator_id
+        return f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
+    return originator_id_text(originator_id)
+
+
+def _clean_page(
+    page: list[tuple[Any, ...]], start: int, after: int, prev: bytes, hex_ids: bool,
+    topics_json: dict[str, bytes], recorded_json: dict[str, bytes],
+) -> tuple[list[bytes], tuple[Any, ...]] | None:
+    """For a page of :meth:`LedgerStore.read_leaves_with_events` rows in which
+    every row is the common case of the verification loop (leaves ``start``,
+    ``start + 1``, ...; event rows ``after + 1``, ``after + 2``, ...; each
+    holding its leaf's id and version; text, integers and bytes where they
+    belong) and every leaf hash, recomputed, is the stored one: the leaf
+    hashes and the topics. None if anything differs (the loop then goes
+    through the page row by row and finds it)."""
+    n = len(page)
+    indexes, nids, leaf_ids, leaf_versions, recorded, hashes, ids, versions, topics, states = zip(*page)
+    if (
+        indexes != tuple(range(start, start + n)) or nids != tuple(range(after + 1, after + n + 1))
+        or ids != leaf_ids or versions != leaf_versions
+        or set(map(type, ids)) != {str} or set(map(type, versions)) != {int}
+        or set(map(type, states)) != {bytes} or set(map(type, hashes)) != {bytes}
+        or set(map(len, hashes)) != {32}
+    ):
+        return None
+    topic_json = list(map(topics_json.get, topics))
+    if None in topic_json:
+        for i, topic in enumerate(topics):
+            if topic_json[i] is None:
+                if type(topic) is not str:
+                    return None
+                encoded = topics_json.get(topic) or _json_string(topic)
+                if len(topics_json) < 256:
+                    topics_json[topic] = encoded
+                topic_json[i] = encoded
+    times = list(map(recorded_json.get, recorded))
+    if None in times:
+        if len(recorded_json) > 1024:
+            recorded_json.clear()
+        for i, when in enumerate(recorded):
+            if times[i] is None:
+                if type(when) is not str:
+                    return None
+                times[i] = recorded_json.get(when) or recorded_json.setdefault(when, _json_string(when))
+    stored = list(hashes)
+    prevs = map(hexlify, [prev, *stored[:-1]])
+    states_json = map(_BYTES_JSON, states)  # the base64 of each, quoted
+    if hex_ids and set(map(len, ids)) == {32}:
+        # 32 lowercase hex digits each: their hyphenated form's five groups
+        parts = _id_groups(n).unpack("".join(ids).encode("ascii"))
+        leaves = map(_HASHED_LEAF_HEX_IDS.__mod__, zip(
+            indexes, parts[0::5], parts[1::5], parts[2::5], parts[3::5], parts[4::5], versions, prevs, times,
+            states_json, topic_json,
+        ))
+    else:
+        try:
+            ids_json = [encode_basestring(_leaf_id(o, hex_ids)).encode() for o in ids]
+        except ValueError:
+            return None
+        leaves = map(_HASHED_LEAF_BULK.__mod__, zip(indexes, ids_json, versions, prevs, times, states_json, topic_json))
+    if list(map(_DIGEST, map(hashlib.sha256, leaves))) != stored:
+        return None
+    return stored, topics
 
 
 def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
@@ -335,10 +515,6 @@ def _leaf_of(store: LedgerStore, event: EventRow) -> LeafRow | None:
     if leaf is None or (leaf.originator_id, leaf.originator_version) != _key(event):
         return None
     return leaf
-
-
-def _after_leaf(row: LeafRow) -> int:
-    return row[0] + 1
 
 
 def _after_event(row: EventRow) -> int:
@@ -503,15 +679,13 @@ def verify_ledger(
         nodes.add(tree.append(digest))
         checkpoints.check_due(tree, gaps[0][0] if gaps else None)
 
-    leaves: Iterator[LeafRow] = iter_batches(store.read_leaves, expected, _after_leaf, batch)
-    events: Iterator[EventRow] = iter_batches(store.read_events, last_notification, _after_event, batch)
-    event = next(events, None)
-    # The loop below runs once per leaf: rows are read as tuples (LeafRow:
-    # index, notification id, originator id, version, recorded_at, hash;
-    # EventRow: notification id, originator id, version, topic, state), and
-    # the common case (the leaf's own event row next in the stream, no gap)
-    # appends to the tree without a call per node. What is checked is the
-    # same on every path.
+    # Three ways through a page, each checking what the next one would: a
+    # whole page in the common case, a column at a time; else leaf by leaf
+    # while rows are in the common case (the leaf's own event row next, no
+    # gap), appending to the tree without a call per node; else the
+    # two-stream loop, which handles every case. Rows are plain tuples
+    # (LeafRow: index, notification id, originator id, version, recorded_at,
+    # hash; EventRow: notification id, originator id, version, topic, state).
     sha256, hashed_leaf, node_prefix = hashlib.sha256, _HASHED_LEAF, _NODE_PREFIX
     signature_topics, json_string, escape = _SIGNATURE_TOPICS, _json_string, encode_basestring
     frontier = tree.hashes
@@ -522,121 +696,320 @@ def verify_ledger(
     last_recorded_at: str | None = None
     recorded_json = b""
 
-    for leaf in leaves:
-        index, notification_id, _, _, recorded_at, stored_hash = leaf
-        if index >= total:
+    read_page = store.read_leaves_with_events
+    lower_hex = _LOWER_HEX.fullmatch
+    event_id = itemgetter(6)
+    whole_pages = batch & (batch - 1) == 0  # a power of two
+    page_levels = batch.bit_length() - 1
+    digest_of, node_pair = methodcaller("digest"), (_NODE_PREFIX + b"%b%b").__mod__
+    recorded_cache: dict[str, bytes] = {}
+    events: Iterator[EventRow] = iter(())
+    event: EventRow | None = None
+    cursor = expected
+    stop = False
+    while not stop:
+        # One joined read per page: each leaf row with its event row's fields.
+        # A leaf whose event row is the next one after the rows of the leaves
+        # before it (notification id one higher: no other row can come between)
+        # and records the leaf's own id and version is the common case of the
+        # two-stream loop below, and is checked here in the same way. From the
+        # first leaf where anything does not line up, a page goes through that
+        # loop: leaves read again from there, and events streamed from the last
+        # leaf's row on (every row up to it has been accounted for), so every
+        # problem is found and reported as it always was.
+        page = read_page(cursor, batch)
+        if not page:
             break
-        linked = index == expected  # the previous leaf is there: the chain can be checked
-        if not linked:
-            report.problem(
-                expected, "missing",
-                f"leaves {expected}..{index - 1} are gone (so leaf {index}'s link to the "
-                "previous leaf cannot be checked)",
-            )
-            gaps.append((expected, index))
-            for _ in range(expected, index):
-                append(_UNKNOWN)  # keeps the later leaves at their places in the tree
-            next_due = checkpoints.next_size()
-        if notification_id <= previous_notification:
-            report.problem(
-                index, "reordered",
-                f"its event row {notification_id} comes before the row of the previous leaf "
-                f"({previous_notification})",
-            )
-        row: EventRow | None = None
-        if notification_id <= last_notification:
-            row = _event_at(store, notification_id)  # the stream is past it
-        elif event is not None and event[0] == notification_id:
-            row, event = event, next(events, None)  # the usual case: the next row is this leaf's
-        else:
-            displaced: list[tuple[int, int]] = []  # (row, leaf): rows other leaves recorded
-            while event is not None and event.notification_id < notification_id:
-                other = _leaf_of(store, event)
-                if other is None:
-                    report.problem(
-                        index, "inserted",
-                        f"event row {event.notification_id} ({_describe(event)}) has no leaf",
-                    )
-                else:
-                    displaced.append((event.notification_id, other.leaf_index))
-                event = next(events, None)
-            if displaced:
-                report.problem(
-                    index, "reordered",
-                    f"{len(displaced)} event row(s) recorded by other leaves come before this "
-                    f"leaf's row {notification_id}: rows {displaced[0][0]}..{displaced[-1][0]} "
-                    f"(the first recorded by leaf {displaced[0][1]})",
-                )
-            if event is not None and event.notification_id == notification_id:
-                row, event = event, next(events, None)
-        if row is None:
-            report.problem(
-                index, "missing",
-                f"its event row {notification_id} ({_describe(leaf)}) is gone",
-            )
-            moved.lost_event(leaf)
-        else:
-            events_checked += 1
-            _, originator_id, originator_version, topic, state = row
+        more = len(page) == batch
+        cursor = page[-1][0] + 1
+        # 32-digit ids: hyphenated here when all the page's are lowercase hex,
+        # else each as originator_id_text makes it.
+        try:
+            hex_ids = lower_hex("".join(map(event_id, page))) is not None
+        except TypeError:  # not all text: those rows go through the loop below
+            hex_ids = False
+        # A whole page at a multiple of the page size (a power of two), every
+        # row the common case and every leaf hash as stored: checked a column
+        # at a time, and its leaves make a perfect subtree, built a level at a
+        # time. The same checks, and nothing to report but what the decision
+        # signatures, a checkpoint at its end and the stored nodes may show, in
+        # the order the loop below would report them. Else the loop below.
+        n = len(page)
+        start = expected
+        clean = (
+            _clean_page(page, start, last_notification, prev, hex_ids, topics_json, recorded_cache)
+            if start + n <= total and not gaps else None
+        )
+        if clean is not None:
+            hashes, topics = clean
+            if whole_pages and n == batch and start % batch == 0 and not start < next_due < start + n:
+                for i in compress(range(n), map(signature_topics.__contains__, topics)):
+                    r = page[i]
+                    signatures.see(r[0], EventRow(r[1], _leaf_id(r[6], hex_ids), r[7], r[8], r[9]))
+                row = hashes
+                for level in range(1, page_levels + 1):
+                    row = list(map(digest_of, map(sha256, map(node_pair, zip(row[0::2], row[1::2])))))
+                    nodes.add_run(level, start >> level, row)
+                node, size, level = row[0], start >> page_levels, page_levels
+                while size & 1:
+                    node = sha256(node_prefix + frontier.pop() + node).digest()
+                    size >>= 1
+                    level += 1
+                    levels[level].append((size, node))
+                frontier.append(node)
+                tree.size = start + n
+                if tree.size == next_due:
+                    checkpoints.check_due(tree)
+                    next_due = checkpoints.next_size()
+                nodes.flush()
+                if progress is not None:
+                    progress(start + n, total)
+            else:
+                # Leaf by leaf: the signatures, the tree, and a checkpoint or the
+                # stored nodes where due, as in the loop below.
+                flush_at = start - start % batch + batch
+                for i, node in enumerate(hashes):
+                    if topics[i] in signature_topics:
+                        r = page[i]
+                        signatures.see(r[0], EventRow(r[1], _leaf_id(r[6], hex_ids), r[7], r[8], r[9]))
+                    size, level = start + i, 0
+                    while size & 1:
+                        node = sha256(node_prefix + frontier.pop() + node).digest()
+                        size >>= 1
+                        level += 1
+                        levels[level].append((size, node))
+                    frontier.append(node)
+                    size = start + i + 1
+                    if size == next_due:
+                        tree.size = size
+                        checkpoints.check_due(tree)
+                        next_due = checkpoints.next_size()
+                    if size == flush_at:
+                        flush_at += batch
+                        nodes.flush()
+                        if progress is not None:
+                            progress(size, total)
+                tree.size = start + n
+            expected = start + n
+            prev = hashes[-1]
+            events_checked += n
+            previous_notification = last_notification = last_notification + n
+            stop = not more
+            continue
+        # Locals for the loop: the tree's size (the leaf count, as no leaf is
+        # gone before a page checked here), the next event row's id, and the
+        # leaf count at which the nodes are compared next.
+        size = expected
+        tree_start = size
+        next_row = last_notification + 1
+        flush_at = size - size % batch + batch
+        careful_from: int | None = expected if gaps else None
+        for (index, notification_id, leaf_id, leaf_version, recorded_at, stored_hash,
+             originator_id, originator_version, topic, state) in (() if gaps else page):
+            if (
+                index != size or notification_id != next_row or index >= total
+                or originator_id != leaf_id or originator_version != leaf_version
+                or type(originator_id) is not str or type(state) is not bytes
+                or type(stored_hash) is not bytes or len(stored_hash) != 32
+            ):
+                careful_from = size
+                break
+            topic_json = topics_json.get(topic)  # a hit: topic is that str
+            if topic_json is None:
+                if type(topic) is not str:
+                    careful_from = size
+                    break
+                topic_json = json_string(topic)
+                if len(topics_json) < 256:
+                    topics_json[topic] = topic_json
+            if len(originator_id) != 32:
+                id_json = escape(originator_id).encode()
+            elif hex_ids:
+                id_json = (
+                    f'"{originator_id[:8]}-{originator_id[8:12]}-{originator_id[12:16]}-'
+                    f'{originator_id[16:20]}-{originator_id[20:]}"'
+                ).encode()
+                originator_id = None
+            else:
+                originator_id = originator_id_text(originator_id)
+                id_json = escape(originator_id).encode()
             if topic in signature_topics:
-                signatures.see(index, row)
-            if originator_id != leaf[2] or originator_version != leaf[3]:
-                moved.holds(leaf, row)
-                moved.lost_event(leaf)
-            # encode_leaf's bytes (its template), with the JSON of the topic and
-            # of the record time (shared by a whole write batch) kept between
-            # leaves, and the leaf hash's 0x00 prefix in the template.
+                if originator_id is None:
+                    originator_id = id_json[1:-1].decode()
+                signatures.see(index, EventRow(notification_id, originator_id, originator_version, topic, state))
             if type(recorded_at) is not str or recorded_at != last_recorded_at:
                 recorded_json = json_string(recorded_at)
                 last_recorded_at = recorded_at if type(recorded_at) is str else None
-            topic_json = topics_json.get(topic) if type(topic) is str else None
-            if topic_json is None:
-                topic_json = json_string(topic)
-                if type(topic) is str and len(topics_json) < 256:
-                    topics_json[topic] = topic_json
-            digest = sha256(hashed_leaf % (
+            if sha256(hashed_leaf % (
                 index,
-                escape(originator_id).encode() if type(originator_id) is str else json_string(originator_id),
+                id_json,
                 originator_version if type(originator_version) is int else int(originator_version),
                 hexlify(prev),
                 recorded_json,
                 b2a_base64(state, newline=False),
                 topic_json,
-            )).digest()
-            if linked and digest != stored_hash:
+            )).digest() != stored_hash:
+                if originator_id is None:
+                    originator_id = id_json[1:-1].decode()
                 report.problem(
                     index, "modified",
-                    f"event row {row.notification_id} ({_describe(row)}) does not hash to the "
-                    "stored leaf hash: its topic, state, id, version or record time, or the "
+                    f"event row {notification_id} ({originator_id} v{originator_version}) does not hash "
+                    "to the stored leaf hash: its topic, state, id, version or record time, or the "
                     "previous leaf's hash, was changed",
                 )
-        previous_notification = notification_id
-        if notification_id > last_notification:
-            last_notification = notification_id
-        # Go on from the stored hash (see the module docstring).
-        prev = stored_hash
-        if gaps or type(prev) is not bytes or len(prev) != 32:  # 32: a SHA-256 hash
-            append(prev)
-            next_due = checkpoints.next_size()
-        else:
-            # CompactRange.append, inline: the nodes this leaf completes, each
-            # (idx, hash) at its level for _NodeCheck.
-            node, size, level = prev, tree.size, 0
+            # CompactRange.append, inline (as in the loop below).
+            prev = node = stored_hash
+            level = 0
             while size & 1:
                 node = sha256(node_prefix + frontier.pop() + node).digest()
                 size >>= 1
                 level += 1
                 levels[level].append((size, node))
             frontier.append(node)
-            tree.size += 1
-            if tree.size == next_due:
+            size = index + 1
+            next_row += 1
+            if size == next_due:
+                tree.size = size
                 checkpoints.check_due(tree)
                 next_due = checkpoints.next_size()
-        expected = index + 1
-        if expected % batch == 0:
-            nodes.flush()
-            if progress is not None:
-                progress(expected, total)
+            if size == flush_at:
+                flush_at += batch
+                nodes.flush()
+                if progress is not None:
+                    progress(size, total)
+        if size != tree_start:
+            tree.size = expected = size
+            events_checked += size - tree_start
+            previous_notification = last_notification = next_row - 1
+        if careful_from is None:
+            stop = not more
+            continue
+        leaves = store.read_leaves(careful_from, batch)
+        if not leaves:
+            break
+        stop = len(leaves) < batch
+        cursor = leaves[-1][0] + 1
+        events = iter_batches(store.read_events, last_notification, _after_event, batch)
+        event = next(events, None)
+        for leaf in leaves:
+            index, notification_id, _, _, recorded_at, stored_hash = leaf
+            if index >= total:
+                stop = True
+                break
+            linked = index == expected  # the previous leaf is there: the chain can be checked
+            if not linked:
+                report.problem(
+                    expected, "missing",
+                    f"leaves {expected}..{index - 1} are gone (so leaf {index}'s link to the "
+                    "previous leaf cannot be checked)",
+                )
+                gaps.append((expected, index))
+                for _ in range(expected, index):
+                    append(_UNKNOWN)  # keeps the later leaves at their places in the tree
+                next_due = checkpoints.next_size()
+            if notification_id <= previous_notification:
+                report.problem(
+                    index, "reordered",
+                    f"its event row {notification_id} comes before the row of the previous leaf "
+                    f"({previous_notification})",
+                )
+            row: EventRow | None = None
+            if notification_id <= last_notification:
+                row = _event_at(store, notification_id)  # the stream is past it
+            elif event is not None and event[0] == notification_id:
+                row, event = event, next(events, None)  # the usual case: the next row is this leaf's
+            else:
+                displaced: list[tuple[int, int]] = []  # (row, leaf): rows other leaves recorded
+                while event is not None and event.notification_id < notification_id:
+                    other = _leaf_of(store, event)
+                    if other is None:
+                        report.problem(
+                            index, "inserted",
+                            f"event row {event.notification_id} ({_describe(event)}) has no leaf",
+                        )
+                    else:
+                        displaced.append((event.notification_id, other.leaf_index))
+                    event = next(events, None)
+                if displaced:
+                    report.problem(
+                        index, "reordered",
+                        f"{len(displaced)} event row(s) recorded by other leaves come before this "
+                        f"leaf's row {notification_id}: rows {displaced[0][0]}..{displaced[-1][0]} "
+                        f"(the first recorded by leaf {displaced[0][1]})",
+                    )
+                if event is not None and event.notification_id == notification_id:
+                    row, event = event, next(events, None)
+            if row is None:
+                report.problem(
+                    index, "missing",
+                    f"its event row {notification_id} ({_describe(leaf)}) is gone",
+                )
+                moved.lost_event(leaf)
+            else:
+                events_checked += 1
+                _, originator_id, originator_version, topic, state = row
+                if topic in signature_topics:
+                    signatures.see(index, row)
+                if originator_id != leaf[2] or originator_version != leaf[3]:
+                    moved.holds(leaf, row)
+                    moved.lost_event(leaf)
+                # encode_leaf's bytes (its template), with the JSON of the topic and
+                # of the record time (shared by a whole write batch) kept between
+                # leaves, and the leaf hash's 0x00 prefix in the template.
+                if type(recorded_at) is not str or recorded_at != last_recorded_at:
+                    recorded_json = json_string(recorded_at)
+                    last_recorded_at = recorded_at if type(recorded_at) is str else None
+                topic_json = topics_json.get(topic) if type(topic) is str else None
+                if topic_json is None:
+                    topic_json = json_string(topic)
+                    if type(topic) is str and len(topics_json) < 256:
+                        topics_json[topic] = topic_json
+                digest = sha256(hashed_leaf % (
+                    index,
+                    escape(originator_id).encode() if type(originator_id) is str else json_string(originator_id),
+                    originator_version if type(originator_version) is int else int(originator_version),
+                    hexlify(prev),
+                    recorded_json,
+                    b2a_base64(state, newline=False),
+                    topic_json,
+                )).digest()
+                if linked and digest != stored_hash:
+                    report.problem(
+                        index, "modified",
+                        f"event row {row.notification_id} ({_describe(row)}) does not hash to the "
+                        "stored leaf hash: its topic, state, id, version or record time, or the "
+                        "previous leaf's hash, was changed",
+                    )
+            previous_notification = notification_id
+            if notification_id > last_notification:
+                last_notification = notification_id
+            # Go on from the stored hash (see the module docstring).
+            prev = stored_hash
+            if gaps or type(prev) is not bytes or len(prev) != 32:  # 32: a SHA-256 hash
+                append(prev)
+                next_due = checkpoints.next_size()
+            else:
+                # CompactRange.append, inline: the nodes this leaf completes, each
+                # (idx, hash) at its level for _NodeCheck.
+                node, size, level = prev, tree.size, 0
+                while size & 1:
+                    node = sha256(node_prefix + frontier.pop() + node).digest()
+                    size >>= 1
+                    level += 1
+                    levels[level].append((size, node))
+                frontier.append(node)
+                tree.size += 1
+                if tree.size == next_due:
+                    checkpoints.check_due(tree)
+                    next_due = checkpoints.next_size()
+            expected = index + 1
+            if expected % batch == 0:
+                nodes.flush()
+                if progress is not None:
+                    progress(expected, total)
+    # The rows after the last leaf's: every one up to it has been accounted for.
+    events = iter_batches(store.read_events, last_notification, _after_event, batch)
+    event = next(events, None)
     report.events_checked += events_checked
     nodes.flush()
     moved.finish()
