@@ -107,12 +107,7 @@ class GroupCommitter:
         """Queue a command and wait for its batch's commit; its result, or its error raised."""
         waiting = _Waiting(prepare)
         with self._idle:
-            if self._closing:
-                raise Overloaded("the ledger is shutting down; retry on another instance or later")
-            if len(self._pending) >= self.max_queue:
-                self.stats.refused_overloaded += 1
-                raise Overloaded(f"{self.max_queue} commands are already waiting to be written; retry shortly")
-            self._pending.append(waiting)
+            self._enqueue(waiting)
             lead = not self._leading
             self._leading = True
         if not lead:
@@ -129,17 +124,21 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(prepare, future=loop.create_future(), loop=loop)
         with self._idle:
-            if self._closing:
-                raise Overloaded("the ledger is shutting down; retry on another instance or later")
-            if len(self._pending) >= self.max_queue:
-                self.stats.refused_overloaded += 1
-                raise Overloaded(f"{self.max_queue} commands are already waiting to be written; retry shortly")
-            self._pending.append(waiting)
+            self._enqueue(waiting)
             if not self._leading:
                 self._leading = True
                 self._wake_writer()
         assert waiting.future is not None
         return await waiting.future
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        """Queue a command, or refuse it at once (nothing recorded). Holding ``_idle``."""
+        if self._closing:
+            raise Overloaded("the ledger is shutting down; retry on another instance or later")
+        if len(self._pending) >= self.max_queue:
+            self.stats.refused_overloaded += 1
+            raise Overloaded(f"{self.max_queue} commands are already waiting to be written; retry shortly")
+        self._pending.append(waiting)
 
     def _wake_writer(self) -> None:
         """Give the lead to the writer thread (started on first use). Holding ``_idle``."""
