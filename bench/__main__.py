@@ -40,28 +40,11 @@ from uuid import UUID, uuid4
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
+from bench.http import transfer_body
 from ledger.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env, postgres_env
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "5000"))
-
-
-def transfer_body(i: int) -> dict[str, Any]:
-    return {
-        "sender": {"party": "DE", "authority": "DE/BKA", "officer": "A. Keller"},
-        "recipient": {"party": "FR", "authority": "FR/OFAC"},
-        "legal_basis": "art44",
-        "request_reference": f"FR-MLA-2026-{i}",
-        "purpose": {"proceeding": "FR-PNC-2026-0417", "description": "ransomware"},
-        "data_categories": ["subscriber", "traffic"],
-        "subjects": ["person:1", "person:2"],
-        "dataset_sha256": f"{i:064x}",
-        "item_count": 1840,
-        "handling": {"written_authorization_required": True, "use_restrictions": ["H2"]},
-        "retention_until": "2031-03-01",
-        "justification": "MLA request (art. 40 §15)",
-        "ordered_by": "C. Vogel",
-    }
 
 
 class RawTransfer(Aggregate):

@@ -60,7 +60,8 @@ MAX_RETRY_AFTER = 5.0
 
 
 def transfer_body(i: int) -> dict[str, Any]:
-    """A valid first transfer sent by DE (as in bench/__main__.py)."""
+    """A valid first transfer sent by DE: the request of every recording benchmark (this
+    module imports nothing but the standard library, so the load generator stays light)."""
     return {
         "sender": {"party": "DE", "authority": "DE/BKA", "officer": "A. Keller"},
         "recipient": {"party": "FR", "authority": "FR/OFAC"},
