@@ -2,24 +2,26 @@
 
 :class:`PostgresLedgerRecorder` extends eventsourcing's
 ``PostgresApplicationRecorder``. Its insert takes an EXCLUSIVE lock on the
-events table, then ``_fetch_ids_after_insert_events`` runs in the same
-transaction (psycopg pipeline mode): the lock serializes every writer, so the
-ledger's head is safe to read and extend there. Notification ids may have
+events table, inserts the events and reads the ledger's head in the same
+transaction (psycopg pipeline mode), then writes the leaves, nodes and new
+head and commits: the lock serializes every writer, so the head is safe to
+read and extend there. Notification ids may have
 gaps after rejected writes; the leaf index never does. Record times come from
 the database server's clock, one clock for every API process.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
+from eventsourcing.utils import retry
+from psycopg import Connection, Pipeline
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -100,9 +102,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # The write path's statements as text, rendered once: a composed SQL
         # object is rendered again (identifiers escaped) at every execute.
         self._text: dict[Any, str] = {}
-        # The head read queued behind the lock and the insert, per thread (see
-        # _insert_stored_events).
-        self._head_read = threading.local()
+        self._write_text: dict[str, str] | None = None
 
     def create_table(self) -> None:
         """Create types and tables, one process at a time.
@@ -144,44 +144,78 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             text = self._text[nodes] = SQL("").join(parts).as_string(conn)
         return text
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """Lock, insert the events, and queue the head read in the same pipeline.
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Save a batch of events and append their leaves: one transaction, two round trips.
 
-        The head is read after the EXCLUSIVE lock is granted, so no other writer
-        can move it; queued here, its row arrives with the inserted events' ids
-        at the pipeline's one sync, instead of in a round trip of its own.
+        As eventsourcing's insert (the same statements, locks and
+        notification), written as one pipeline of two parts:
+
+        1. ``BEGIN``, the lock timeout, the EXCLUSIVE lock on the events table,
+           ``NOTIFY``, the insert of the events, and the head read (after the
+           lock is granted, so no other writer can move the head), then one
+           sync: the new notification ids and the head come back together;
+        2. the leaves, the completed nodes and the new head in one statement,
+           the idempotency rows, and ``COMMIT``, sent with the pipeline's
+           closing sync.
+
+        eventsourcing's ``conn.transaction()`` inside a pipeline syncs three
+        more times (after ``BEGIN``, before ``COMMIT`` and at the end), each a
+        round trip to the server. If anything fails, the transaction is rolled
+        back before the connection goes back to the pool, and nothing of the
+        batch is written.
         """
-        self._head_read.cursor = None
-        super()._insert_stored_events(curs, stored_events, **kwargs)
-        if stored_events:
-            head_cursor = curs.connection.cursor()
-            head_cursor.execute(self._rendered("head", self._select_head, curs.connection), prepare=True)
-            self._head_read.cursor = head_cursor
+        if not stored_events:
+            return super().insert_events(stored_events, **kwargs)
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline() as pipeline:
+                    return self._append_in_pipeline(conn, pipeline, stored_events, **kwargs)
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
 
-    def _fetch_ids_after_insert_events(
+    def _append_in_pipeline(
         self,
-        curs: Cursor[DictRow],
+        conn: Connection[DictRow],
+        pipeline: Pipeline,
         stored_events: Sequence[StoredEvent],
         *,
         leaf_sink: list[Any] | None = None,
         also_insert: Sequence[tuple[str, Sequence[Any]]] = (),
-        **kwargs: Any,
-    ) -> Sequence[int] | None:
-        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        head_cursor = getattr(self._head_read, "cursor", None)
-        self._head_read.cursor = None
-        if not stored_events:
-            return notification_ids
-        assert notification_ids is not None
-        # The EXCLUSIVE lock taken before the insert is held until commit:
-        # no other writer can move the head under us.
-        if head_cursor is None or head_cursor.connection is not curs.connection:
-            head_cursor = curs.connection.cursor()
-            head_cursor.execute(self._rendered("head", self._select_head, curs.connection), prepare=True)
-        with head_cursor:
-            row = head_cursor.fetchone()
+        **_: Any,
+    ) -> list[int]:
+        text = self._write_statements(conn)
+        control = conn.cursor()
+        control.execute(text["begin"], prepare=False)
+        control.execute(text["lock_timeout"], prepare=True)
+        control.execute(text["lock"], prepare=True)
+        control.execute(text["notify"], prepare=True)
+        insert = conn.cursor()
+        if len(stored_events) == 1:
+            event = stored_events[0]
+            insert.execute(
+                text["insert_one"],
+                (event.originator_id, event.originator_version, event.topic, event.state),
+                prepare=True,
+            )
+        else:
+            insert.execute(
+                text["insert"],
+                (
+                    [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+                    [e.topic for e in stored_events], [e.state for e in stored_events],
+                ),
+                prepare=True,
+            )
+        head_read = conn.cursor()
+        head_read.execute(text["head"], prepare=True)
+        # Sync now: a conflict (a version already stored) raises here, and the
+        # ids and the head arrive with it.
+        pipeline.sync()
+        notification_ids = [row["notification_id"] for row in insert.fetchall()]
+        row = head_read.fetchone()
         assert row is not None
         head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
         append = compute_append(head, stored_events, notification_ids, row["now"], lambda i: i)
@@ -191,10 +225,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             for node in nodes:
                 params.extend(node)
             params += (new_head.size, new_head.last_leaf_hash, new_head.frontier)
-            curs.execute(self._append_one(len(nodes), curs.connection), params, prepare=True)
+            control.execute(self._append_one(len(nodes), conn), params, prepare=True)
         else:
-            curs.execute(
-                self._rendered("append", self._append, curs.connection),
+            control.execute(
+                self._rendered("append", self._append, conn),
                 (
                     [leaf[0] for leaf in leaves], [leaf[1] for leaf in leaves], [leaf[2] for leaf in leaves],
                     [leaf[3] for leaf in leaves], [leaf[4] for leaf in leaves], [leaf[5] for leaf in leaves],
@@ -203,17 +237,48 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
-        schema = Identifier(self.datastore.schema)
         for table, values in also_insert:
-            curs.execute(
-                SQL("INSERT INTO {}.{} VALUES ({})").format(
-                    schema, Identifier(table), SQL(",").join([SQL("%s")] * len(values))
-                ),
-                tuple(values),
-            )
+            control.execute(self._insert_into(table, len(values), conn), tuple(values), prepare=True)
+        control.execute(text["commit"], prepare=False)
+        # The pipeline's closing sync sends the above and waits for the commit.
         if leaf_sink is not None:
             leaf_sink.extend(append.appended)
         return notification_ids
+
+    def _write_statements(self, conn: Any) -> dict[str, str]:
+        """The write path's fixed statements, rendered once (a composed SQL
+        object is rendered again, identifiers escaped, at every execute)."""
+        text = self._write_text
+        if text is None:
+            events = self._events.as_string(conn)
+            id_type = Identifier(self.datastore.originator_id_type).as_string(conn)
+            text = self._write_text = {
+                "begin": "BEGIN",
+                "lock_timeout": self.lock_table_statements[0].as_string(conn),
+                "lock": self.lock_table_statements[1].as_string(conn),
+                "notify": SQL("NOTIFY {}").format(Identifier(self.channel_name)).as_string(conn),
+                # As eventsourcing's insert, without the composite type: plain
+                # parameters for one event, one array per column for several.
+                "insert_one": f"INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                f"VALUES (%s::{id_type}, %s, %s, %s) RETURNING notification_id",
+                "insert": SQL(
+                    "INSERT INTO {} (originator_id, originator_version, topic, state) "
+                    "SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[]) "
+                    "RETURNING notification_id"
+                ).format(self._events, SQL(id_type)).as_string(conn),
+                "head": self._select_head.as_string(conn),
+                "commit": "COMMIT",
+            }
+        return text
+
+    def _insert_into(self, table: str, columns: int, conn: Any) -> str:
+        key = ("insert", table, columns)
+        text = self._text.get(key)
+        if text is None:
+            text = self._text[key] = SQL("INSERT INTO {}.{} VALUES ({})").format(
+                Identifier(self.datastore.schema), Identifier(table), SQL(",").join([SQL("%s")] * columns)
+            ).as_string(conn)
+        return text
 
     # -- reads -----------------------------------------------------------------
 
