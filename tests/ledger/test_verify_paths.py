@@ -137,3 +137,78 @@ def test_plain_objects_are_json_objects(state: bytes) -> None:
 ])
 def test_anything_else_is_decoded(state: bytes) -> None:
     assert _plain_object(3).fullmatch(state) is None
+
+
+def _reference_plain_object(depth: int) -> Any:
+    """The grammar as first written (each member and element twice per level)."""
+    import re
+
+    string = rb'"[ !#-\[\]-~]*+"'
+    number = rb'-?+(?:0|[1-9][0-9]{0,299}+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+'
+    scalar = string + rb'|' + number + rb'|true|false|null'
+    value = rb'(?>' + scalar + rb')'
+    for _ in range(depth):
+        value = (
+            rb'(?>' + scalar + rb'|\{\}|\[\]|\{' + string + rb':' + value + rb'(?:,' + string + rb':' + value
+            + rb')*+\}|\[' + value + rb'(?:,' + value + rb')*+\])'
+        )
+    return re.compile(rb'\{' + string + rb':' + value + rb'(?:,' + string + rb':' + value + rb')*+\}')
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_plain_object_grammar_is_the_reference_one(depth: int) -> None:
+    rnd = random.Random(depth)
+    tokens = [b'"a"', b'"s p"', b"1", b"-0.5e+3", b"01", b"true", b"nul", b"null", b"{", b"}", b"[", b"]",
+              b",", b":", b'"\\u0073"', b" ", b'"x', b"{}", b"[]"]
+
+    def value(d: int) -> bytes:
+        kind = rnd.randrange(6 if d < depth + 2 else 3)
+        if kind < 3:
+            return rnd.choice([b'"a"', b"1", b"-0.5e+3", b"true", b"null", b'""'])
+        if kind < 5:
+            return b"{" + b",".join(b'"k%d":' % i + value(d + 1) for i in range(rnd.randrange(3))) + b"}"
+        return b"[" + b",".join(value(d + 1) for _ in range(rnd.randrange(3))) + b"]"
+
+    fast, reference = _plain_object(depth).fullmatch, _reference_plain_object(depth).fullmatch
+    for _ in range(3000):
+        text = bytearray(b'{"a":' + value(1) + b',"signature":null}')
+        for _ in range(rnd.choice([0, 0, 1, 2])):  # small edits: insert, delete or replace a token
+            at = rnd.randrange(len(text) + 1)
+            op = rnd.randrange(3)
+            if op == 0:
+                text[at:at] = rnd.choice(tokens)
+            elif op == 1:
+                del text[at:at + rnd.randrange(1, 4)]
+            else:
+                text[at:at + 1] = rnd.choice(tokens)
+        state = bytes(text)
+        assert (fast(state) is None) == (reference(state) is None), state
+
+
+def test_appending_a_run_is_appending_each_leaf() -> None:
+    import hashlib
+    from operator import methodcaller
+
+    from ledger.merkle import CompactRange
+    from ledger.verify import _NODE_PREFIX, _append_run, _range_at
+
+    rnd = random.Random(3)
+    node_pair, digest_of = (_NODE_PREFIX + b"%b%b").__mod__, methodcaller("digest")
+    for _ in range(300):
+        start, n = rnd.randrange(70), rnd.randrange(1, 70)
+        leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(start + n)]
+        before = CompactRange()
+        for leaf in leaves[:start]:
+            before.append(leaf)
+        frontier = list(before.hashes)
+        runs = _append_run(frontier, start, leaves[start:], node_pair, digest_of)
+        one_by_one = CompactRange(start, before.hashes)
+        completed: dict[int, list[tuple[int, bytes]]] = {}
+        for size, leaf in enumerate(leaves[start:], start + 1):
+            for level, idx, digest in one_by_one.append(leaf):
+                completed.setdefault(level, []).append((idx, digest))
+            assert _range_at(size, before.hashes, runs).root() == one_by_one.root(), (start, n, size)
+        assert frontier == one_by_one.hashes
+        got = {level: list(zip(range(first, first + len(row)), row))
+               for level, (first, row) in enumerate(runs) if level and row}
+        assert got == {level: nodes for level, nodes in completed.items() if level}, (start, n)
