@@ -23,7 +23,7 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Pipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from domain.values import format_datetime
 from ledger.leaf import ZERO_HASH, originator_id_text
@@ -152,9 +152,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         notification), written as one pipeline of two parts:
 
         1. ``BEGIN``, the lock timeout, the EXCLUSIVE lock on the events table,
-           ``NOTIFY``, the insert of the events, and the head read (after the
-           lock is granted, so no other writer can move the head), then one
-           sync: the new notification ids and the head come back together;
+           then one statement that inserts the events, reads the head (after
+           the lock is granted, so no other writer can move it) and notifies
+           the events' channel, then one sync: the new notification ids and
+           the head come back together;
         2. the leaves, the completed nodes and the new head in one statement,
            the idempotency rows, and ``COMMIT``, sent with the pipeline's
            closing sync.
@@ -191,7 +192,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         control.execute(text["begin"], prepare=False)
         control.execute(text["lock_timeout"], prepare=True)
         control.execute(text["lock"], prepare=True)
-        control.execute(text["notify"], prepare=True)
+        # The events' insert, the head read and the notification in one
+        # statement: it starts after the lock is granted, so its snapshot sees
+        # every earlier writer's commit and no other writer can move the head.
         insert = conn.cursor()
         if len(stored_events) == 1:
             event = stored_events[0]
@@ -209,14 +212,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
-        head_read = conn.cursor()
-        head_read.execute(text["head"], prepare=True)
         # Sync now: a conflict (a version already stored) raises here, and the
         # ids and the head arrive with it.
         pipeline.sync()
-        notification_ids = [row["notification_id"] for row in insert.fetchall()]
-        row = head_read.fetchone()
+        row = insert.fetchone()
         assert row is not None
+        notification_ids = row["ids"]
         head = Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
         append = compute_append(head, stored_events, notification_ids, row["now"], lambda i: i)
         leaves, nodes, new_head = append.leaves, append.nodes, append.head
@@ -252,21 +253,24 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if text is None:
             events = self._events.as_string(conn)
             id_type = Identifier(self.datastore.originator_id_type).as_string(conn)
+            with_new = f"WITH new AS (INSERT INTO {events} (originator_id, originator_version, topic, state)"
+            then_head = SQL(
+                "RETURNING notification_id) "
+                "SELECT ARRAY(SELECT notification_id FROM new ORDER BY notification_id) AS ids, "
+                "h.size, h.last_leaf_hash, h.frontier, clock_timestamp() AS now "
+                "FROM {} h, pg_notify({}, '') AS notified WHERE h.id = 1"
+            ).format(self._t["ledger_head"], Literal(self.channel_name)).as_string(conn)
             text = self._write_text = {
                 "begin": "BEGIN",
                 "lock_timeout": self.lock_table_statements[0].as_string(conn),
                 "lock": self.lock_table_statements[1].as_string(conn),
-                "notify": SQL("NOTIFY {}").format(Identifier(self.channel_name)).as_string(conn),
-                # As eventsourcing's insert, without the composite type: plain
-                # parameters for one event, one array per column for several.
-                "insert_one": f"INSERT INTO {events} (originator_id, originator_version, topic, state) "
-                f"VALUES (%s::{id_type}, %s, %s, %s) RETURNING notification_id",
-                "insert": SQL(
-                    "INSERT INTO {} (originator_id, originator_version, topic, state) "
-                    "SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[]) "
-                    "RETURNING notification_id"
-                ).format(self._events, SQL(id_type)).as_string(conn),
-                "head": self._select_head.as_string(conn),
+                # As eventsourcing's insert and NOTIFY, without the composite
+                # type (plain parameters for one event, one array per column
+                # for several), with the head read; the ids in insertion order
+                # (the sequence is drawn row by row, under the lock).
+                "insert_one": f"{with_new} VALUES (%s::{id_type}, %s, %s, %s) {then_head}",
+                "insert": f"{with_new} SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], "
+                f"%s::bytea[]) {then_head}",
                 "commit": "COMMIT",
             }
         return text
