@@ -19,7 +19,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from api.errors import ApiProblem
 from ledger.application import TransferLedger
@@ -37,31 +37,33 @@ async def get_ledger(request: Request) -> TransferLedger:
 Ledger = Annotated[TransferLedger, Depends(get_ledger)]
 
 
-#: Declares the bearer scheme in the OpenAPI document (and the "Authorize" button of /docs);
-#: :func:`get_principal` answers every failure itself, as a problem.
-bearer = HTTPBearer(
+class ApiKeyAuth(HTTPBearer):
+    """The API key scheme: declared in the OpenAPI document (and the "Authorize" button of
+    /docs) and the authentication itself, in one dependency. Every failure is answered as a
+    problem with a ``WWW-Authenticate`` challenge."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        challenge = {"WWW-Authenticate": 'Bearer realm="transfer-ledger"'}
+        credentials = await super().__call__(request)
+        if credentials is None:
+            if request.headers.get("authorization"):
+                raise ApiProblem(401, "authentication-required",
+                                 "the Authorization header must be 'Bearer <key>'", headers=challenge)
+            raise ApiProblem(401, "authentication-required",
+                             "send your API key as 'Authorization: Bearer <key>'", headers=challenge)
+        principal = request.app.state.principals.authenticate(credentials.credentials.strip())
+        if principal is None:
+            raise ApiProblem(401, "invalid-api-key", "the API key is unknown or was revoked",
+                             headers=challenge)
+        return principal  # type: ignore[no-any-return]
+
+
+#: Authenticates the caller; it is also the ``ApiKey`` bearer scheme of the OpenAPI document.
+get_principal = ApiKeyAuth(
     auto_error=False,
     scheme_name="ApiKey",
     description="An API key made by `transfer-ledger principals add`, sent as `Authorization: Bearer <key>`",
 )
-
-
-async def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    challenge = {"WWW-Authenticate": 'Bearer realm="transfer-ledger"'}
-    if credentials is None:
-        if request.headers.get("authorization"):
-            raise ApiProblem(401, "authentication-required",
-                             "the Authorization header must be 'Bearer <key>'", headers=challenge)
-        raise ApiProblem(401, "authentication-required",
-                         "send your API key as 'Authorization: Bearer <key>'", headers=challenge)
-    principal = request.app.state.principals.authenticate(credentials.credentials.strip())
-    if principal is None:
-        raise ApiProblem(401, "invalid-api-key", "the API key is unknown or was revoked",
-                         headers=challenge)
-    return principal  # type: ignore[no-any-return]
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
