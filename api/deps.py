@@ -30,8 +30,14 @@ from ledger.principals import Principal
 READER_ROLES = frozenset({"recorder", "authority", "auditor"})
 
 
-async def get_ledger(request: Request) -> TransferLedger:
+def ledger_of(request: Request) -> TransferLedger:
+    """The application of the app serving ``request``. Command routes call it directly
+    rather than through :data:`Ledger`: one dependency less to resolve per request."""
     return request.app.state.ledger  # type: ignore[no-any-return]
+
+
+async def get_ledger(request: Request) -> TransferLedger:
+    return ledger_of(request)
 
 
 Ledger = Annotated[TransferLedger, Depends(get_ledger)]

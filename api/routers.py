@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import StoredEvent
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from api.deps import (
     authorization_parties,
     can_read,
     idempotency_claim,
+    ledger_of,
     not_found,
     require_party,
     require_role,
@@ -54,6 +56,7 @@ from ledger.merkle import consistency_proof, inclusion_proof
 from ledger.principals import Principal
 
 router = APIRouter()
+_encode_json = msgspec.json.Encoder().encode
 
 _PROBLEM_TEXTS = {
     400: "The body is not valid JSON (`malformed-json`)",
@@ -118,7 +121,7 @@ async def _command(
             done = ledger.replay(claim)
             if done is not None:
                 return _stored(*done)
-        return JSONResponse(await ledger.run_async(plan(claim)), status_code=status)
+        return _json(await ledger.run_async(plan(claim)), status)
     except AlreadyDone as done:
         return _stored(done.status, done.body)
     except Overloaded as busy:
@@ -129,6 +132,11 @@ async def _command(
         if claim is not None and error.rule != "idempotency-key-reused":
             await run_in_threadpool(ledger.remember_refusal, claim, code, problem)
         return problem_response(code, problem)
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    """A command's answer: JSON as ``JSONResponse`` writes it (compact, UTF-8), encoded by msgspec."""
+    return Response(_encode_json(body), status_code=status, media_type="application/json")
 
 
 def _stored(status: int, body: dict[str, Any]) -> Response:
@@ -145,8 +153,9 @@ def _body(model: Any) -> dict[str, Any]:
 
 @router.post("/v1/transfers", status_code=201, response_model=TransferOut, responses=_COMMAND,
              tags=["transfers"], summary="Record a transfer (art. 36 §3 for onward transfers)")
-async def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
-                    idempotency_key: IdempotencyKey = None) -> Response:
+async def record_transfer(body: TransferIn, request: Request, principal: CurrentPrincipal,
+                          idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
     require_role(principal, "recorder")
     require_party(principal, body.sender.party, "sender.party", "record transfers it does not send")
     _refer_only_to_readable(ledger, principal, body.parent_transfer_id, body.authorization_id)
@@ -261,7 +270,8 @@ def list_transfers(
              responses=_COMMAND, tags=["authorizations"],
              summary="Notify the origin of an intended onward transfer and request its authorization")
 async def request_authorization(body: AuthorizationRequestIn, request: Request, principal: CurrentPrincipal,
-                          ledger: Ledger, idempotency_key: IdempotencyKey = None) -> Response:
+                                idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
     require_role(principal, "recorder")
     require_party(principal, body.requested_by.party, "requested_by.party",
                   "request authorization for data held by another Party")
@@ -296,8 +306,9 @@ def _authorization_for_origin(ledger: TransferLedger, principal: Principal, path
 @router.post("/v1/authorization-requests/{authorization_id}/decision", response_model=AuthorizationOut,
              responses=_COMMAND, tags=["authorizations"],
              summary="The origin grants (with conditions) or refuses (with reasons)")
-async def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
-           authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+async def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal,
+                 authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
     auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.decided_by.party,
                                         "decided_by.party")
     data = _body(body)
@@ -307,8 +318,9 @@ async def decide(body: DecisionIn, request: Request, principal: CurrentPrincipal
 
 @router.post("/v1/authorizations/{authorization_id}/revocation", response_model=AuthorizationOut,
              responses=_COMMAND, tags=["authorizations"], summary="The origin revokes a grant")
-async def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal, ledger: Ledger,
-           authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+async def revoke(body: RevocationIn, request: Request, principal: CurrentPrincipal,
+                 authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
     auth_id = _authorization_for_origin(ledger, principal, authorization_id, body.revoked_by.party,
                                         "revoked_by.party")
     data = _body(body)
