@@ -8,6 +8,7 @@ PostgreSQL URL); ``create_app_from_env`` is the factory for
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -106,8 +107,34 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The API over the ledger configured by ``settings`` (opened at start-up)."""
+#: Collect the youngest generation every this many allocations (CPython's default: 700).
+GC_YOUNGEST_THRESHOLD = 10_000
+
+
+def tune_gc_for_serving() -> None:
+    """Set the garbage collector up for a long-running server, once start-up is done.
+
+    The objects made at start-up (modules, the app, its routes and models) live as long as
+    the process: they are frozen out of the collector, so that a full collection no longer
+    walks them. The youngest generation is collected every ``GC_YOUNGEST_THRESHOLD``
+    allocations instead of 700, so that the objects of requests in flight die young rather
+    than being promoted and collected again and again. Measured under 64 concurrent
+    recording clients: the time spent collecting went from about 150 to 20 us per request,
+    and the longest pause from 66 to 16 ms (docs/PERFORMANCE.md).
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNGEST_THRESHOLD, older, oldest)
+
+
+def create_app(settings: Settings, *, tune_gc: bool = False) -> FastAPI:
+    """The API over the ledger configured by ``settings`` (opened at start-up).
+
+    ``tune_gc``: once started, set the process's garbage collector up for serving
+    (:func:`tune_gc_for_serving`); what ``transfer-ledger serve`` and ``uvicorn --factory``
+    run. Off for apps made in-process (tests, embedding), whose process is not a server's.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.signer = load_signing_key(settings.signing_key_file)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
+            if tune_gc:
+                tune_gc_for_serving()
             yield
         finally:
             ledger.close()
@@ -192,5 +221,5 @@ def _declare_app_wide_problems(operation: dict[str, Any]) -> None:
 
 def create_app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` (settings from the environment)."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), tune_gc=True)
 

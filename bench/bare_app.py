@@ -9,7 +9,8 @@ ledger does with the request.
 
 ``python -m bench.bare_app --port P`` serves it with the same uvicorn settings
 as ``transfer-ledger serve`` (one process, uvicorn's default loop and HTTP
-implementation, access log on at level info, the same graceful shutdown).
+implementation, access log on at level info, the same graceful shutdown), and
+the same garbage collector settings once started (``api.app.tune_gc_for_serving``).
 """
 
 from __future__ import annotations
@@ -33,10 +34,20 @@ def ledger_handler_is_async() -> bool:
 
 
 def create_app() -> Any:
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    app = FastAPI(title="bare baseline")
+    from api.app import tune_gc_for_serving
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_gc_for_serving()  # as the ledger's app does once started
+        yield
+
+    app = FastAPI(title="bare baseline", lifespan=lifespan)
 
     if ledger_handler_is_async():
         @app.post("/v1/transfers", status_code=201)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import GC_YOUNGEST_THRESHOLD, create_app, create_app_from_env
 from ledger.config import ConfigError, Settings
 from tests import scenario
 from tests.api.conftest import Api, problem, run_init
@@ -66,3 +69,42 @@ def test_commit_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TRANSFER_LEDGER_COMMIT_QUEUE", "0")
     with pytest.raises(ConfigError, match="TRANSFER_LEDGER_COMMIT_QUEUE must be a whole number"):
         Settings.from_env("somewhere")
+
+
+@pytest.fixture
+def gc_restored() -> Iterator[None]:
+    """Put the process's garbage collector back as it was (the suite's own settings)."""
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+def test_the_served_app_freezes_start_up_objects_and_collects_young_objects_less_often(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, gc_restored: None
+) -> None:
+    """What `serve` and `uvicorn --factory` run: the GC is set up for serving once started."""
+    run_init(settings)
+    monkeypatch.setenv("TRANSFER_LEDGER_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("TRANSFER_LEDGER_DATABASE_URL", settings.database_url)
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    app = create_app_from_env()
+    assert gc.get_freeze_count() == 0  # nothing happens before the server starts
+    with TestClient(app) as client:
+        assert gc.get_threshold() == (GC_YOUNGEST_THRESHOLD, 10, 10)
+        assert gc.get_freeze_count() > 10_000  # modules, routes and models: out of every collection
+        assert client.get("/healthz").status_code == 200
+
+
+def test_an_app_made_in_process_leaves_the_gc_alone(settings: Settings, gc_restored: None) -> None:
+    run_init(settings)
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
