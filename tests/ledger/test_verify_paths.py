@@ -212,3 +212,24 @@ def test_appending_a_run_is_appending_each_leaf() -> None:
         got = {level: list(zip(range(first, first + len(row)), row))
                for level, (first, row) in enumerate(runs) if level and row}
         assert got == {level: nodes for level, nodes in completed.items() if level}, (start, n)
+
+
+def test_unsigned_decisions_in_bulk_are_those_passed_over_one_by_one() -> None:
+    from ledger.verify import _plain_lines_match, _unsigned
+
+    def one(state: Any) -> bool:  # _DecisionSignatures.see's own test
+        return (type(state) is bytes and b"\n" not in state and _plain_lines_match()(state) is not None
+                and (state.endswith(b'"signature":null}') or b'"signature"' not in state))
+
+    plain = [b'{"origin":"DE","signature":null}', b'{"origin":"FR","reasons":"x"}', b'{"a":[1,{"b":2}],"signature":null}']
+    other = [b'{"origin":"DE","signature":{"key":"k","value":"v"}}', b'{"origin":"DE"}\n{"x":1,"signature":null}',
+             b'{"origin":"D\\u0045","signature":null}', b"not json", "text", b'{"a":1}\n', b'{"signature":null}{}']
+    rnd = random.Random(5)
+    for _ in range(500):
+        states = [rnd.choice(plain + other) for _ in range(rnd.randrange(6))]
+        positions = [3 * i + 1 for i in range(len(states))]
+        got = _unsigned(positions, states)
+        assert set(got) <= {p for p, s in zip(positions, states) if one(s)}, states
+        if all(one(s) or not (type(s) is bytes and (s.endswith(b'"signature":null}') or b'"signature"' not in s))
+               for s in states):
+            assert got == [p for p, s in zip(positions, states) if one(s)], states
