@@ -462,17 +462,29 @@ _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 #: A JSON string of the standard base64 (RFC 4648, padded) of bytes: what the
 #: leaf's ``"state"`` holds, quotes included.
 _BYTES_JSON = msgspec.json.Encoder().encode
-#: The leaf template (0x00 prefixed) with the state's quotes left to
-#: _BYTES_JSON, and, for ids of 32 hex digits, their five groups in slots.
+#: The leaf template (0x00 prefixed) with the state's quotes left to _BYTES_JSON.
 _HASHED_LEAF_BULK = _HASHED_LEAF.replace(b'"state":"%b"', b'"state":%b')
-_HASHED_LEAF_HEX_IDS = _HASHED_LEAF_BULK.replace(b'"originator_id":%b', b'"originator_id":"%b-%b-%b-%b-%b"')
-assert _HASHED_LEAF_BULK.count(b"%") == 7 and _HASHED_LEAF_HEX_IDS.count(b"%") == 11
+assert _HASHED_LEAF_BULK.count(b"%") == 7
+#: A hyphenated UUID as a JSON string, and where its 32 hex digits go in it.
+_UUID_JSON_FRAME = b'"00000000-0000-0000-0000-000000000000"'
+_UUID_JSON_DIGITS = [i for i, c in enumerate(_UUID_JSON_FRAME) if c == ord("0")]
 
 
 @lru_cache(maxsize=4)
-def _id_groups(n: int) -> struct.Struct:
-    """Splits n ids of 32 hex digits, one after the other, into their UUID groups."""
-    return struct.Struct("8s4s4s4s12s" * n)
+def _split(n: int, width: int) -> struct.Struct:
+    """Splits n pieces of ``width`` bytes, one after the other."""
+    return struct.Struct(f"{width}s" * n)
+
+
+def _hyphenated_ids_json(ids: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Ids of 32 lowercase hex digits as JSON strings of their hyphenated form,
+    each digit column moved at once."""
+    digits = "".join(ids).encode("ascii")
+    width = len(_UUID_JSON_FRAME)
+    out = bytearray(_UUID_JSON_FRAME * len(ids))
+    for i, at in enumerate(_UUID_JSON_DIGITS):
+        out[at::width] = digits[i::32]
+    return _split(len(ids), width).unpack(out)
 
 
 def _leaf_id(originator_id: str, hex_ids: bool) -> str:
@@ -525,22 +537,19 @@ def _clean_page(
             recorded_json.clear()
         recorded_json.update(zip(new_times, map(_json_string, new_times)))
         times = list(map(recorded_json.get, recorded))
+    if type(prev) is not bytes or len(prev) != 32:
+        return None
     stored = list(hashes)
-    prevs = map(hexlify, [prev, *stored[:-1]])
+    prevs = _split(n, 64).unpack(hexlify(b"".join([prev, *stored[:-1]])))
     states_json = map(_BYTES_JSON, states)  # the base64 of each, quoted
-    if hex_ids and set(map(len, ids)) == {32}:
-        # 32 lowercase hex digits each: their hyphenated form's five groups
-        parts = _id_groups(n).unpack("".join(ids).encode("ascii"))
-        leaves = map(_HASHED_LEAF_HEX_IDS.__mod__, zip(
-            indexes, parts[0::5], parts[1::5], parts[2::5], parts[3::5], parts[4::5], versions, prevs, times,
-            states_json, topic_json,
-        ))
+    if hex_ids and set(map(len, ids)) == {32}:  # 32 lowercase hex digits each
+        ids_json: Any = _hyphenated_ids_json(ids)
     else:
         try:
             ids_json = [encode_basestring(_leaf_id(o, hex_ids)).encode() for o in ids]
         except ValueError:
             return None
-        leaves = map(_HASHED_LEAF_BULK.__mod__, zip(indexes, ids_json, versions, prevs, times, states_json, topic_json))
+    leaves = map(_HASHED_LEAF_BULK.__mod__, zip(indexes, ids_json, versions, prevs, times, states_json, topic_json))
     if list(map(_DIGEST, map(hashlib.sha256, leaves))) != stored:
         return None
     return stored, topics
