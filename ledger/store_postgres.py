@@ -12,6 +12,7 @@ the database server's clock, one clock for every API process.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -173,8 +174,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 with conn.pipeline() as pipeline:
                     return self._append_in_pipeline(conn, pipeline, stored_events, **kwargs)
             except BaseException:
+                # Roll back what the failed batch did (psycopg also forgets the
+                # statements it prepared); if the connection itself is broken,
+                # the pool discards it, and the first error is the one to raise.
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.rollback()
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
                 raise
 
     def _append_in_pipeline(
