@@ -27,6 +27,10 @@ def test_bench_verify_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None
     assert "checkpoints" in rates["full verify"].string and "signatures" in rates["full verify"].string
     ratio = [m for m in (RATIO.match(line) for line in lines) if m]
     assert len(ratio) == 1 and float(ratio[0][2]) > 0, out
+    # what is timed, said once: the same span on both sides, the same rows read
+    assert [line for line in lines if line.startswith("  (both timed from an open connection")] == [
+        lines[lines.index(ratio[0].string) + 1]], out
+    assert "fastest of 3 interleaved runs each" in out and "stored nodes" in out, out
     memory = [m for m in (MEMORY.match(line) for line in lines) if m]
     # baseline and verify, each at a tenth of the size and at the full size
     assert [(m[1], int(m[2])) for m in memory] == [
