@@ -43,6 +43,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -215,22 +216,26 @@ def _measure_baseline(data_dir: str) -> dict[str, Any]:
         before = _peak_kib()
         start, cpu = time.perf_counter(), time.process_time()
         rows = 0
-        leaf_cursor, event_cursor, node_cursor = 0, 0, (0, -1)
+        leaf_cursor, event_cursor = 0, 0
+        node_level, node_cursor = 1, -1
         sink = bytearray(32)
+        digest, second = methodcaller("digest"), itemgetter(1)
 
         def node_page() -> bool:
-            """A page of stored nodes (about one per leaf, so a page per page of leaves)."""
-            nonlocal node_cursor
-            nodes = conn.execute(
-                "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) > (?, ?) "
-                "ORDER BY level, idx LIMIT ?",
-                (*node_cursor, BATCH),
-            ).fetchall()
-            for node in nodes:
-                sink[1] ^= sha256(node[2]).digest()[0]
-            if nodes:
-                node_cursor = nodes[-1][:2]
-            return bool(nodes)
+            """A page of stored nodes (about one per leaf, so a page per page of
+            leaves), by keyset on one level at a time, as verification reads them."""
+            nonlocal node_level, node_cursor
+            while node_level < 64:
+                nodes = conn.execute(
+                    "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx > ? ORDER BY idx LIMIT ?",
+                    (node_level, node_cursor, BATCH),
+                ).fetchall()
+                if nodes:
+                    sink[1] ^= list(map(digest, map(sha256, map(second, nodes))))[-1][0]
+                    node_cursor = nodes[-1][0]
+                    return True
+                node_level, node_cursor = node_level + 1, -1
+            return False
 
         while True:
             leaves = conn.execute(
@@ -246,10 +251,10 @@ def _measure_baseline(data_dir: str) -> dict[str, Any]:
             if not leaves or not events:
                 break
             for leaf, event in zip(leaves, events):
-                digest = sha256(b"".join((
+                digest_ = sha256(b"".join((
                     event[4], event[3].encode(), event[1].encode(), leaf[4].encode(), leaf[5],
                 ))).digest()
-                sink[0] ^= digest[0]
+                sink[0] ^= digest_[0]
             rows += min(len(leaves), len(events))
             leaf_cursor, event_cursor = leaves[-1][0] + 1, events[-1][0]
         while more_nodes:
