@@ -35,6 +35,10 @@ from ledger.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, com
 #: Makes a row type (a named tuple) from a database row tuple, without a call per field.
 _new_row = tuple.__new__
 
+#: Most rows of one table a save inserts with one statement (each row count
+#: is a prepared statement of its own).
+_ROWS_PER_INSERT = 64
+
 #: Advisory lock key serializing schema creation ("TLDG" in ASCII).
 _DDL_LOCK = 0x544C4447
 
@@ -243,8 +247,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
-        for table, values in also_insert:
-            control.execute(self._insert_into(table, len(values), conn), tuple(values), prepare=True)
+        self._insert_rows(control, also_insert, conn)
         control.execute(text["commit"], prepare=False)
         # The pipeline's closing sync sends the above and waits for the commit.
         if leaf_sink is not None:
@@ -280,12 +283,25 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             }
         return text
 
-    def _insert_into(self, table: str, columns: int, conn: Any) -> str:
-        key = ("insert", table, columns)
+    def _insert_rows(self, curs: Any, rows: Sequence[tuple[str, Sequence[Any]]], conn: Any) -> None:
+        """Insert the other rows of the transaction (idempotency records): one
+        statement per table and up to :data:`_ROWS_PER_INSERT` rows, not one per row."""
+        groups: dict[tuple[str, int], list[Sequence[Any]]] = {}
+        for table, values in rows:
+            groups.setdefault((table, len(values)), []).append(values)
+        for (table, columns), group in groups.items():
+            for start in range(0, len(group), _ROWS_PER_INSERT):
+                chunk = group[start : start + _ROWS_PER_INSERT]
+                params = [value for values in chunk for value in values]
+                curs.execute(self._insert_into(table, columns, len(chunk), conn), params, prepare=True)
+
+    def _insert_into(self, table: str, columns: int, rows: int, conn: Any) -> str:
+        key = ("insert", table, columns, rows)
         text = self._text.get(key)
         if text is None:
-            text = self._text[key] = SQL("INSERT INTO {}.{} VALUES ({})").format(
-                Identifier(self.datastore.schema), Identifier(table), SQL(",").join([SQL("%s")] * columns)
+            row = SQL("({})").format(SQL(",").join([SQL("%s")] * columns))
+            text = self._text[key] = SQL("INSERT INTO {}.{} VALUES {}").format(
+                Identifier(self.datastore.schema), Identifier(table), SQL(",").join([row] * rows)
             ).as_string(conn)
         return text
 
