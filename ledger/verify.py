@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from hashlib import sha256
 import json
 import re
 import struct
@@ -57,6 +56,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from functools import lru_cache
+from hashlib import sha256
 from itertools import compress
 from operator import itemgetter, methodcaller
 from typing import Any
@@ -388,6 +388,7 @@ def _canonical(document: Any) -> bytes:
 
 
 def _plain_object(depth: int) -> re.Pattern[bytes]:
+    """:func:`_plain_object_pattern`, compiled."""
     return re.compile(_plain_object_pattern(depth))
 
 
