@@ -9,6 +9,8 @@ PostgreSQL URL); ``create_app_from_env`` is the factory for
 from __future__ import annotations
 
 import gc
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +27,10 @@ from ledger.application import TransferLedger
 from ledger.config import ConfigError, Settings, eventsourcing_env
 from ledger.keys import load_signing_key
 from ledger.principals import PrincipalStore
+from ledger.proofs import NodeCache, NodeCacheClosed, StoredNodesMissing
 from ledger.sql import SqlAccess
+
+logger = logging.getLogger(__name__)
 
 #: How long a server process trusts a key it authenticated before looking it up again: a key
 #: revoked by `transfer-ledger principals revoke` is refused by every server within this time.
@@ -128,12 +133,29 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(GC_YOUNGEST_THRESHOLD, older, oldest)
 
 
-def create_app(settings: Settings, *, tune_gc: bool = False) -> FastAPI:
+def _load_proof_nodes(proofs: NodeCache) -> None:
+    """Load the stored nodes of the tree as it is now (the background load of a served app)."""
+    try:
+        proofs.ensure(proofs.store.head().size)
+    except NodeCacheClosed:
+        pass  # shutting down
+    except StoredNodesMissing as e:
+        # Proofs answer 503 nodes-missing until the store is repaired; say so now.
+        logger.warning("proofs unavailable: %s (run transfer-ledger verify)", e)
+    except Exception:  # noqa: BLE001 - a background thread reports, proofs load on demand
+        logger.exception("loading the stored Merkle nodes failed; proofs will load them on demand")
+
+
+def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     """The API over the ledger configured by ``settings`` (opened at start-up).
 
-    ``tune_gc``: once started, set the process's garbage collector up for serving
-    (:func:`tune_gc_for_serving`); what ``transfer-ledger serve`` and ``uvicorn --factory``
-    run. Off for apps made in-process (tests, embedding), whose process is not a server's.
+    Proofs are answered from the process's in-memory copy of the stored Merkle nodes
+    (:class:`ledger.proofs.NodeCache`; 64 bytes a leaf), read from the store as the tree grows.
+
+    ``serving``: what ``transfer-ledger serve`` and ``uvicorn --factory`` run. Once started,
+    the process's garbage collector is set up for serving (:func:`tune_gc_for_serving`) and
+    the copy of the nodes is loaded in the background, so that the first proof does not wait
+    for it. Off for apps made in-process (tests, embedding): the copy loads at the first proof.
     """
 
     @asynccontextmanager
@@ -141,16 +163,22 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> FastAPI:
         if not settings.settings_file.exists():
             raise ConfigError(f"{settings.data_dir} is not initialized: run `transfer-ledger init`")
         ledger = TransferLedger(eventsourcing_env(settings))
+        proofs: NodeCache | None = None
         try:
             app.state.ledger = ledger
             app.state.principals = PrincipalStore(SqlAccess(ledger.recorder), cache_seconds=AUTH_CACHE_SECONDS)
             app.state.signer = load_signing_key(settings.signing_key_file)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
-            if tune_gc:
+            app.state.proofs = proofs = NodeCache(ledger.store)
+            if serving:
                 tune_gc_for_serving()
+                warm = threading.Thread(target=_load_proof_nodes, args=(proofs,), name="proof-nodes", daemon=True)
+                warm.start()
             yield
         finally:
+            if proofs is not None:
+                proofs.close()  # a load in progress stops at its next batch
             ledger.close()
 
     app = FastAPI(
@@ -221,5 +249,5 @@ def _declare_app_wide_problems(operation: dict[str, Any]) -> None:
 
 def create_app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` (settings from the environment)."""
-    return create_app(Settings.from_env(), tune_gc=True)
+    return create_app(Settings.from_env(), serving=True)
 

@@ -52,7 +52,7 @@ from domain.errors import DomainError, NotFound
 from domain.values import parse_datetime
 from ledger.application import AlreadyDone, Prepare, TransferLedger
 from ledger.group_commit import Overloaded
-from ledger.merkle import consistency_proof, inclusion_proof
+from ledger.proofs import NodeCache, StoredNodesMissing
 from ledger.principals import Principal
 
 router = APIRouter()
@@ -437,19 +437,18 @@ def _tree_size(ledger: TransferLedger) -> int:
     return ledger.store.head().size
 
 
-def _get_nodes(ledger: TransferLedger) -> Callable[[Any], list[bytes]]:
-    def get_nodes(ids: Any) -> list[bytes]:
-        found = ledger.store.read_nodes(ids)
-        if any(h is None for h in found):
-            raise ApiProblem(503, "nodes-missing", "stored Merkle nodes are missing: run transfer-ledger verify")
-        return found  # type: ignore[return-value]
-
-    return get_nodes
+def _proof(request: Request, make: Callable[[NodeCache], Any]) -> Any:
+    """A proof from the process's in-memory copy of the stored nodes, or 503 if any is missing."""
+    try:
+        return make(request.app.state.proofs)
+    except StoredNodesMissing:
+        raise ApiProblem(503, "nodes-missing", "stored Merkle nodes are missing: run transfer-ledger verify") from None
 
 
 @router.get("/v1/proofs/inclusion", response_model=InclusionProofOut, responses=_PROOF, tags=["ledger"],
             summary="RFC 9162 inclusion proof of a leaf in a tree size")
 def inclusion(
+    request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
     index: Annotated[int, Query(ge=0, le=2**62)],
@@ -463,9 +462,9 @@ def inclusion(
     if index >= tree_size:
         raise ApiProblem(422, "index-out-of-range", f"index {index} is not below tree_size {tree_size}",
                          field="index")
-    get_nodes = _get_nodes(ledger)
-    leaf_hash = get_nodes([(0, index)])[0]
-    proof = inclusion_proof(index, tree_size, get_nodes)
+    leaf_hash, proof = _proof(
+        request, lambda nodes: (nodes.leaf_hash(index), nodes.inclusion_proof(index, tree_size))
+    )
     b64 = base64.b64encode
     return {"leaf_index": index, "tree_size": tree_size, "leaf_hash": b64(leaf_hash).decode(),
             "proof": [b64(p).decode() for p in proof]}
@@ -474,6 +473,7 @@ def inclusion(
 @router.get("/v1/proofs/consistency", response_model=ConsistencyProofOut, responses=_PROOF, tags=["ledger"],
             summary="RFC 9162 consistency proof between two tree sizes")
 def consistency(
+    request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
     first: Annotated[int, Query(ge=1, le=2**62)],
@@ -486,7 +486,7 @@ def consistency(
                          field="second")
     if first > second:
         raise ApiProblem(422, "tree-size-out-of-range", f"first {first} exceeds second {second}", field="first")
-    proof = consistency_proof(first, second, _get_nodes(ledger))
+    proof = _proof(request, lambda nodes: nodes.consistency_proof(first, second))
     return {"first": first, "second": second, "proof": [base64.b64encode(p).decode() for p in proof]}
 
 

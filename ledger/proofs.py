@@ -21,7 +21,7 @@ from ledger.merkle import (
     inclusion_proof_ids,
     node_hash,
 )
-from ledger.store import LedgerStore, iter_batches
+from ledger.store import LedgerStore
 
 _BATCH = 50_000
 #: Right-edge subtree hashes remembered (they are shared by every proof
@@ -33,6 +33,10 @@ class StoredNodesMissing(RuntimeError):
     """The store lacks subtree hashes it must have: run ``transfer-ledger verify``."""
 
 
+class NodeCacheClosed(RuntimeError):
+    """The cache was closed (its process is shutting down) while it was loading."""
+
+
 class NodeCache:
     """The ledger's complete subtree hashes for ``size`` leaves, in memory."""
 
@@ -42,42 +46,60 @@ class NodeCache:
         self.levels: list[bytearray] = [bytearray()]
         self._lock = threading.Lock()
         self._edges: dict[tuple[NodeId, ...], bytes] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop a load in progress at its next batch and refuse further loads; waits for it."""
+        self._closed = True
+        with self._lock:
+            pass
 
     def ensure(self, size: int) -> None:
-        """Load what the store holds for trees up to ``size`` leaves (committed ones)."""
+        """Load what the store holds for trees up to ``size`` leaves (committed ones).
+
+        All or nothing: the copy grows only once every level read is complete, so a
+        failed or stopped load leaves it as it was.
+        """
         if size <= self.size:
             return
         with self._lock:
             if size <= self.size:
                 return
             old = self.size
-            level0 = self.levels[0]
-            loaded = old
-            for leaf in iter_batches(self.store.read_leaves, old, lambda r: r.leaf_index + 1, _BATCH):
-                if leaf.leaf_index >= size:
-                    break
-                if leaf.leaf_index != loaded:
-                    raise StoredNodesMissing(f"leaf {loaded} is missing from the store")
-                level0 += leaf.leaf_hash
-                loaded += 1
-            if loaded < size:
-                raise StoredNodesMissing(f"the store has {loaded} leaves, fewer than {size}")
-            level = 1
-            while size >> level:
+            grown: list[bytes] = []
+            level = 0
+            while level == 0 or size >> level:
+                first, last = old >> level, (size >> level) - 1
+                parts = []
+                for start in range(first, last + 1, _BATCH):
+                    if self._closed:
+                        raise NodeCacheClosed("the proof cache was closed")
+                    end = min(last, start + _BATCH - 1)
+                    parts.extend(self._read_level(level, start, end))
+                grown.append(b"".join(parts))
+                level += 1
+            for level, digests in enumerate(grown):
                 if len(self.levels) <= level:
                     self.levels.append(bytearray())
-                first, last = old >> level, (size >> level) - 1
-                if first <= last:
-                    rows = self.store.read_level_range(level, first, last)
-                    if len(rows) != last - first + 1 or (rows and rows[0][0] != first):
-                        raise StoredNodesMissing(
-                            f"stored Merkle nodes at level {level}, indexes {first}..{last}, are incomplete"
-                        )
-                    target = self.levels[level]
-                    for _, digest in rows:
-                        target += digest
-                level += 1
+                self.levels[level] += digests
             self.size = size
+
+    def _read_level(self, level: int, first: int, last: int) -> list[bytes]:
+        """The stored hashes of ``level`` at indexes ``first..last``, every one of them."""
+        if level == 0:
+            leaves = self.store.read_leaves(first, last - first + 1)
+            if len(leaves) != last - first + 1 or any(
+                leaf.leaf_index != first + i for i, leaf in enumerate(leaves)
+            ):
+                found = len(leaves)
+                raise StoredNodesMissing(f"the store has {found} of the leaves {first}..{last}")
+            return [leaf.leaf_hash for leaf in leaves]
+        rows = self.store.read_level_range(level, first, last)
+        if len(rows) != last - first + 1 or (rows and rows[0][0] != first):
+            raise StoredNodesMissing(
+                f"stored Merkle nodes at level {level}, indexes {first}..{last}, are incomplete"
+            )
+        return [digest for _, digest in rows]
 
     def get_nodes(self, ids: Sequence[NodeId]) -> list[bytes]:
         out = []

@@ -20,6 +20,7 @@ from ledger.merkle import ProofError, verify_consistency, verify_inclusion
 from ledger.note import Signer
 from tests import scenario
 from tests.api.conftest import Api, problem
+from tests.conftest import Backend
 
 TRANSFER_IN = ("sender", "recipient", "legal_basis", "request_reference", "purpose", "data_categories", "subjects",
                "dataset_sha256", "item_count", "handling", "retention_until", "transferred_at", "justification",
@@ -818,3 +819,32 @@ def test_raw_bytes_and_odd_idempotency_keys_never_make_a_500(module_api: Api, ta
     assert module_api.client is not None
     headers = {**module_api.headers(key, idem), "Content-Type": "application/json"}
     assert_answered(module_api.client.post(path, content=raw, headers=headers))
+
+
+def test_proofs_answer_503_when_stored_nodes_are_missing(api: Api, backend: Backend) -> None:
+    for _ in range(4):
+        api.transfer("DE", "FR")
+    backend.execute("DELETE FROM ledger_nodes WHERE level = 1 AND idx = 1")
+    api.restart()  # a fresh process: its copy of the nodes loads at the first proof
+    for path, params in (("/v1/proofs/inclusion", {"index": 0, "tree_size": 4}),
+                         ("/v1/proofs/consistency", {"first": 1, "second": 4})):
+        body = problem(api.get(path, "*-verifier", params=params), 503, "nodes-missing")
+        assert "transfer-ledger verify" in body["detail"]
+    # a tree the missing node is not part of is still proved
+    proof = api.ok(api.get("/v1/proofs/consistency", "*-verifier", params={"first": 1, "second": 2}), 200)
+    assert len(proof["proof"]) == 1
+
+
+def test_proofs_follow_the_tree_as_it_grows(api: Api) -> None:
+    """The copy of the nodes grows with the tree: each proof verifies against a fresh checkpoint."""
+    for n in range(1, 10):
+        api.transfer("DE", "FR")
+        checkpoint = api.checkpoint()
+        assert checkpoint.size == n
+        proof = api.ok(api.get("/v1/proofs/inclusion", "*-verifier",
+                               params={"index": n - 1, "tree_size": n}), 200)
+        verify_inclusion(b64(proof["leaf_hash"]), n - 1, n, [b64(p) for p in proof["proof"]], checkpoint.root_hash)
+        if n > 1:
+            proof = api.ok(api.get("/v1/proofs/consistency", "*-verifier", params={"first": n - 1, "second": n}), 200)
+            verify_consistency(n - 1, n, [b64(p) for p in proof["proof"]], previous.root_hash, checkpoint.root_hash)
+        previous = checkpoint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import GC_YOUNGEST_THRESHOLD, create_app, create_app_from_env
 from ledger.config import ConfigError, Settings
 from tests import scenario
-from tests.api.conftest import Api, problem, run_init
+from tests.api.conftest import Api, problem, run_init, serving
 from tests.ledger.test_group_commit import Call, committer_held, queued
 
 
@@ -98,6 +99,24 @@ def test_the_served_app_freezes_start_up_objects_and_collects_young_objects_less
         assert gc.get_threshold() == (GC_YOUNGEST_THRESHOLD, 10, 10)
         assert gc.get_freeze_count() > 10_000  # modules, routes and models: out of every collection
         assert client.get("/healthz").status_code == 200
+
+
+def test_the_served_app_loads_the_stored_nodes_for_proofs_in_the_background(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, gc_restored: None
+) -> None:
+    with serving(settings) as api:
+        for _ in range(40):
+            api.transfer("DE", "FR")
+        size = api.ok(api.get("/healthz", None), 200)["tree_size"]
+    monkeypatch.setenv("TRANSFER_LEDGER_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("TRANSFER_LEDGER_DATABASE_URL", settings.database_url)
+    with TestClient(create_app_from_env()) as client:
+        proofs = client.app.state.proofs  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while proofs.size < size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proofs.size == size  # loaded without any proof being asked for
 
 
 def test_an_app_made_in_process_leaves_the_gc_alone(settings: Settings, gc_restored: None) -> None:

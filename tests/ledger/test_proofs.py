@@ -11,7 +11,7 @@ from eventsourcing.persistence import StoredEvent
 from ledger.application import TransferLedger
 from ledger.checkpoints import current_tree, stored_root_at
 from ledger.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
-from ledger.proofs import NodeCache, StoredNodesMissing
+from ledger.proofs import NodeCache, NodeCacheClosed, StoredNodesMissing
 from tests.conftest import Backend
 
 
@@ -65,6 +65,32 @@ def test_missing_stored_nodes_are_reported(ledger: TransferLedger, backend: Back
     backend.execute("DELETE FROM ledger_nodes WHERE level = 2 AND idx = 1")
     with pytest.raises(StoredNodesMissing):
         NodeCache(ledger.store).ensure(16)
+
+
+def test_a_failed_load_leaves_the_copy_as_it_was(ledger: TransferLedger, backend: Backend) -> None:
+    append(ledger, 16)
+    cache = NodeCache(ledger.store)
+    cache.ensure(5)
+    before = [bytes(level) for level in cache.levels]
+    backend.execute("DELETE FROM ledger_nodes WHERE level = 2 AND idx = 3")
+    for _ in range(2):  # a retry fails the same way, and still changes nothing
+        with pytest.raises(StoredNodesMissing):
+            cache.ensure(16)
+        assert cache.size == 5
+        assert [bytes(level) for level in cache.levels] == before
+    root = stored_root_at(ledger.store, 8)
+    verify_inclusion(cache.leaf_hash(6), 6, 8, cache.inclusion_proof(6, 8), root)
+
+
+def test_a_closed_copy_loads_nothing_more(ledger: TransferLedger) -> None:
+    append(ledger, 8)
+    cache = NodeCache(ledger.store)
+    cache.ensure(4)
+    cache.close()
+    with pytest.raises(NodeCacheClosed):
+        cache.ensure(8)
+    assert cache.size == 4
+    cache.inclusion_proof(1, 4)  # what it holds still answers
 
 
 def test_argument_errors() -> None:
