@@ -86,19 +86,10 @@ class NodeCache:
 
     def _read_level(self, level: int, first: int, last: int) -> list[bytes]:
         """The stored hashes of ``level`` at indexes ``first..last``, every one of them."""
-        if level == 0:
-            leaves = self.store.read_leaves(first, last - first + 1)
-            if len(leaves) != last - first + 1 or any(
-                leaf.leaf_index != first + i for i, leaf in enumerate(leaves)
-            ):
-                found = len(leaves)
-                raise StoredNodesMissing(f"the store has {found} of the leaves {first}..{last}")
-            return [leaf.leaf_hash for leaf in leaves]
         rows = self.store.read_level_range(level, first, last)
         if len(rows) != last - first + 1 or (rows and rows[0][0] != first):
-            raise StoredNodesMissing(
-                f"stored Merkle nodes at level {level}, indexes {first}..{last}, are incomplete"
-            )
+            what = "leaves" if level == 0 else f"Merkle nodes at level {level}, indexes"
+            raise StoredNodesMissing(f"the stored {what} {first}..{last} are incomplete")
         return [digest for _, digest in rows]
 
     def get_nodes(self, ids: Sequence[NodeId]) -> list[bytes]:

@@ -437,12 +437,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
 
     def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
-        rows = self._rows(
-            SQL(
-                "SELECT idx, hash FROM {} WHERE level = %s AND idx BETWEEN %s AND %s ORDER BY idx"
-            ).format(self._t["ledger_nodes"]),
-            (level, first, last),
-        )
+        if level == 0:
+            rows = self._rows(
+                SQL(
+                    "SELECT leaf_index, leaf_hash FROM {} WHERE leaf_index BETWEEN %s AND %s ORDER BY leaf_index"
+                ).format(self._t["ledger_leaves"]),
+                (first, last),
+            )
+        else:
+            rows = self._rows(
+                SQL(
+                    "SELECT idx, hash FROM {} WHERE level = %s AND idx BETWEEN %s AND %s ORDER BY idx"
+                ).format(self._t["ledger_nodes"]),
+                (level, first, last),
+            )
         return [r if type(r[1]) is bytes else (r[0], bytes(r[1])) for r in rows]
 
     def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:

@@ -259,10 +259,17 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
 
     def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
-        rows = self._rows(
-            "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx",
-            (level, first, last),
-        )
+        if level == 0:
+            rows = self._rows(
+                "SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index BETWEEN ? AND ? "
+                "ORDER BY leaf_index",
+                (first, last),
+            )
+        else:
+            rows = self._rows(
+                "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx",
+                (level, first, last),
+            )
         return [r if type(r[1]) is bytes else (r[0], bytes(r[1])) for r in rows]
 
     def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
