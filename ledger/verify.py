@@ -62,7 +62,7 @@ from operator import itemgetter, methodcaller
 from typing import Any
 from uuid import UUID
 
-import msgspec
+import pybase64
 import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
@@ -460,12 +460,10 @@ _SIGNATURE_TOPICS = frozenset([PartyPolicy.KeyRegistered.TOPIC, *_DECISION_TOPIC
 
 _DIGEST = methodcaller("digest")
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
-#: A JSON string of the standard base64 (RFC 4648, padded) of bytes: what the
-#: leaf's ``"state"`` holds, quotes included.
-_BYTES_JSON = msgspec.json.Encoder().encode
-#: The leaf template (0x00 prefixed) with the state's quotes left to _BYTES_JSON.
-_HASHED_LEAF_BULK = _HASHED_LEAF.replace(b'"state":"%b"', b'"state":%b')
-assert _HASHED_LEAF_BULK.count(b"%") == 7
+#: The standard base64 (RFC 4648, padded) of bytes, what the leaf's ``"state"``
+#: holds between its quotes (SIMD-accelerated: a fifth of binascii's time).
+_B64 = pybase64.b64encode
+assert _HASHED_LEAF.count(b"%") == 7 and b'"state":"%b"' in _HASHED_LEAF
 #: A hyphenated UUID as a JSON string, and where its 32 hex digits go in it.
 _UUID_JSON_FRAME = b'"00000000-0000-0000-0000-000000000000"'
 _UUID_JSON_DIGITS = [i for i, c in enumerate(_UUID_JSON_FRAME) if c == ord("0")]
@@ -542,7 +540,10 @@ def _clean_page(
         return None
     stored = list(hashes)
     prevs = _split(n, 64).unpack(hexlify(b"".join([prev, *stored[:-1]])))
-    states_json = map(_BYTES_JSON, states)  # the base64 of each, quoted
+    try:
+        states_b64 = list(map(_B64, states))
+    except TypeError:  # a state that is not bytes (tampered): the careful path says what
+        return None
     if hex_ids and set(map(len, ids)) == {32}:  # 32 lowercase hex digits each
         ids_json: Any = _hyphenated_ids_json(ids)
     else:
@@ -550,7 +551,7 @@ def _clean_page(
             ids_json = [encode_basestring(_leaf_id(o, hex_ids)).encode() for o in ids]
         except ValueError:
             return None
-    leaves = map(_HASHED_LEAF_BULK.__mod__, zip(indexes, ids_json, versions, prevs, times, states_json, topic_json))
+    leaves = map(_HASHED_LEAF.__mod__, zip(indexes, ids_json, versions, prevs, times, states_b64, topic_json))
     if list(map(_DIGEST, map(hashlib.sha256, leaves))) != stored:
         return None
     return stored, topics
