@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ledger.merkle import (
     HASH_SIZE,
     NodeId,
-    NodeSpec,
+    _range_ids,
     consistency_proof_ids,
     inclusion_proof_ids,
     node_hash,
@@ -37,6 +37,9 @@ class NodeCacheClosed(RuntimeError):
     """The cache was closed (its process is shutting down) while it was loading."""
 
 
+assert HASH_SIZE == 32
+
+
 class NodeCache:
     """The ledger's complete subtree hashes for ``size`` leaves, in memory."""
 
@@ -45,7 +48,7 @@ class NodeCache:
         self.size = 0
         self.levels: list[bytearray] = [bytearray()]
         self._lock = threading.Lock()
-        self._edges: dict[tuple[NodeId, ...], bytes] = {}
+        self._edges: dict[tuple[int, int], bytes] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -99,40 +102,68 @@ class NodeCache:
             out.append(bytes(self.levels[level][start : start + HASH_SIZE]))
         return out
 
-    def _assemble(self, specs: list[NodeSpec]) -> list[bytes]:
-        """Each proof element: a stored node, or the fold of a right-edge range of them."""
-        levels = self.levels
-        out = []
-        for spec in specs:
-            if len(spec) == 1:
-                level, index = spec[0]
-                start = index * HASH_SIZE
-                out.append(bytes(levels[level][start : start + HASH_SIZE]))
-                continue
-            key = tuple(spec)
-            digest = self._edges.get(key)
-            if digest is None:
-                hashes = self.get_nodes(spec)
-                digest = hashes[-1]
-                for left in reversed(hashes[:-1]):
-                    digest = node_hash(left, digest)
-                if len(self._edges) >= _EDGE_CACHE:
-                    self._edges.clear()
-                self._edges[key] = digest
-            out.append(digest)
-        return out
-
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 ``PATH(index, D[0:tree_size])``."""
-        specs = inclusion_proof_ids(index, tree_size)
+        if not (type(index) is int and type(tree_size) is int and 0 <= index < tree_size):
+            inclusion_proof_ids(index, tree_size)  # raises the precise error
         self.ensure(tree_size)
-        return self._assemble(specs)
+        return self._path(index, 0, tree_size)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 ``PROOF(first, D[0:second])``."""
-        specs = consistency_proof_ids(first, second)
+        if not (type(first) is int and type(second) is int and 0 < first <= second):
+            consistency_proof_ids(first, second)  # raises the precise error
         self.ensure(second)
-        return self._assemble(specs)
+        if first == second:
+            return []
+        # As merkle.consistency_proof_ids: the audit path of the largest perfect subtree
+        # ending at ``first``, after that subtree's own hash unless it is all of tree ``first``.
+        level = (first & -first).bit_length() - 1
+        index = (first - 1) >> level
+        path = self._path(index, level, second)
+        if index:
+            start = index * HASH_SIZE
+            path.insert(0, bytes(self.levels[level][start : start + HASH_SIZE]))
+        return path
+
+    def _path(self, index: int, level: int, size: int) -> list[bytes]:
+        """The hashes of ``merkle._path_specs(index, level, size)``, read straight from the copy:
+        the siblings up to the fork, the fork's right-edge sibling (folded, remembered), and
+        the perfect subtrees left of the fork, lowest first."""
+        levels = self.levels
+        inner = (index ^ (size >> level)).bit_length() - 1
+        fork_level = level + inner
+        begin = (index >> inner) << fork_level
+        end = begin + (1 << fork_level)
+        # Sibling i is at (level + i, (index >> i) ^ 1); HASH_SIZE is 32 (<< 5).
+        out = [
+            bytes(levels[level + i][((index >> i) ^ 1) << 5 : (((index >> i) ^ 1) << 5) + 32])
+            for i in range(inner)
+        ]
+        if end < size:
+            out.append(self._right_edge(end, size))
+        rest = begin
+        while rest:
+            low = rest & -rest
+            node_level = low.bit_length() - 1
+            start = ((rest - low) >> node_level) * HASH_SIZE
+            out.append(bytes(levels[node_level][start : start + HASH_SIZE]))
+            rest -= low
+        return out
+
+    def _right_edge(self, begin: int, end: int) -> bytes:
+        """The fold of the perfect subtrees covering leaves ``[begin, end)`` (remembered)."""
+        key = (begin, end)
+        digest = self._edges.get(key)
+        if digest is None:
+            hashes = self.get_nodes(_range_ids(begin, end))
+            digest = hashes[-1]
+            for left in reversed(hashes[:-1]):
+                digest = node_hash(left, digest)
+            if len(self._edges) >= _EDGE_CACHE:
+                self._edges.clear()
+            self._edges[key] = digest
+        return digest
 
     def leaf_hash(self, index: int) -> bytes:
         self.ensure(index + 1)

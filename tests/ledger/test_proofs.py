@@ -29,7 +29,7 @@ def test_cached_proofs_equal_proofs_from_sql_and_verify(ledger: TransferLedger) 
     def get_nodes(ids):  # type: ignore[no-untyped-def]
         return ledger.store.read_nodes(ids)
 
-    for _ in range(60):
+    for _ in range(400):
         size = rng.randrange(1, 301)
         index = rng.randrange(size)
         root = stored_root_at(ledger.store, size)
