@@ -221,7 +221,7 @@ def lineage(principal: CurrentPrincipal, ledger: Ledger,
     after: int | None = 0
     while after is not None:  # the lineage in commit order: a parent is recorded before its children
         page, after = ledger.list_transfers(visible=lambda v: v["root_transfer_id"] == root, after=after,
-                                            limit=500)
+                                            limit=500, mentions=(root,))
         for item in page:
             if item["parent_transfer_id"] in below:
                 below.add(item["id"])
@@ -230,6 +230,11 @@ def lineage(principal: CurrentPrincipal, ledger: Ledger,
     transfer = {k: v for k, v in view.items() if k != "ancestors"}
     return {"id": view["id"], "origin": view["origin"], "root_transfer_id": root, "transfer": transfer,
             "ancestors": view["ancestors"], "descendants": descendants}
+
+
+def _readable_share(principal: Principal) -> tuple[str, ...]:
+    """What every object the principal may read mentions: its Party, unless it reads everything."""
+    return () if principal.has_role("auditor") and principal.is_global else (principal.party,)
 
 
 CURSOR = Query(pattern="^[0-9]{1,18}$", description="next_cursor of the previous page")
@@ -259,6 +264,7 @@ def list_transfers(
         since=parse_datetime(since, "since") if since is not None else None,
         after=_cursor(cursor),
         limit=limit,
+        mentions=_readable_share(principal),
     )
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
 
@@ -366,7 +372,7 @@ def list_authorization_requests(
     require_role(principal, *READER_ROLES)
     items, next_cursor = ledger.list_authorizations(
         visible=lambda view: can_read(principal, authorization_parties(view)),
-        status=status, party=party, after=_cursor(cursor), limit=limit,
+        status=status, party=party, after=_cursor(cursor), limit=limit, mentions=_readable_share(principal),
     )
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
 

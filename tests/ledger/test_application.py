@@ -54,6 +54,38 @@ def test_first_transfer_is_its_own_origin_and_first_leaf(ledger: TransferLedger)
     assert ledger.store.head().size == 1
 
 
+def test_lists_pass_over_transfers_that_do_not_mention_what_they_look_for(
+    ledger: TransferLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan loads only the transfers whose recorded event names the Party or root asked
+    for; what it answers is what a full scan answers."""
+    trees = [ledger.record_transfer(transfer(sender, "FR")) for sender in ("DE", "NL", "DE", "IT", "NL")]
+    root, auth = granted_chain(ledger)  # DE -> FR, FR asks DE, DE grants
+    child = ledger.record_transfer(onward("FR", "INTERPOL", root, auth))
+    loaded: list[Any] = []
+    get = ledger.repository.get
+    monkeypatch.setattr(ledger.repository, "get", lambda ident, *a, **k: loaded.append(ident) or get(ident, *a, **k))
+
+    def ids(visible: Any = lambda view: True, **kwargs: Any) -> list[str]:
+        loaded.clear()
+        page, _ = ledger.list_transfers(visible=visible, limit=500, **kwargs)
+        return [view["id"] for view in page]
+
+    def parties(view: dict[str, Any]) -> set[str]:
+        return {view["sender"]["party"], view["recipient"]["party"], view["origin"]}
+
+    in_tree = lambda view: view["root_transfer_id"] == root["id"]  # noqa: E731
+    assert ids(in_tree, mentions=(root["id"],)) == [root["id"], child["id"]] and len(loaded) == 2
+    assert ids(party="NL") == [trees[1]["id"], trees[4]["id"]] and len(loaded) == 2
+    assert ids(lambda v: "FR" in parties(v), party="IT", mentions=("FR",)) == [trees[3]["id"]]
+    assert len(loaded) == 1
+    everything = ids()
+    assert len(everything) == 7 and len(loaded) == 7
+    assert ids(in_tree) == [root["id"], child["id"]] and len(loaded) == 7  # no mention: all loaded
+    # a value a JSON encoder might write otherwise is not used to pass over anything
+    assert ids(lambda v: True, mentions=("D\\E",)) == everything and len(loaded) == 7
+
+
 def test_onward_transfer_under_the_origins_grant(ledger: TransferLedger) -> None:
     root, auth = granted_chain(ledger)
     assert auth["status"] == "granted" and auth["origin"] == "DE"
