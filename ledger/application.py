@@ -77,10 +77,10 @@ def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDra
     )
 
 
-#: How often a command is re-checked after losing a race to another writer.
 #: Values a JSON encoder writes as they are, between quotes (see TransferLedger._scan).
 _VERBATIM_IN_JSON = re.compile(r"[A-Za-z0-9-]+")
 
+#: How often a command is re-checked after losing a race to another writer.
 MAX_ATTEMPTS = 20
 
 
@@ -543,7 +543,7 @@ class TransferLedger(Application[UUID]):
             return visible(view)
 
         return self._scan(Transfer.Recorded.TOPIC, after, limit, self._transfer_view, keep,
-                          (*mentions, *(v for v in (party, origin) if v is not None)))
+                          [*mentions, *(v for v in (party, origin) if v is not None)])
 
     def list_authorizations(
         self,
@@ -568,7 +568,7 @@ class TransferLedger(Application[UUID]):
             return visible(view)
 
         return self._scan(Authorization.Requested.TOPIC, after, limit, self._authorization_view, keep,
-                          (*mentions, *(v for v in (party,) if v is not None)))
+                          [*mentions, party] if party is not None else mentions)
 
     def _scan(
         self,

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from ledger.merkle import (
     HASH_SIZE,
     NodeId,
+    _fold,
     _range_ids,
     consistency_proof_ids,
     inclusion_proof_ids,
-    node_hash,
 )
 from ledger.store import LedgerStore
 
@@ -96,11 +96,11 @@ class NodeCache:
         return [digest for _, digest in rows]
 
     def get_nodes(self, ids: Sequence[NodeId]) -> list[bytes]:
-        out = []
-        for level, index in ids:
-            start = index * HASH_SIZE
-            out.append(bytes(self.levels[level][start : start + HASH_SIZE]))
-        return out
+        return [self._node(level, index) for level, index in ids]
+
+    def _node(self, level: int, index: int) -> bytes:
+        start = index * HASH_SIZE
+        return bytes(self.levels[level][start : start + HASH_SIZE])
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 ``PATH(index, D[0:tree_size])``."""
@@ -122,8 +122,7 @@ class NodeCache:
         index = (first - 1) >> level
         path = self._path(index, level, second)
         if index:
-            start = index * HASH_SIZE
-            path.insert(0, bytes(self.levels[level][start : start + HASH_SIZE]))
+            path.insert(0, self._node(level, index))
         return path
 
     def _path(self, index: int, level: int, size: int) -> list[bytes]:
@@ -156,10 +155,7 @@ class NodeCache:
         key = (begin, end)
         digest = self._edges.get(key)
         if digest is None:
-            hashes = self.get_nodes(_range_ids(begin, end))
-            digest = hashes[-1]
-            for left in reversed(hashes[:-1]):
-                digest = node_hash(left, digest)
+            digest = _fold(self.get_nodes(_range_ids(begin, end)))
             if len(self._edges) >= _EDGE_CACHE:
                 self._edges.clear()
             self._edges[key] = digest
