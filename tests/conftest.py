@@ -23,7 +23,8 @@ from ledger.config import Settings, eventsourcing_env
 
 PG_URL = os.environ.get("TRANSFER_LEDGER_TEST_DATABASE_URL") or None
 BACKEND = "postgresql" if PG_URL else "sqlite"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: The RFC 6962 / RFC 9162 proof vectors of transparency-dev/merkle, shipped with the tests.
+RFC6962_VECTORS = Path(__file__).resolve().parent / "testdata" / "rfc6962"
 
 
 def pytest_report_header(config: pytest.Config) -> str:

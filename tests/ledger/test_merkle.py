@@ -1,6 +1,6 @@
 """Tests of ledger.merkle: RFC 9162 §2.1 hashing, compact ranges and proofs.
 
-Checked against the transparency-dev/merkle vectors (../shared/testdata/rfc6962),
+Checked against the transparency-dev/merkle vectors (tests/testdata/rfc6962),
 an RFC-literal recursive reference, pymerkle, and hypothesis properties.
 """
 
@@ -37,10 +37,9 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.conftest import RFC6962_VECTORS as VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rfc6962"
-
-# The 8 leaf inputs and known roots of ../shared/testdata/rfc6962/README.md.
+# The 8 leaf inputs and known roots of tests/testdata/rfc6962/README.md.
 LEAF_INPUTS = [
     bytes.fromhex(h)
     for h in [

@@ -1,7 +1,7 @@
 """The tamper-evident store on a real database: leaves, nodes, head, roots.
 
 Roots are checked against the known RFC 6962 roots in
-../shared/testdata/rfc6962/README.md and against ``pymerkle`` on trees of
+tests/testdata/rfc6962/README.md and against ``pymerkle`` on trees of
 up to 10,000 leaves appended through the real recorder, in one transaction
 per batch, as the application does.
 """
@@ -18,7 +18,7 @@ from ledger.application import TransferLedger
 from ledger.checkpoints import current_tree, stored_root_at
 from ledger.leaf import ZERO_HASH, encode_leaf
 from ledger.merkle import CompactRange, inclusion_proof, leaf_hash, verify_inclusion
-from tests.conftest import SHARED
+from tests.conftest import RFC6962_VECTORS
 
 KNOWN_ROOTS = {
     0: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -51,8 +51,8 @@ def stored_leaf_bytes(ledger: TransferLedger) -> list[bytes]:
     return out
 
 
-def test_known_roots_of_the_shared_vectors() -> None:
-    assert (SHARED / "testdata" / "rfc6962" / "README.md").exists()
+def test_known_roots_of_the_rfc6962_vectors() -> None:
+    assert (RFC6962_VECTORS / "README.md").exists()
     inputs = [bytes.fromhex(h) for h in
               ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                "606162636465666768696a6b6c6d6e6f"]]
