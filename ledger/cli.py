@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from ledger.keys import KeyFileError, create_signing_key, load_signing_key
 from ledger.note import Checkpoint, NoteError, Verifier, check_key_name, open_checkpoint
 from ledger.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
 from ledger.sql import SqlAccess
-from ledger.verify import verify_ledger
+from ledger.verify import VerificationIncomplete, verify_ledger
 
 app = typer.Typer(
     name="transfer-ledger",
@@ -77,14 +78,18 @@ def fail(message: str, status: int = 2) -> NoReturn:
 
 
 @contextmanager
-def errors_as_exit_status(*, json_report: bool = False) -> Iterator[None]:
+def errors_as_exit_status(*, json_report: bool = False, internal_errors: bool = False) -> Iterator[None]:
     """Turn known failures into one line on stderr and the right exit status.
 
     With ``json_report``, stdout also gets the one JSON object a job expects,
-    with ``ok: false`` and the ``error``.
+    with ``ok: false`` and the ``error``. With ``internal_errors``, any other
+    exception (a defect) exits 2 too, where an exit status of 1 has a meaning
+    of its own (``verify``: a finding).
     """
     try:
         yield
+    except typer.Exit:
+        raise
     except (RuleViolation, InconsistentTreeError) as e:
         _report_error(str(e), 1, json_report)
     except (DomainError, ConfigError, KeyFileError, NoteError, PrincipalError) as e:
@@ -94,6 +99,17 @@ def errors_as_exit_status(*, json_report: bool = False) -> Iterator[None]:
         _report_error(f"database: {text.splitlines()[0] if text else type(e).__name__}", 2, json_report)
     except OSError as e:
         _report_error(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 2, json_report)
+    except Exception as e:
+        if not internal_errors:
+            raise
+        _report_error(f"internal error ({_where(e)}); please report it", 2, json_report)
+
+
+def _where(error: BaseException) -> str:
+    """An exception with the file and line it was raised at, on one line."""
+    frame = traceback.extract_tb(error.__traceback__)[-1:]
+    where = f" at {Path(frame[0].filename).name}:{frame[0].lineno}" if frame else ""
+    return f"{type(error).__name__}{where}: {error}"
 
 
 def _report_error(message: str, status: int, json_report: bool) -> NoReturn:
@@ -236,10 +252,11 @@ def verify(
     every stored checkpoint, and report the first index where anything differs.
 
     With --since, start from a trusted checkpoint: work proportional to what is new.
-    Exit status 0 intact, 1 integrity failure, 2 usage or environment error.
+    Exit status 0 intact, 1 integrity failure (a proven difference in the data), 2 usage or
+    environment error, or verification that could not complete (it proves nothing either way).
     """
     settings = settings_for(data_dir, database_url)
-    with errors_as_exit_status(json_report=as_json):
+    with errors_as_exit_status(json_report=as_json, internal_errors=True):
         if not settings.settings_file.exists():
             raise ConfigError(
                 f"{settings.data_dir} is not an initialized ledger data dir; "
@@ -253,6 +270,8 @@ def verify(
                 report = verify_ledger(
                     ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress
                 )
+        except VerificationIncomplete as stopped:
+            _verification_incomplete(stopped, as_json)
         finally:
             ledger.close()
     if as_json:
@@ -272,6 +291,29 @@ def verify(
             for line in report.problems:
                 typer.echo(f"  {line}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _verification_incomplete(stopped: VerificationIncomplete, as_json: bool) -> NoReturn:
+    """Verification did not finish: exit 2 (not 1, which only a finding gives),
+    saying why and what had been checked, findings so far included."""
+    error = stopped.error
+    if isinstance(error, (OperationalError, PersistenceError)):
+        text = str(error).strip()
+        why = f"database: {text.splitlines()[0] if text else type(error).__name__}"
+    else:
+        why = f"internal error in verify ({_where(error)}); please report it"
+    report = stopped.report
+    message = (f"verification did not complete after {report.events_checked} leaves; "
+               f"it proves nothing either way: {why}")
+    if as_json:
+        document = report.as_dict()
+        document.update(ok=False, error=message)
+        typer.echo(json.dumps(document))
+    elif report.problems:
+        typer.echo(f"found before it stopped ({report.problem_count}):")
+        for line in report.problems:
+            typer.echo(f"  {line}")
+    fail(message, 2)
 
 
 @contextmanager

@@ -82,6 +82,9 @@ from ledger.store import EventRow, Head, LedgerStore, LeafRow, StoredCheckpoint,
 #: How many problems a report lists (the count is always complete).
 MAX_LISTED_PROBLEMS = 100
 BATCH = 4096
+#: How many record times (as JSON) a whole-page check keeps between pages
+#: before it starts again from the page's own.
+RECORD_TIME_CACHE = 1024
 #: Stands in the tree for a leaf whose row is gone (its hash is unknown).
 _UNKNOWN = bytes(32)
 #: RFC 9162's node hash prefix: SHA-256(0x01 || left || right).
@@ -498,7 +501,7 @@ def _leaf_id(originator_id: str, hex_ids: bool) -> str:
 
 def _clean_page(
     page: list[tuple[Any, ...]], start: int, after: int, prev: bytes, hex_ids: bool,
-    topics_json: dict[str, bytes], recorded_json: dict[str, bytes],
+    topics_json: dict[str, bytes], recorded_json: dict[str, bytes], time_cache: int = 1024,
 ) -> tuple[list[bytes], tuple[Any, ...]] | None:
     """For a page of :meth:`LedgerStore.read_leaves_with_events` rows in which
     every row is the common case of the verification loop (leaves ``start``,
@@ -532,8 +535,12 @@ def _clean_page(
         new_times = set(recorded).difference(recorded_json)
         if set(map(type, new_times)) != {str}:
             return None
-        if len(recorded_json) + len(new_times) > 1024:
+        if len(recorded_json) + len(new_times) > time_cache:
+            # Start again from this page's times: every one of them, those it
+            # shares with the pages before (a batch across the page boundary)
+            # as well as the new ones.
             recorded_json.clear()
+            new_times = set(recorded)
         recorded_json.update(zip(new_times, map(_json_string, new_times)))
         times = list(map(recorded_json.get, recorded))
     if type(prev) is not bytes or len(prev) != 32:
@@ -732,6 +739,18 @@ def _start_from(
     return tree, last[0].leaf_hash, last[0].notification_id
 
 
+class VerificationIncomplete(Exception):
+    """Verification stopped before its end on an error of its own or of the
+    database, not on anything found in the data: ``report`` holds what it had
+    checked (and any problem found) up to there, ``__cause__`` the error."""
+
+    def __init__(self, report: VerifyReport, error: BaseException) -> None:
+        self.report = report
+        self.error = error
+        super().__init__(f"verification stopped after {report.events_checked} leaves: "
+                         f"{type(error).__name__}: {error}")
+
+
 def verify_ledger(
     store: LedgerStore,
     verifier: Verifier | None,
@@ -740,6 +759,7 @@ def verify_ledger(
     since: Checkpoint | None = None,
     progress: Progress | None = None,
     batch: int = BATCH,
+    record_time_cache: int = RECORD_TIME_CACHE,
 ) -> VerifyReport:
     """Verify the ledger; see the module docstring for what is checked.
 
@@ -749,8 +769,32 @@ def verify_ledger(
     consistency proof from the stored nodes), and the chain continues from
     its last leaf, whose hash an inclusion proof binds to that root. The work
     is proportional to what is new, plus O(log n).
+
+    ``batch`` is the page size (leaves read at a time, and the interval at
+    which stored nodes are compared); ``record_time_cache`` how many record
+    times a page check keeps between pages. Neither changes the report.
+
+    Raises :class:`VerificationIncomplete` (with what was checked so far)
+    when anything goes wrong other than a finding: a database error, or a
+    defect of the verifier itself. A finding is never raised, only reported.
     """
     report = VerifyReport()
+    try:
+        return _verify(report, store, verifier, origin, since, progress, batch, record_time_cache)
+    except Exception as error:
+        raise VerificationIncomplete(report, error) from error
+
+
+def _verify(
+    report: VerifyReport,
+    store: LedgerStore,
+    verifier: Verifier | None,
+    origin: str | None,
+    since: Checkpoint | None,
+    progress: Progress | None,
+    batch: int,
+    record_time_cache: int,
+) -> VerifyReport:
     # Checkpoints first: one signed after this read covers at most the head read next.
     stored_checkpoints = store.checkpoints()
     head = store.head()
@@ -808,6 +852,7 @@ def verify_ledger(
     cursor = expected
     stop = False
     while not stop:
+        report.events_checked = events_checked  # so far, should anything stop verification
         # One joined read per page: each leaf row with its event row's fields.
         # A leaf whose event row is the next one after the rows of the leaves
         # before it (notification id one higher: no other row can come between)
@@ -837,7 +882,8 @@ def verify_ledger(
         n = len(page)
         start = expected
         clean = (
-            _clean_page(page, start, last_notification, prev, hex_ids, topics_json, recorded_cache)
+            _clean_page(page, start, last_notification, prev, hex_ids, topics_json, recorded_cache,
+                        record_time_cache)
             if start + n <= total and not gaps else None
         )
         if clean is not None:
@@ -1109,7 +1155,7 @@ def verify_ledger(
     # The rows after the last leaf's: every one up to it has been accounted for.
     events = iter_batches(store.read_events, last_notification, _after_event, batch)
     event = next(events, None)
-    report.events_checked += events_checked
+    report.events_checked = events_checked
     nodes.flush()
     moved.finish()
 
