@@ -1,7 +1,7 @@
 """The rules of art. 36 §3 and its neighbours, one named check each.
 
 This module is the one place where a newcomer finds every rule the ledger
-enforces (DOMAIN.md, "What follows for the ledger", points 1-7). Each check
+enforces (docs/DOMAIN.md, points 1-7 of art. 36 §3). Each check
 is a function named after what it checks, citing its article, and raises a
 :class:`~domain.errors.RuleViolation` (or :class:`~domain.errors.InvalidInput`)
 whose ``rule`` is the stable name clients see, with the values that failed.

@@ -21,7 +21,7 @@ from domain.parties import Actor, is_plain_text, parse_text
 
 #: Art. 2 (c), (d), (f), (g): traffic, content and subscriber data, and other
 #: personal data. Whether a category counts as personal data is policy, not
-#: code (see the Ministry's letter in DOMAIN.md): the ledger records them all.
+#: code (docs/DOMAIN.md, the Ministry's letter): the ledger records them all.
 DATA_CATEGORIES: tuple[str, ...] = ("subscriber", "traffic", "content", "other_personal")
 
 #: Legal bases a transfer is recorded under (art. 40 §3 and arts. 41-47), or
@@ -301,7 +301,7 @@ class WrittenInstrument:
 
 @dataclass(frozen=True)
 class GrantConditions:
-    """Conditions the origin may set on a grant (DOMAIN.md rule 4)."""
+    """Conditions the origin may set on a grant (docs/DOMAIN.md, point 4)."""
 
     valid_until: datetime | None = None
     max_transfers: int | None = None

@@ -13,7 +13,7 @@ grant's ``Used`` event are saved together: if a revocation (or another use of
 the last permitted transfer) committed first, the grant's version has moved,
 the save fails with a conflict, and the command checks again against the
 grant as it now stands. So a revocation that commits first always wins
-(DOMAIN.md point 7).
+(docs/DOMAIN.md, point 7).
 """
 
 from __future__ import annotations

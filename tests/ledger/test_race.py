@@ -1,4 +1,4 @@
-"""Revocations and last permitted uses race onward transfers (DOMAIN.md point 7).
+"""Revocations and last permitted uses race onward transfers (docs/DOMAIN.md, point 7).
 
 Several threads (and several processes, each with its own connections) try
 to record onward transfers under one grant while the origin revokes it. The
