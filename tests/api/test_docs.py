@@ -1,4 +1,5 @@
-"""docs/API.md's curl walkthrough, pasted into a shell against a real server, answers as it says.
+"""docs/API.md against the code: its curl walkthrough, pasted into a shell against a real
+server, answers as it says, and its "Bodies" tables list the fields of the schemas.
 
 The ``sh`` blocks between ``<!-- walkthrough -->`` and ``<!-- /walkthrough -->``
 run in one ``bash``, from a directory laid out as the repository is after
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from api import schemas
 from ledger.config import Settings
 from tests.api.conftest import run_init
 from tests.api.test_server import Server, clean_env
@@ -26,6 +28,7 @@ from tests.api.test_server import Server, clean_env
 ROOT = Path(__file__).resolve().parents[2]
 API_MD = ROOT / "docs" / "API.md"
 EXPECT = re.compile(r"# => HTTP (\d{3})(?: ([a-z][a-z-]+[a-z]))?")
+SCHEMA = re.compile(r"^<!-- schema: (\w+)(?:, also the fields of (\w+))? -->\n((?:\|.*\n)+)", re.M)
 
 
 def walkthrough() -> str:
@@ -71,3 +74,16 @@ def test_the_curl_walkthrough_answers_as_documented(settings: Settings, tmp_path
             assert f'"rule":"{rule}"' in done.stdout, rule
     assert "Traceback" not in done.stderr and "HTTP 500" not in done.stderr
     assert os.path.exists(tmp_path / "ledger-data" / "settings.json")
+
+
+def test_the_bodies_section_names_every_field_of_its_schema() -> None:
+    """Each table marked ``<!-- schema: Model -->`` lists exactly the model's fields, no more."""
+    tables = SCHEMA.findall(API_MD.read_text("utf-8"))
+    assert {name for name, _, _ in tables} >= {"TransferIn", "TransferOut", "AuthorizationRequestIn",
+                                              "DecisionIn", "ConditionsIn", "RevocationIn", "AuthorizationOut"}
+    for name, base, table in tables:
+        first_cells = [row.split("|")[1] for row in table.splitlines()[2:]]
+        documented = [field for cell in first_cells for field in re.findall(r"`(\w+)`", cell)]
+        if base:
+            documented += list(getattr(schemas, base).model_fields)
+        assert sorted(documented) == sorted(getattr(schemas, name).model_fields), name
