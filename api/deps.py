@@ -1,6 +1,6 @@
 """Dependencies: the ledger, the principal behind the API key, access rules.
 
-Access (DESIGN.md "HTTP API"):
+Access (docs/API.md, "Keys, roles and access"):
 
 - a **recorder** records transfers its Party sends and requests authorization
   for data its Party holds;

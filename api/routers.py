@@ -1,4 +1,4 @@
-"""The routes of DESIGN.md "HTTP API". They check who may do what and call the
+"""The routes of docs/API.md ("Endpoints"). They check who may do what and call the
 ledger application; every rule of the Convention lives in ``domain/``."""
 
 from __future__ import annotations

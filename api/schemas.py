@@ -1,4 +1,4 @@
-"""Public request and response schemas (DESIGN.md "HTTP API": field names are binding).
+"""Public request and response schemas (docs/API.md, "Bodies": field names are a contract).
 
 These shape and document the JSON; the domain parses the values (Party
 codes, dates, categories...) and refuses bad ones with a precise rule, so

@@ -1,7 +1,7 @@
 """API principals and their keys.
 
 Every API key belongs to one **principal**: a Party (or ``*``, the ledger as
-a whole) and a set of roles (DESIGN.md, "HTTP API"). Keys are shown once,
+a whole) and a set of roles (docs/API.md, "Keys, roles and access"). Keys are shown once,
 when made, and stored only as hashes, in the table ``api_principals`` of the
 ledger's own database: every API process on every host sees the same
 principals, and a revocation takes effect everywhere at once.

@@ -3,7 +3,7 @@
 One implementation for the live read models (the ledger's database) and for
 a replay "as of" a leaf (an in-memory database): both hold the same tables.
 
-``share`` limits an answer to one Party's share (DESIGN.md, "HTTP API"):
+``share`` limits an answer to one Party's share (docs/API.md, "Keys, roles and access"):
 transfers it sent, received or originated; requests it made, received or
 must decide on; findings and statistics about those. ``None`` is the whole
 ledger.

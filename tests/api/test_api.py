@@ -1,4 +1,4 @@
-"""The HTTP API in-process: each endpoint's answers, field names (DESIGN.md "HTTP API"),
+"""The HTTP API in-process: each endpoint's answers, field names (docs/API.md, "Bodies"),
 the art. 36 §3 refusals, bad input, idempotency, pagination, the feed, proofs and OpenAPI."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def b64(text: str) -> bytes:
 
 
 def full_transfer(sender: str, recipient: str, **overrides: Any) -> dict[str, Any]:
-    """A transfer with every field of DESIGN.md set."""
+    """A transfer with every field of docs/API.md, "Bodies", set."""
     return scenario.transfer(
         sender, recipient,
         request_reference="FR-MLA-2026-117",
