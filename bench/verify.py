@@ -25,9 +25,9 @@ has read the head before its clock starts; imports and opening the database
 are not counted on either side) to the last row. The rate is events per
 second on both sides.
 
-The goal (DESIGN.md): verification at >= 0.5x the baseline's rate, and
-constant memory: it is also run on a copy of the ledger made at a tenth of
-its size, and both peaks are shown.
+The goal (docs/PERFORMANCE.md, "Targets"): verification at >= 0.5x the
+baseline's rate, and constant memory: it is also run on a copy of the ledger
+made at a tenth of its size, and both peaks are shown.
 
 Size: BENCH_VERIFY_EVENTS, else BENCH_EVENTS, else 1,000,000.
 """
