@@ -6,7 +6,7 @@ and 23 with `transfer-ledger checkpoint`, records more, closes the
 application, then changes the database directly (sqlite3 or psycopg, outside
 the application: what someone with access to the database could do) and runs
 `transfer-ledger verify --json`, checking the exit status, the first bad leaf
-index and the kind of problem (DESIGN.md, "Verification").
+index and the kind of problem (docs/FORMAT.md section 12, docs/decisions/0004-verify-first-bad-index.md).
 
 The SQL is written for both backends: the suite runs on SQLite, or on
 PostgreSQL when TRANSFER_LEDGER_TEST_DATABASE_URL is set (tests/conftest.py).
