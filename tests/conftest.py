@@ -12,6 +12,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,15 @@ def _plain_url(url: str) -> str:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[Backend]:
-    data_dir = tmp_path / "ledger-data"
-    data_dir.mkdir()
+    with fresh_backend(tmp_path / "ledger-data") as made:
+        yield made
+
+
+@contextmanager
+def fresh_backend(data_dir: Path) -> Iterator[Backend]:
+    """A ledger database of its own with its data dir (created): a SQLite
+    file in it, or a PostgreSQL schema dropped afterwards."""
+    data_dir.mkdir(parents=True)
     if not PG_URL:
         yield Backend("sqlite", Settings(data_dir))
         return

@@ -12,8 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +23,9 @@ from hypothesis import strategies as st
 from ledger.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
 from ledger.verify import BATCH, RECORD_TIME_CACHE, VerificationIncomplete, verify_ledger
-from tests.conftest import PG_URL, Backend
+from tests.conftest import PG_URL, Backend, fresh_backend
 from tests.ledger.test_verify_paths import TwoStreamsOnly
 from tests.scenario import transfer
-
-
-@contextmanager
-def fresh_backend(root: Path) -> Iterator[Backend]:
-    """A ledger database of its own (a SQLite file, or a PostgreSQL schema
-    dropped afterwards), as the ``backend`` fixture gives one per test."""
-    data_dir = root / uuid.uuid4().hex
-    data_dir.mkdir(parents=True)
-    if not PG_URL:
-        yield Backend("sqlite", Settings(data_dir))
-        return
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield Backend("postgresql", Settings(data_dir, f"{PG_URL}?schema={schema}"), schema)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def record_batches(ledger: TransferLedger, sizes: Sequence[int]) -> None:
@@ -147,7 +125,7 @@ KINDS = ["intact", "state", "event-gone", "leaf-gone", "leaf-hash", "record-time
 def test_fast_and_careful_paths_agree(
     tmp_path: Path, sizes: list[int], pages: list[int], cache: int, kind: str, where: float,
 ) -> None:
-    with fresh_backend(tmp_path) as backend:
+    with fresh_backend(tmp_path / uuid.uuid4().hex) as backend:
         ledger = TransferLedger(eventsourcing_env(backend.settings))
         try:
             record_batches(ledger, sizes)
