@@ -49,6 +49,7 @@ from api.schemas import (
 )
 from api.witness_routes import checkpoint_note
 from domain.errors import DomainError, NotFound
+from domain.rules import not_origin
 from domain.values import parse_datetime
 from ledger.application import AlreadyDone, Prepare, TransferLedger
 from ledger.group_commit import Overloaded
@@ -299,12 +300,12 @@ def _authorization_for_origin(ledger: TransferLedger, principal: Principal, path
         view = ledger.get_authorization(authorization_id)
     except NotFound:
         raise not_found("authorization", authorization_id) from None
-    if principal.party != view["origin"]:
+    violation = not_origin(principal.party, view["origin"], field)
+    if violation is not None:
         if not can_read(principal, authorization_parties(view)):
             raise not_found("authorization", authorization_id)
-        raise ApiProblem(403, "not-origin",
-                         f"only an authority of {view['origin']}, the first transferring Party, may decide "
-                         f"on or revoke this authorization (art. 36 §3); this key belongs to {principal.party}")
+        raise ApiProblem(403, violation.rule, f"{violation.detail} ({violation.article}); "
+                         f"this key belongs to {principal.party}")
     require_party(principal, actor_party, field, "act")
     return authorization_id
 

@@ -15,9 +15,11 @@ again (see ``ledger.application``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from domain.errors import InvalidInput, RuleViolation
+from domain.errors import DomainError, InvalidInput, RuleViolation
 from domain.model import Authorization, Transfer
 from domain.parties import Actor
 from domain.values import (
@@ -29,6 +31,17 @@ from domain.values import (
 )
 
 ART_36_3 = "art. 36 §3"
+
+
+def refuse(violation: DomainError | None) -> None:
+    """Raise what a rule found, if it found anything.
+
+    Each rule is a function that returns its violation (or None), so that the
+    application refuses with it and the read models report it as a finding:
+    one rule, one text, whichever finds it.
+    """
+    if violation is not None:
+        raise violation
 
 
 # -- point 1: lineage and origin ---------------------------------------------
@@ -54,39 +67,51 @@ def check_not_to_self(sender: Actor, recipient: Actor) -> None:
         )
 
 
-def check_holder_received_parent(holder: str, parent: Transfer, field: str) -> None:
+def holder_not_recipient(
+    holder: str, parent_id: str, parent_sender: str, parent_recipient: str, field: str
+) -> RuleViolation | None:
     """Point 1 (art. 36 §3): only the Party that received the data passes them on.
 
     An onward transfer (or a request to make one) names its parent transfer;
-    the sender must be that transfer's recipient.
+    the sender must be that transfer's recipient. The violation, or None.
     """
-    if parent.recipient.party != holder:
-        raise RuleViolation(
-            f"{holder} did not receive transfer {parent.id}: it went from "
-            f"{parent.sender.party} to {parent.recipient.party}, so {holder} cannot pass it on",
-            rule="not-holder",
-            field=field,
-            article=ART_36_3,
-            values={
-                "holder": holder,
-                "parent_transfer_id": str(parent.id),
-                "parent_recipient": parent.recipient.party,
-            },
-        )
+    if parent_recipient == holder:
+        return None
+    return RuleViolation(
+        f"{holder} did not receive transfer {parent_id}: it went from "
+        f"{parent_sender} to {parent_recipient}, so {holder} cannot pass it on",
+        rule="not-holder",
+        field=field,
+        article=ART_36_3,
+        values={"holder": holder, "parent_transfer_id": parent_id, "parent_recipient": parent_recipient},
+    )
+
+
+def check_holder_received_parent(holder: str, parent: Transfer, field: str) -> None:
+    """Point 1 (art. 36 §3): :func:`holder_not_recipient`, refused."""
+    refuse(holder_not_recipient(holder, str(parent.id), parent.sender.party, parent.recipient.party, field))
+
+
+def categories_not_received(
+    categories: Iterable[str], parent_id: str, received: Sequence[str]
+) -> RuleViolation | None:
+    """Point 6 (art. 36 §3): an onward transfer carries only categories the holder received."""
+    extra = sorted(set(categories) - set(received))
+    if not extra:
+        return None
+    return RuleViolation(
+        f"data categories {extra} were not received in parent transfer {parent_id} "
+        f"(it carried {list(received)})",
+        rule="category-not-received",
+        field="data_categories",
+        article=ART_36_3,
+        values={"not_received": extra, "received": list(received)},
+    )
 
 
 def check_categories_received(categories: tuple[str, ...], parent: Transfer) -> None:
-    """Point 6 (art. 36 §3): an onward transfer carries only categories the holder received."""
-    extra = sorted(set(categories) - set(parent.data_categories))
-    if extra:
-        raise RuleViolation(
-            f"data categories {extra} were not received in parent transfer {parent.id} "
-            f"(it carried {list(parent.data_categories)})",
-            rule="category-not-received",
-            field="data_categories",
-            article=ART_36_3,
-            values={"not_received": extra, "received": list(parent.data_categories)},
-        )
+    """Point 6 (art. 36 §3): :func:`categories_not_received`, refused."""
+    refuse(categories_not_received(categories, str(parent.id), parent.data_categories))
 
 
 # -- point 2: who must authorize ---------------------------------------------
@@ -116,20 +141,27 @@ def check_request_needed(origin: str, holder: str, recipient: str) -> None:
         )
 
 
-def check_decided_by_origin(actor: Actor, authorization: Authorization, field: str) -> None:
+def not_origin(party: str, origin: str, field: str) -> RuleViolation | None:
     """Points 2 and 4 (art. 36 §3): only the first transferring Party decides or revokes.
 
-    Not the intermediate Party that holds the data and passes them on.
+    Not the intermediate Party that holds the data and passes them on. The
+    violation when ``party`` is not the ``origin``, or None.
     """
-    if actor.party != authorization.origin:
-        raise RuleViolation(
-            f"{actor.party} is not the origin of the data: only {authorization.origin}, "
-            "the first transferring Party, may decide on or revoke this authorization",
-            rule="not-origin",
-            field=f"{field}.party",
-            article=ART_36_3,
-            values={"party": actor.party, "origin": authorization.origin},
-        )
+    if party == origin:
+        return None
+    return RuleViolation(
+        f"{party} is not the origin of the data: only {origin}, "
+        "the first transferring Party, may decide on or revoke this authorization",
+        rule="not-origin",
+        field=field,
+        article=ART_36_3,
+        values={"party": party, "origin": origin},
+    )
+
+
+def check_decided_by_origin(actor: Actor, authorization: Authorization, field: str) -> None:
+    """Points 2 and 4 (art. 36 §3): :func:`not_origin`, refused."""
+    refuse(not_origin(actor.party, authorization.origin, f"{field}.party"))
 
 
 # -- point 4: decisions ------------------------------------------------------
@@ -198,28 +230,217 @@ def written_form_required(lineage_requires: bool, origin_policy_requires: bool) 
     return lineage_requires or origin_policy_requires
 
 
-def check_written_instrument(
-    conditions: GrantConditions | None, required: bool, origin: str, *, signed: bool = False
-) -> None:
+def written_instrument_missing(in_writing: bool, required: bool, origin: str) -> RuleViolation | None:
     """Point 5 (art. 36 §3): where written form is required, a grant needs an instrument.
 
     The instrument is a document reference with the document's SHA-256 digest,
-    or the decision itself signed with the origin's registered key (``signed``).
+    or the decision itself signed with the origin's registered key: either
+    makes the grant ``in_writing``.
     """
+    if not required or in_writing:
+        return None
+    return RuleViolation(
+        f"{origin} requires authorization in writing: the grant needs a written "
+        "instrument (conditions.written_instrument: reference and sha256) or the "
+        "decision signed with a key registered to the origin",
+        rule="written-instrument-required",
+        field="conditions.written_instrument",
+        article=ART_36_3,
+        values={"origin": origin},
+    )
+
+
+def check_written_instrument(
+    conditions: GrantConditions | None, required: bool, origin: str, *, signed: bool = False
+) -> None:
+    """Point 5 (art. 36 §3): :func:`written_instrument_missing`, refused."""
     has_document = conditions is not None and conditions.written_instrument is not None
-    if required and not (has_document or signed):
-        raise RuleViolation(
-            f"{origin} requires authorization in writing: the grant needs a written "
-            "instrument (conditions.written_instrument: reference and sha256) or the "
-            "decision signed with a key registered to the origin",
-            rule="written-instrument-required",
-            field="conditions.written_instrument",
-            article=ART_36_3,
-            values={"origin": origin},
-        )
+    refuse(written_instrument_missing(has_document or signed, required, origin))
 
 
 # -- point 6: the onward transfer against its authorization --------------------
+
+
+@dataclass(frozen=True)
+class OnwardTransfer:
+    """What the rules of point 6 look at in an onward transfer: as requested
+    (the application, to refuse) or as recorded (the read models, to find)."""
+
+    parent_transfer_id: str
+    holder: str
+    recipient: str
+    data_categories: tuple[str, ...]
+    proceeding: str
+    transferred_at: datetime
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the rules of point 6 look at in an authorization, as it stood when
+    the transfer was made: its request, its decision, its revocation and the
+    transfers made under it before."""
+
+    id: str
+    parent_transfer_id: str
+    holder: str
+    recipient: str
+    #: ``pending``, ``granted``, ``refused`` or ``revoked``.
+    status: str
+    #: The Party that granted it (None unless granted, or granted then revoked).
+    granted_by: str | None
+    valid_until: datetime | None
+    max_transfers: int | None
+    #: Transfers made under it before this one.
+    uses: int
+    #: The categories it covers: those its conditions grant, else those requested.
+    categories: tuple[str, ...]
+    #: The proceeding it covers: its conditions' purpose, else the request's.
+    proceeding: str
+    #: A written instrument, or the decision signed with the origin's key.
+    in_writing: bool
+    refusal_reasons: str | None = None
+    revocation_reasons: str | None = None
+
+    @classmethod
+    def of(cls, authorization: Authorization) -> Grant:
+        conditions = authorization.conditions or GrantConditions()
+        purpose = conditions.purpose or authorization.requested_purpose
+        return cls(
+            id=str(authorization.id),
+            parent_transfer_id=str(authorization.parent_transfer_id),
+            holder=authorization.holder,
+            recipient=authorization.recipient.party,
+            status=authorization.status,
+            granted_by=authorization.granted_by,
+            valid_until=conditions.valid_until,
+            max_transfers=conditions.max_transfers,
+            uses=len(authorization.uses),
+            categories=tuple(conditions.data_categories or authorization.requested_categories),
+            proceeding=purpose.proceeding,
+            in_writing=conditions.written_instrument is not None or authorization.decision_signed,
+            refusal_reasons=(authorization.decision or {}).get("reasons"),
+            revocation_reasons=(authorization.revocation or {}).get("reasons"),
+        )
+
+
+def onward_transfer_not_covered(
+    transfer: OnwardTransfer,
+    origin: str,
+    grant: Grant | None,
+    *,
+    written_required: bool,
+    now: datetime,
+) -> RuleViolation | None:
+    """Points 2, 5 and 6 (art. 36 §3): why the origin's grant does not cover
+    the onward transfer, or None when it does.
+
+    Not covered when there is no grant, when the grant answers another request
+    (other parent, holder or recipient), when it was refused, is still
+    pending, was revoked, has expired (at ``now`` or at the transfer's time)
+    or is used up, when the transfer carries categories or serves a proceeding
+    the grant does not cover, when it was granted by anyone but the origin, or
+    when written form is required and the grant is not in writing. The
+    application refuses with it; the read models report it as the reason of
+    an ``onward-transfer-not-authorized`` finding.
+    """
+    holder, recipient = transfer.holder, transfer.recipient
+    if grant is None:
+        return RuleViolation(
+            f"onward transfer of {origin}'s data from {holder} to {recipient} needs the "
+            f"authorization of {origin}, the first transferring Party (authorization_id "
+            "is missing)",
+            rule="onward-transfer-not-authorized",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"origin": origin, "holder": holder, "recipient": recipient},
+        )
+    auth_id = grant.id
+    if grant.parent_transfer_id != transfer.parent_transfer_id or grant.holder != holder:
+        return RuleViolation(
+            f"authorization {auth_id} answers a request by {grant.holder} about "
+            f"transfer {grant.parent_transfer_id}, not this transfer by {holder} "
+            f"of transfer {transfer.parent_transfer_id}",
+            rule="authorization-not-for-this-transfer",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"authorization_parent": grant.parent_transfer_id, "authorization_holder": grant.holder},
+        )
+    if grant.recipient != recipient:
+        return RuleViolation(
+            f"authorization {auth_id} covers a transfer to {grant.recipient}, not to {recipient}",
+            rule="recipient-not-authorized",
+            field="recipient.party",
+            article=ART_36_3,
+            values={"authorized": grant.recipient, "recipient": recipient},
+        )
+    if grant.status == "revoked":
+        return RuleViolation(
+            f"authorization {auth_id} was revoked by {origin}: {grant.revocation_reasons}",
+            rule="authorization-revoked",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": "revoked", "reasons": grant.revocation_reasons},
+        )
+    if grant.status == "refused":
+        return RuleViolation(
+            f"{origin} refused authorization {auth_id}: {grant.refusal_reasons}",
+            rule="authorization-refused",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": "refused", "reasons": grant.refusal_reasons},
+        )
+    if grant.status != "granted":
+        return RuleViolation(
+            f"authorization request {auth_id} is still pending: {origin} has not decided",
+            rule="authorization-pending",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"status": grant.status},
+        )
+    if grant.granted_by != origin:
+        return RuleViolation(
+            f"authorization {auth_id} was granted by {grant.granted_by}, not by the origin {origin}",
+            rule="not-origin",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"granted_by": grant.granted_by, "origin": origin},
+        )
+    if grant.valid_until is not None and (now > grant.valid_until or transfer.transferred_at > grant.valid_until):
+        return RuleViolation(
+            f"authorization {auth_id} expired at {format_datetime(grant.valid_until)}",
+            rule="authorization-expired",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"valid_until": format_datetime(grant.valid_until)},
+        )
+    if grant.max_transfers is not None and grant.uses >= grant.max_transfers:
+        return RuleViolation(
+            f"authorization {auth_id} allows {grant.max_transfers} transfer(s) and {grant.uses} were made",
+            rule="authorization-exhausted",
+            field="authorization_id",
+            article=ART_36_3,
+            values={"max_transfers": grant.max_transfers, "uses": grant.uses},
+        )
+    extra = sorted(set(transfer.data_categories) - set(grant.categories))
+    if extra:
+        return RuleViolation(
+            f"authorization {auth_id} does not cover data categories {extra} "
+            f"(it covers {list(grant.categories)})",
+            rule="category-not-authorized",
+            field="data_categories",
+            article=ART_36_3,
+            values={"not_authorized": extra, "authorized": list(grant.categories)},
+        )
+    if grant.proceeding != transfer.proceeding:
+        return RuleViolation(
+            f"authorization {auth_id} is for proceeding {grant.proceeding!r}, "
+            f"not {transfer.proceeding!r} (specialty, art. 40 §19)",
+            rule="purpose-not-authorized",
+            field="purpose.proceeding",
+            article="art. 36 §3; art. 40 §19",
+            values={"authorized": grant.proceeding, "purpose": transfer.proceeding},
+        )
+    return written_instrument_missing(grant.in_writing, written_required, origin)
 
 
 def check_onward_transfer_authorized(
@@ -230,127 +451,17 @@ def check_onward_transfer_authorized(
     written_required: bool,
     now: datetime,
 ) -> None:
-    """Points 2, 5 and 6 (art. 36 §3): the transfer is covered by the origin's grant.
-
-    Refused when there is no grant, when the grant answers another request
-    (other parent, holder or recipient), when it was refused, is still
-    pending, was revoked, has expired or is used up, when the transfer
-    carries categories or serves a purpose the grant does not cover, when it
-    was granted by anyone but the origin, or when written form is required and
-    the grant has no instrument.
-    """
-    holder, recipient = draft.sender.party, draft.recipient.party
-    if authorization is None:
-        raise RuleViolation(
-            f"onward transfer of {origin}'s data from {holder} to {recipient} needs the "
-            f"authorization of {origin}, the first transferring Party (authorization_id "
-            "is missing)",
-            rule="onward-transfer-not-authorized",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"origin": origin, "holder": holder, "recipient": recipient},
-        )
-    auth_id = str(authorization.id)
-    if authorization.parent_transfer_id != draft.parent_transfer_id or authorization.holder != holder:
-        raise RuleViolation(
-            f"authorization {auth_id} answers a request by {authorization.holder} about "
-            f"transfer {authorization.parent_transfer_id}, not this transfer by {holder} "
-            f"of transfer {draft.parent_transfer_id}",
-            rule="authorization-not-for-this-transfer",
-            field="authorization_id",
-            article=ART_36_3,
-            values={
-                "authorization_parent": str(authorization.parent_transfer_id),
-                "authorization_holder": authorization.holder,
-            },
-        )
-    if authorization.recipient.party != recipient:
-        raise RuleViolation(
-            f"authorization {auth_id} covers a transfer to {authorization.recipient.party}, "
-            f"not to {recipient}",
-            rule="recipient-not-authorized",
-            field="recipient.party",
-            article=ART_36_3,
-            values={"authorized": authorization.recipient.party, "recipient": recipient},
-        )
-    if authorization.status == "revoked":
-        revocation = authorization.revocation or {}
-        raise RuleViolation(
-            f"authorization {auth_id} was revoked by {origin}: {revocation.get('reasons')}",
-            rule="authorization-revoked",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"status": "revoked", "reasons": revocation.get("reasons")},
-        )
-    if authorization.status == "refused":
-        decision = authorization.decision or {}
-        raise RuleViolation(
-            f"{origin} refused authorization {auth_id}: {decision.get('reasons')}",
-            rule="authorization-refused",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"status": "refused", "reasons": decision.get("reasons")},
-        )
-    if authorization.status != "granted":
-        raise RuleViolation(
-            f"authorization request {auth_id} is still pending: {origin} has not decided",
-            rule="authorization-pending",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"status": authorization.status},
-        )
-    if authorization.granted_by != origin:
-        raise RuleViolation(
-            f"authorization {auth_id} was granted by {authorization.granted_by}, not by the "
-            f"origin {origin}",
-            rule="not-origin",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"granted_by": authorization.granted_by, "origin": origin},
-        )
-    conditions = authorization.conditions or GrantConditions()
-    if conditions.valid_until is not None and (
-        now > conditions.valid_until or draft.transferred_at > conditions.valid_until
-    ):
-        raise RuleViolation(
-            f"authorization {auth_id} expired at {format_datetime(conditions.valid_until)}",
-            rule="authorization-expired",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"valid_until": format_datetime(conditions.valid_until)},
-        )
-    if conditions.max_transfers is not None and len(authorization.uses) >= conditions.max_transfers:
-        raise RuleViolation(
-            f"authorization {auth_id} allows {conditions.max_transfers} transfer(s) and "
-            f"{len(authorization.uses)} were made",
-            rule="authorization-exhausted",
-            field="authorization_id",
-            article=ART_36_3,
-            values={"max_transfers": conditions.max_transfers, "uses": len(authorization.uses)},
-        )
-    allowed = conditions.data_categories or authorization.requested_categories
-    extra = sorted(set(draft.data_categories) - set(allowed))
-    if extra:
-        raise RuleViolation(
-            f"authorization {auth_id} does not cover data categories {extra} "
-            f"(it covers {list(allowed)})",
-            rule="category-not-authorized",
-            field="data_categories",
-            article=ART_36_3,
-            values={"not_authorized": extra, "authorized": list(allowed)},
-        )
-    # A grant covers the purpose it sets, else the purpose stated in the request.
-    authorized_purpose = conditions.purpose or authorization.requested_purpose
-    if authorized_purpose.proceeding != draft.purpose.proceeding:
-        raise RuleViolation(
-            f"authorization {auth_id} is for proceeding {authorized_purpose.proceeding!r}, "
-            f"not {draft.purpose.proceeding!r} (specialty, art. 40 §19)",
-            rule="purpose-not-authorized",
-            field="purpose.proceeding",
-            article="art. 36 §3; art. 40 §19",
-            values={"authorized": authorized_purpose.proceeding, "purpose": draft.purpose.proceeding},
-        )
-    check_written_instrument(conditions, written_required, origin, signed=authorization.decision_signed)
+    """Points 2, 5 and 6 (art. 36 §3): :func:`onward_transfer_not_covered`, refused."""
+    transfer = OnwardTransfer(
+        parent_transfer_id=str(draft.parent_transfer_id),
+        holder=draft.sender.party,
+        recipient=draft.recipient.party,
+        data_categories=draft.data_categories,
+        proceeding=draft.purpose.proceeding,
+        transferred_at=draft.transferred_at,
+    )
+    grant = Grant.of(authorization) if authorization is not None else None
+    refuse(onward_transfer_not_covered(transfer, origin, grant, written_required=written_required, now=now))
 
 
 def check_request_consistent(draft: AuthorizationRequestDraft, parent: Transfer) -> None:

@@ -15,13 +15,15 @@ the ledger (event-driven):
 
 ``onward-transfer-not-authorized`` (art. 36 §3)
     an onward transfer that needs the origin's authorization and has no grant
-    covering it *at its time*: the same checks, in the same order, as
-    ``domain.rules.check_onward_transfer_authorized``. The application never
-    records such a transfer, so one in the feed was written around it.
+    covering it *at its time*: ``domain.rules.onward_transfer_not_covered``,
+    the very function the application refuses with, its rule the finding's
+    reason. The application never records such a transfer, so one in the
+    feed was written around it.
 ``lineage-inconsistent`` (art. 36 §3)
     a transfer whose recorded lineage does not hold: unknown parent, origin,
-    root or depth not the parent's, sender not the parent's recipient,
-    categories the holder did not receive.
+    root or depth not the parent's, sender not the parent's recipient
+    (``domain.rules.holder_not_recipient``), categories the holder did not
+    receive (``domain.rules.categories_not_received``).
 ``flow-after-revocation`` (art. 36 §3)
     data passed on (an onward transfer that needs authorization) after the
     origin revoked a grant that an earlier hop of the same data travelled
@@ -41,13 +43,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 from msgspec.structs import astuple
 
 from domain.model import party_policy_id
-from domain.rules import authorization_required
+from domain.rules import (
+    Grant,
+    OnwardTransfer,
+    authorization_required,
+    categories_not_received,
+    holder_not_recipient,
+    onward_transfer_not_covered,
+)
 from projections.events import (
     GRANTED,
     POLICY_REGISTERED,
@@ -450,13 +460,13 @@ def _check_lineage(
         problem = ("root-mismatch", f"the root recorded is {claimed_root}, but its lineage's root is {rec.root_id}")
     elif d.depth != rec.depth:
         problem = ("depth-mismatch", f"the depth recorded is {d.depth}, but it is {rec.depth} hops from its root")
-    elif parent is not None and parent.recipient != rec.sender:
-        problem = ("not-holder", f"{rec.sender} did not receive transfer {parent.id}: it went from "
-                   f"{parent.sender} to {parent.recipient}")
-    elif parent is not None and not _within(rec.categories, parent.categories):
-        extra = sorted(set(rec.categories.split(",")) - set(parent.categories.split(",")))
-        problem = ("category-not-received", f"categories {extra} were not received in transfer "
-                   f"{parent.id} (it carried {parent.categories.split(',')})")
+    elif parent is not None:
+        # The rules of point 1 and 6 (art. 36 §3) that the application refuses with.
+        violation = holder_not_recipient(rec.sender, parent.id, parent.sender, parent.recipient, "sender.party")
+        if violation is None and not _within(rec.categories, parent.categories):
+            violation = categories_not_received(rec.categories.split(","), parent.id, parent.categories.split(","))
+        if violation is not None:
+            problem = (violation.rule, violation.detail)
     if problem is None:
         return
     reason, detail = problem
@@ -475,51 +485,42 @@ def coverage_problem(
 ) -> tuple[str, str] | None:
     """Why ``grant`` does not cover the onward transfer ``rec`` at its time, or None.
 
-    The checks of ``domain.rules.check_onward_transfer_authorized``, in its
-    order, on the records as they stood when the transfer was recorded;
-    ``reason`` is that rule's name.
+    ``domain.rules.onward_transfer_not_covered`` on the records as they stood
+    when the transfer was recorded (its event's ``timestamp``, less the grace
+    of :data:`EXPIRY_GRACE_SECONDS`): ``reason`` is the rule it names and the
+    detail its text, as the application would have refused. Naming a grant
+    that is not in the ledger before the transfer is ``authorization-not-found``.
     """
-    if rec.authorization_id is None:
-        return ("onward-transfer-not-authorized",
-                f"it needs the authorization of {origin}, the first transferring Party, and names none")
-    if grant is None:
+    if rec.authorization_id is not None and grant is None:
         return ("authorization-not-found",
                 f"it names authorization {rec.authorization_id}, which is not in the ledger before it")
-    gid = grant.id
-    if grant.parent_id != rec.parent_id or grant.holder != rec.sender:
-        return ("authorization-not-for-this-transfer",
-                f"authorization {gid} answers a request by {grant.holder} about transfer {grant.parent_id}")
-    if grant.recipient != rec.recipient:
-        return ("recipient-not-authorized", f"authorization {gid} covers a transfer to {grant.recipient}")
-    if grant.status == "revoked":
-        return ("authorization-revoked", f"authorization {gid} was revoked at leaf {grant.revoked_leaf}: "
-                f"{grant.revocation_reasons}")
-    if grant.status == "refused":
-        return ("authorization-refused", f"{grant.origin} refused authorization {gid}: {grant.reasons}")
-    if grant.status != "granted":
-        return ("authorization-pending", f"authorization request {gid} was still pending")
-    if grant.decided_by != origin:
-        return ("not-origin", f"authorization {gid} was granted by {grant.decided_by}, not by the origin {origin}")
-    if grant.valid_until is not None and (
-        rec.transferred_at > grant.valid_until
-        or seconds_between(grant.valid_until, timestamp) > EXPIRY_GRACE_SECONDS
-    ):
-        return ("authorization-expired", f"authorization {gid} expired at {grant.valid_until}")
-    if grant.max_transfers is not None and grant.named >= grant.max_transfers:
-        return ("authorization-exhausted", f"authorization {gid} allows {grant.max_transfers} transfer(s) "
-                f"and {grant.named} were made before")
-    allowed = (grant.granted_categories or grant.categories).split(",")
-    extra = sorted(set(rec.categories.split(",")) - set(allowed))
-    if extra:
-        return ("category-not-authorized", f"authorization {gid} does not cover data categories {extra}")
-    proceeding = grant.granted_proceeding or grant.proceeding
-    if proceeding != rec.proceeding:
-        return ("purpose-not-authorized", f"authorization {gid} is for proceeding {proceeding!r}, "
-                f"not {rec.proceeding!r} (specialty, art. 40 §19)")
-    if written_required and not (grant.instrument or grant.signed):
-        return ("written-instrument-required", f"{origin} requires authorization in writing and "
-                f"authorization {gid} has no written instrument")
-    return None
+    transfer = OnwardTransfer(
+        parent_transfer_id=rec.parent_id or "",
+        holder=rec.sender,
+        recipient=rec.recipient,
+        data_categories=tuple(rec.categories.split(",")),
+        proceeding=rec.proceeding or "",
+        transferred_at=datetime.fromisoformat(rec.transferred_at),
+    )
+    facts = None if grant is None else Grant(
+        id=grant.id,
+        parent_transfer_id=grant.parent_id,
+        holder=grant.holder,
+        recipient=grant.recipient,
+        status=grant.status,
+        granted_by=grant.decided_by if grant.status in ("granted", "revoked") else None,
+        valid_until=datetime.fromisoformat(grant.valid_until) if grant.valid_until is not None else None,
+        max_transfers=grant.max_transfers,
+        uses=grant.named,
+        categories=tuple((grant.granted_categories or grant.categories).split(",")),
+        proceeding=(grant.granted_proceeding or grant.proceeding) or "",
+        in_writing=bool(grant.instrument or grant.signed),
+        refusal_reasons=grant.reasons if grant.status == "refused" else None,
+        revocation_reasons=grant.revocation_reasons,
+    )
+    now = datetime.fromisoformat(timestamp) - timedelta(seconds=EXPIRY_GRACE_SECONDS)
+    violation = onward_transfer_not_covered(transfer, origin, facts, written_required=written_required, now=now)
+    return None if violation is None else (violation.rule, violation.detail)
 
 
 def _grant_evidence(grant: AuthRec) -> list[dict[str, Any]]:
