@@ -10,7 +10,7 @@ changes what is stored, and a new shape gets a new version.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -31,6 +31,10 @@ class Transfer(Aggregate):
     """
 
     TOPIC = _PREFIX + "Transfer"
+
+    if TYPE_CHECKING:  # the state its events apply (declared for type checkers only:
+        # annotations on an aggregate class would make eventsourcing derive a constructor)
+        _data: dict[str, Any]
 
     class Event(Aggregate.Event):
         TOPIC = _PREFIX + "Transfer.Event"
@@ -136,6 +140,13 @@ class Authorization(Aggregate):
     """
 
     TOPIC = _PREFIX + "Authorization"
+
+    if TYPE_CHECKING:  # the state its events apply (see Transfer)
+        status: str
+        uses: list[str]
+        _request: dict[str, Any]
+        _decision: dict[str, Any] | None
+        _revocation: dict[str, Any] | None
 
     class Event(Aggregate.Event):
         TOPIC = _PREFIX + "Authorization.Event"
@@ -306,6 +317,11 @@ class PartyPolicy(Aggregate):
     """
 
     TOPIC = _PREFIX + "PartyPolicy"
+
+    if TYPE_CHECKING:  # the state its events apply (see Transfer)
+        party: str
+        written_authorization_required: bool
+        keys: dict[str, str]
 
     class Event(Aggregate.Event):
         TOPIC = _PREFIX + "PartyPolicy.Event"

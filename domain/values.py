@@ -110,15 +110,14 @@ def parse_legal_basis(value: Any, field: str = "legal_basis") -> str:
 
 def parse_datetime(value: Any, field: str) -> datetime:
     """An RFC 3339 date-time with a time zone offset, returned in UTC."""
+    parsed: datetime | None = None
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str) and _RFC3339_DATE_TIME.match(value):
         try:
             parsed = datetime.fromisoformat(value.replace("z", "Z"))
         except ValueError:
-            parsed = None  # type: ignore[assignment]
-    else:
-        parsed = None  # type: ignore[assignment]
+            parsed = None
     if parsed is None:
         raise InvalidInput(
             f"malformed date-time {value!r}: expected RFC 3339, e.g. 2026-03-01T09:30:00Z",
@@ -227,7 +226,7 @@ class Purpose:
             proceeding = parse_text(proceeding, f"{field}.proceeding", max_len=200) or ""
         if description is not None and not is_plain_text(description):
             description = parse_text(description, f"{field}.description", required=False)
-        return cls(proceeding=proceeding, description=description)
+        return cls(proceeding=str(proceeding), description=description)
 
     def as_dict(self) -> dict[str, Any]:
         return {"proceeding": self.proceeding, "description": self.description}
@@ -378,7 +377,7 @@ class GrantConditions:
         )
 
 
-_EMPTY = (None, "", [], {})  # what a required field may not be
+_EMPTY: tuple[Any, ...] = (None, "", [], {})  # what a required field may not be
 
 TRANSFER_FIELDS = (
     "sender",
