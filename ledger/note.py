@@ -14,7 +14,7 @@ headings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import base64
 import hashlib
@@ -251,7 +251,7 @@ class Ed25519KeyPair:
         self._verifier = self.verifier_type(name, private_key.public_key().public_bytes_raw())
 
     @classmethod
-    def generate(cls, name: str) -> Any:
+    def generate(cls, name: str) -> Self:
         """A key pair with a new random key."""
         return cls(name, Ed25519PrivateKey.generate())
 

@@ -188,7 +188,7 @@ def parse_tlog_proof(data: str | bytes) -> TlogProof:
     if len(digits) > len(str(MAX_INDEX)) or int(digits) > MAX_INDEX:
         raise TlogProofError(f"index {digits} is larger than 2**63-1", n + 1)
     index = int(digits)
-    index_line = n + 1
+    index_line_number = n + 1
     n += 1
 
     hashes: list[bytes] = []
@@ -221,7 +221,7 @@ def parse_tlog_proof(data: str | bytes) -> TlogProof:
         raise TlogProofError(
             "the checkpoint does not end in a newline (the proof is truncated?)", len(lines)
         )
-    return TlogProof(index, tuple(hashes), checkpoint, extra, index_line, checkpoint_line)
+    return TlogProof(index, tuple(hashes), checkpoint, extra, index_line_number, checkpoint_line)
 
 
 def _show(text: str, limit: int = 60) -> str:
