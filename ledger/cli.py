@@ -343,7 +343,8 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (uvicorn --workers).", min=1, max=64)] = 1,
     graceful_timeout: Annotated[
-        int, typer.Option(help="Seconds to let requests in flight finish on shutdown.", min=0)
+        int, typer.Option(help="Seconds to let requests received finish on shutdown; past it they are cancelled.",
+                          min=0)
     ] = 30,
     commit_batch: Annotated[
         int, typer.Option(help="Group commit: most commands written in one transaction (per worker process).",
@@ -359,11 +360,14 @@ def serve(
 
     Concurrent commands are written in batches (group commit): one
     transaction and one durable commit per batch, each request answered
-    after its own batch committed. On SIGTERM or SIGINT it stops accepting
-    connections, lets requests in flight finish, writes what is queued, then
-    closes the database. OpenAPI at /docs.
+    after its own batch committed. On SIGTERM or SIGINT it answers every
+    request it has received (connections waiting to be accepted included)
+    with Connection: close, within --graceful-timeout, writes what is
+    queued, closes the database and exits 0. OpenAPI at /docs.
     """
     import uvicorn
+
+    from ledger import http_server
 
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
@@ -383,7 +387,7 @@ def serve(
     # the handler that was in place: make that a no-op, so a clean shutdown
     # exits 0 (as a service manager expects), not "killed by SIGTERM".
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
+    http_server.run(uvicorn.Config(
         "api.app:create_app_from_env",
         factory=True,
         host=host,
@@ -391,7 +395,7 @@ def serve(
         workers=workers,
         timeout_graceful_shutdown=graceful_timeout,
         log_level="info",
-    )
+    ))
 
 
 @app.command()
