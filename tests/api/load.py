@@ -20,6 +20,11 @@ import httpx
 from tests import scenario
 
 
+def transfer_for(key: str) -> dict[str, Any]:
+    """The transfer a client sends under ``key``: the same body on every retry."""
+    return scenario.transfer("DE", "FR", purpose={"proceeding": key, "description": "load"})
+
+
 @dataclass(frozen=True)
 class Outcome:
     client: int
@@ -90,7 +95,7 @@ class Load:
             while not self._stop.is_set():
                 key = f"load-{n}-{i}"
                 i += 1
-                body = scenario.transfer("DE", "FR", purpose={"proceeding": key, "description": "load"})
+                body = transfer_for(key)
                 extra = {"Idempotency-Key": key} if self.idempotent else {}
                 sent = time.monotonic()
                 try:
