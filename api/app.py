@@ -23,12 +23,12 @@ from api import errors
 from api.audit_routes import router as audit_router
 from api.routers import router
 from api.witness_routes import router as witness_router
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import ConfigError, Settings, eventsourcing_env
-from ledger.keys import load_signing_key
-from ledger.principals import PrincipalStore
-from ledger.proofs import NodeCache, NodeCacheClosed, StoredNodesMissing
-from ledger.sql import SqlAccess
+from ledger.tlog.keys import load_signing_key
+from ledger.storage.principals import PrincipalStore
+from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
+from ledger.storage.sql import SqlAccess
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     """The API over the ledger configured by ``settings`` (opened at start-up).
 
     Proofs are answered from the process's in-memory copy of the stored Merkle nodes
-    (:class:`ledger.proofs.NodeCache`; 64 bytes a leaf), read from the store as the tree grows.
+    (:class:`ledger.service.node_cache.NodeCache`; 64 bytes a leaf), read from the store as the tree grows.
 
     ``serving``: what ``transfer-ledger serve`` and ``uvicorn --factory`` run. Once started,
     the process's garbage collector is set up for serving (:func:`tune_gc_for_serving`) and

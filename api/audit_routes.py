@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CurrentPrincipal, Ledger, not_found, require_role
 from api.errors import ApiProblem
 from api.schemas import Problem
-from ledger.application import TransferLedger
-from ledger.audit import runner_of, state_as_of
-from ledger.principals import Principal
+from ledger.service.application import TransferLedger
+from ledger.service.read_models import runner_of, state_as_of
+from ledger.storage.principals import Principal
 from projections import queries
 from projections.events import now_time
 from projections.model import RULES

@@ -22,9 +22,9 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBearer
 
 from api.errors import ApiProblem
-from ledger.application import TransferLedger
-from ledger.idempotency import IdempotencyClaim
-from ledger.principals import Principal
+from ledger.service.application import TransferLedger
+from ledger.storage.idempotency import IdempotencyClaim
+from ledger.storage.principals import Principal
 
 #: Roles that may read transfers and authorizations (of their Party's share).
 READER_ROLES = frozenset({"recorder", "authority", "auditor"})

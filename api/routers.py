@@ -51,10 +51,10 @@ from api.witness_routes import checkpoint_note
 from domain.errors import DomainError, NotFound
 from domain.rules import not_origin
 from domain.values import parse_datetime
-from ledger.application import AlreadyDone, Prepare, TransferLedger
-from ledger.group_commit import Overloaded
-from ledger.proofs import NodeCache, StoredNodesMissing
-from ledger.principals import Principal
+from ledger.service.application import AlreadyDone, Prepare, TransferLedger
+from ledger.service.group_commit import Overloaded
+from ledger.service.node_cache import NodeCache, StoredNodesMissing
+from ledger.storage.principals import Principal
 
 router = APIRouter()
 _encode_json = msgspec.json.Encoder().encode

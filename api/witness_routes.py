@@ -2,7 +2,7 @@
 
 ``POST /v1/checkpoint/cosignatures`` (role ``verifier``) checks a witness's
 C2SP tlog-cosignature over a stored checkpoint and keeps it
-(``ledger.cosignatures``); ``GET /v1/checkpoint`` (in ``api.routers``) serves
+(``ledger.storage.cosignatures``); ``GET /v1/checkpoint`` (in ``api.routers``) serves
 the checkpoint with the stored cosignature lines appended, through
 :func:`checkpoint_note`.
 """
@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CurrentPrincipal, IdempotencyKey, Ledger, require_role
 from api.errors import ApiProblem
 from api.schemas import Problem
-from ledger.application import TransferLedger
-from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
-from ledger.cosignatures import CosignatureRefused, CosignatureStore, cosigned_note
-from ledger.note import MAX_TREE_SIZE
-from ledger.sql import SqlAccess
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.storage.cosignatures import CosignatureRefused, CosignatureStore, cosigned_note
+from ledger.tlog.note import MAX_TREE_SIZE
+from ledger.storage.sql import SqlAccess
 
 router = APIRouter()
 

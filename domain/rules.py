@@ -10,7 +10,7 @@ Point 7 (the check and the recording are one atomic step) is kept by the
 application: an onward transfer is saved together with the grant's ``Used``
 event, so the grant's version orders every use and its revocation, and a
 revocation that commits first makes the transfer's save fail and be checked
-again (see ``ledger.application``).
+again (see ``ledger.service.application``).
 """
 
 from __future__ import annotations

@@ -110,14 +110,14 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing environment for the configured backend."""
     if not settings.database_url:
         return {
-            "PERSISTENCE_MODULE": "ledger.store_sqlite:SQLiteLedgerFactory",
+            "PERSISTENCE_MODULE": "ledger.storage.sqlite:SQLiteLedgerFactory",
             "SQLITE_DBNAME": str(settings.database_file),
             "SQLITE_LOCK_TIMEOUT": "30",
-            "APPLICATION_RECORDER_TOPIC": "ledger.store_sqlite:SQLiteLedgerRecorder",
+            "APPLICATION_RECORDER_TOPIC": "ledger.storage.sqlite:SQLiteLedgerRecorder",
         }
     return {
         **postgres_env(settings.database_url),
-        "APPLICATION_RECORDER_TOPIC": "ledger.store_postgres:PostgresLedgerRecorder",
+        "APPLICATION_RECORDER_TOPIC": "ledger.storage.postgres:PostgresLedgerRecorder",
     }
 
 

@@ -1,7 +1,7 @@
 """Where the read models live: the ledger's own database, or memory.
 
 :class:`LedgerDb` runs on the ledger's database through the ``SqlAccess``
-the caller gives (``ledger.sql.SqlAccess``: ``?`` placeholders and
+the caller gives (``ledger.storage.sql.SqlAccess``: ``?`` placeholders and
 ``{table}`` references, the same SQL on SQLite and PostgreSQL), so the
 read-model rows and the tracking positions commit in the ledger's
 database, in one transaction. :class:`MemoryDb` is an in-memory SQLite

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
 
 PG_URL = os.environ.get("TRANSFER_LEDGER_TEST_DATABASE_URL") or None

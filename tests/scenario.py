@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 
 DIGEST = "5d" * 32
 PURPOSE = {"proceeding": "FR-PNC-2026-0417", "description": "ransomware"}

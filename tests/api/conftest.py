@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from api.app import create_app
 from ledger.cli import app as cli
 from ledger.config import Settings
-from ledger.note import Checkpoint, Verifier, open_checkpoint
+from ledger.tlog.note import Checkpoint, Verifier, open_checkpoint
 from tests import scenario
 from tests.conftest import PG_URL
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from api.app import MAX_BODY_BYTES
 from domain.values import DecisionDraft
-from ledger.application import signed_decision_bytes
-from ledger.merkle import ProofError, verify_consistency, verify_inclusion
-from ledger.note import Signer
+from ledger.service.application import signed_decision_bytes
+from ledger.tlog.merkle import ProofError, verify_consistency, verify_inclusion
+from ledger.tlog.note import Signer
 from tests import scenario
 from tests.api.conftest import Api, problem
 from tests.conftest import Backend

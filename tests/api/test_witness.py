@@ -23,13 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-import ledger.cosignatures
-from ledger.application import TransferLedger
+import ledger.storage.cosignatures
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
-from ledger.keys import load_signing_key
-from ledger.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
-from ledger.principals import PrincipalStore
-from ledger.sql import SqlAccess
+from ledger.tlog.keys import load_signing_key
+from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
+from ledger.storage.principals import PrincipalStore
+from ledger.storage.sql import SqlAccess
 from ledger.witness import Cosigner, CosignatureVerifier, verify_cosignatures
 from tests import scenario
 from tests.api.conftest import ORIGIN_LINE, Api, Initialized, problem, run_init
@@ -139,7 +139,7 @@ def test_cosignatures_that_do_not_fit_are_refused_precisely(api: Api) -> None:
     other = text_of(note).replace("\n1\n", "\n2\n")
     body = problem(post(api, {**good, "cosignature": w1.cosign(other, NOW)}), 422, "invalid-cosignature")
     assert "does not verify over this checkpoint" in body["detail"] and body["field"] == "cosignature"
-    future = NOW + 2 * ledger.cosignatures.MAX_CLOCK_SKEW
+    future = NOW + 2 * ledger.storage.cosignatures.MAX_CLOCK_SKEW
     body = problem(post(api, {**good, "cosignature": w1.cosign(text_of(note), future)}), 422, "invalid-cosignature")
     assert f"dated {future}" in body["detail"]
     zero = base64.b64decode(good["cosignature"].split(" ")[2])
@@ -170,7 +170,7 @@ def test_another_key_under_a_known_name_and_key_id_is_refused(api: Api) -> None:
 
 
 def test_a_checkpoint_keeps_a_bounded_number_of_cosigners(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger.cosignatures, "MAX_COSIGNERS_PER_CHECKPOINT", 2)
+    monkeypatch.setattr(ledger.storage.cosignatures, "MAX_COSIGNERS_PER_CHECKPOINT", 2)
     note = latest(api)
     api.ok(cosign(api, witness_key(1), note), 201)
     api.ok(cosign(api, witness_key(2), note), 201)

@@ -2,7 +2,7 @@
 
 Bodies are realistic and easy to vary (``MISSING`` drops a field). Aggregates
 are made with the domain's own event classes, their lineage fields filled the
-way ``ledger.application`` fills them, without any store.
+way ``ledger.service.application`` fills them, without any store.
 """
 
 from __future__ import annotations

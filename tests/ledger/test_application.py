@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
 from tests.scenario import (
     actor,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger.config import Settings
-from ledger.note import Verifier, open_checkpoint
+from ledger.tlog.note import Verifier, open_checkpoint
 
 
 def run(*args: str, settings: Settings | None = None, check: int | None = 0) -> subprocess.CompletedProcess[str]:

@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from typer.testing import CliRunner
 
-from ledger.application import TransferLedger
-from ledger.checkpoints import current_tree, sign_current_checkpoint
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import current_tree, sign_current_checkpoint
 from ledger.cli import app as cli_app
 from ledger.config import Settings, eventsourcing_env
-from ledger.export import (
+from ledger.audit.bundles import (
     BundleError,
     BundleReport,
     ExportError,
@@ -46,10 +46,10 @@ from ledger.export import (
     load_vkey,
     verify_bundle,
 )
-from ledger.leaf import encode_leaf
-from ledger.merkle import CompactRange, inclusion_proof, leaf_hash
-from ledger.note import Checkpoint, Signer, Verifier, sign_checkpoint
-from ledger.proof import (
+from ledger.tlog.leaf import encode_leaf
+from ledger.tlog.merkle import CompactRange, inclusion_proof, leaf_hash
+from ledger.tlog.note import Checkpoint, Signer, Verifier, sign_checkpoint
+from ledger.tlog.tlog_proof import (
     HEADER,
     TlogProof,
     TlogProofError,
@@ -276,11 +276,11 @@ def test_verify_export_needs_no_data_dir_and_no_database(bundle: Bundle, tmp_pat
     # The verifier imports none of the storage code.
     script = (
         "import json, sys\n"
-        "from ledger.export import load_vkey, verify_bundle\n"
+        "from ledger.audit.bundles import load_vkey, verify_bundle\n"
         "report = verify_bundle(sys.argv[1], load_vkey(sys.argv[2]))\n"
         "storage = ('psycopg', 'sqlite3', '_sqlite3', 'eventsourcing')\n"
-        "ours = ('ledger.store', 'ledger.store_sqlite', 'ledger.store_postgres', 'ledger.sql',\n"
-        "        'ledger.application', 'ledger.checkpoints')\n"
+        "ours = ('ledger.storage.store', 'ledger.storage.sqlite', 'ledger.storage.postgres', 'ledger.storage.sql',\n"
+        "        'ledger.service.application', 'ledger.service.checkpoints')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in storage or m in ours)\n"
         "print(json.dumps({'ok': report.ok, 'loaded': loaded}))\n"
     )

@@ -22,8 +22,8 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.checkpoints import sign_current_checkpoint
-from ledger.keys import parse_signing_key
+from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.tlog.keys import parse_signing_key
 from tests.scenario import actor, granted_chain, onward, transfer
 
 FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"

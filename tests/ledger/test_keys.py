@@ -1,4 +1,4 @@
-"""Tests for ledger.keys: the signing key file."""
+"""Tests for ledger.tlog.keys: the signing key file."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ledger.keys import (
+from ledger.tlog.keys import (
     KeyFileError,
     create_signing_key,
     format_signing_key,
     load_signing_key,
 )
-from ledger.note import Verifier, open_note, sign_note
+from ledger.tlog.note import Verifier, open_note, sign_note
 
 # The example in the documentation of Go's golang.org/x/mod/sumdb/note
 # package: a signer key, its verifier key, and the note it signs.

@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.leaf import LEAF_FORMAT, encode_leaf, leaf_document, originator_id_text
+from ledger.tlog.leaf import LEAF_FORMAT, encode_leaf, leaf_document, originator_id_text
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
 

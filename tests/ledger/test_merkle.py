@@ -1,4 +1,4 @@
-"""Tests of ledger.merkle: RFC 9162 §2.1 hashing, compact ranges and proofs.
+"""Tests of ledger.tlog.merkle: RFC 9162 §2.1 hashing, compact ranges and proofs.
 
 Checked against the transparency-dev/merkle vectors (tests/testdata/rfc6962),
 an RFC-literal recursive reference, pymerkle, and hypothesis properties.
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
-from ledger.merkle import (
+from ledger.tlog import merkle
+from ledger.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     CompactRange,

@@ -38,14 +38,14 @@ import httpx
 import pytest
 
 from domain.model import Authorization, Transfer
-from ledger.application import TransferLedger
-from ledger.checkpoints import sign_current_checkpoint
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.config import Settings, eventsourcing_env
-from ledger.idempotency import IdempotencyStore
-from ledger.keys import create_signing_key
-from ledger.note import open_checkpoint
-from ledger.sql import SqlAccess
-from ledger.store_postgres import _DDL_LOCK
+from ledger.storage.idempotency import IdempotencyStore
+from ledger.tlog.keys import create_signing_key
+from ledger.tlog.note import open_checkpoint
+from ledger.storage.sql import SqlAccess
+from ledger.storage.postgres import _DDL_LOCK
 from tests import scenario
 from tests.api.conftest import ORIGIN_LINE, Initialized, run_init
 from tests.api.test_server import Server, add_keys, clean_env, cli

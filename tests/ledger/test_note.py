@@ -1,4 +1,4 @@
-"""Tests for ledger.note: C2SP signed notes, vkeys and checkpoints."""
+"""Tests for ledger.tlog.note: C2SP signed notes, vkeys and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.note import (
+from ledger.tlog.note import (
     MAX_NOTE_SIZE,
     Checkpoint,
     NoteError,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
-from ledger.principals import ROLES, Principal, PrincipalError, PrincipalStore
-from ledger.sql import SqlAccess
+from ledger.storage.principals import ROLES, Principal, PrincipalError, PrincipalStore
+from ledger.storage.sql import SqlAccess
 from tests.conftest import Backend
 from tests.ledger.test_cli import one_line_error, run
 

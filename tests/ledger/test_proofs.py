@@ -1,4 +1,4 @@
-"""Proofs served from the in-memory copy of the stored nodes (ledger.proofs)."""
+"""Proofs served from the in-memory copy of the stored nodes (ledger.service.node_cache)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from ledger.application import TransferLedger
-from ledger.checkpoints import current_tree, stored_root_at
-from ledger.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
-from ledger.proofs import NodeCache, NodeCacheClosed, StoredNodesMissing
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import current_tree, stored_root_at
+from ledger.tlog.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
+from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
 from tests.conftest import Backend
 
 

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from domain.errors import RuleViolation
 from domain.model import Authorization, Transfer
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
 from tests.scenario import granted_chain, onward, revocation
 

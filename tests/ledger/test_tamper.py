@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.cli import app as cli_app
 from ledger.config import Settings, eventsourcing_env
-from ledger.leaf import ZERO_HASH, encode_leaf, originator_id_text
-from ledger.merkle import CompactRange, leaf_hash
-from ledger.note import Checkpoint, Signer, sign_checkpoint
+from ledger.tlog.leaf import ZERO_HASH, encode_leaf, originator_id_text
+from ledger.tlog.merkle import CompactRange, leaf_hash
+from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
 from tests.conftest import Backend
 from tests.scenario import actor, grant, onward, refuse, request, revocation, transfer
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
-from ledger.verify import BATCH, RECORD_TIME_CACHE, VerificationIncomplete, verify_ledger
+from ledger.audit.verify import BATCH, RECORD_TIME_CACHE, VerificationIncomplete, verify_ledger
 from tests.conftest import PG_URL, Backend, fresh_backend
 from tests.ledger.test_verify_paths import TwoStreamsOnly
 from tests.scenario import transfer
@@ -184,7 +184,7 @@ def run_cli(settings: Settings, *args: str, patch: str = "") -> subprocess.Compl
 
 #: A defect in the whole-page check, from its third page on (as the record-time bug was).
 DEFECT = """
-import ledger.verify as v
+import ledger.audit.verify as v
 clean, pages = v._clean_page, []
 def broken(*args):
     pages.append(1)

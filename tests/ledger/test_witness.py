@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.keys import KeyFileError, format_signing_key
-from ledger.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_from_leaf_hashes
-from ledger.note import Checkpoint, NoteError, Signer, Verifier, sign_checkpoint, sign_note
+from ledger.tlog.keys import KeyFileError, format_signing_key
+from ledger.tlog.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_from_leaf_hashes
+from ledger.tlog.note import Checkpoint, NoteError, Signer, Verifier, sign_checkpoint, sign_note
 from ledger.witness import (
     COSIGNATURE_HEADER,
     CosignatureError,

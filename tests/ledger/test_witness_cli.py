@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.merkle import leaf_hash, root_from_leaf_hashes
-from ledger.note import Checkpoint, Signer, sign_checkpoint
+from ledger.tlog.merkle import leaf_hash, root_from_leaf_hashes
+from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
 from ledger.witness import Cosigner
 
 ORIGIN = "ledger.example/log"

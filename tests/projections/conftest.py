@@ -11,8 +11,8 @@ import pytest
 from domain.model import Authorization, Transfer
 from domain.parties import Actor
 from domain.values import format_datetime
-from ledger.application import TransferLedger
-from ledger.sql import SqlAccess
+from ledger.service.application import TransferLedger
+from ledger.storage.sql import SqlAccess
 from projections import runner_for
 from projections.db import Db
 from projections.runner import ProjectionRunner

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ledger.merkle import verify_inclusion
-from ledger.note import open_checkpoint
+from ledger.tlog.merkle import verify_inclusion
+from ledger.tlog.note import open_checkpoint
 from tests.api.conftest import ORIGIN_LINE, Api, api, problem  # noqa: F401 - the api fixture
 from tests.projections.conftest import around
 

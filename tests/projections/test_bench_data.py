@@ -10,7 +10,7 @@ from eventsourcing.persistence import StoredEvent
 
 from bench.__main__ import SyntheticLedger
 from domain.model import Authorization, Transfer
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from projections import queries
 from tests.projections.conftest import make_runner
 

@@ -15,7 +15,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from domain.model import Transfer
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from projections import queries
 from projections.events import now_time
 from projections.replay import replay

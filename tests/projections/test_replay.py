@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from projections import queries
 from projections.replay import ReplayError, covering_checkpoint, replay
 from projections.runner import ProjectionRunner

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from ledger.config import eventsourcing_env
 from tests import scenario
 from tests.conftest import PG_URL, fresh_backend

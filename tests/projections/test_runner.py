@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ledger.application import TransferLedger
+from ledger.service.application import TransferLedger
 from projections import runner as runner_module
 from projections.replay import replay
 from projections.runner import PositionConflict, ProjectionError, ProjectionRunner

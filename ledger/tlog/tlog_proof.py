@@ -29,8 +29,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.merkle import HASH_SIZE, root_from_inclusion_proof
-from ledger.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.tlog.merkle import HASH_SIZE, root_from_inclusion_proof
+from ledger.tlog.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Verifier, open_checkpoint
 
 __all__ = [
     "HEADER",
@@ -56,7 +56,7 @@ MAX_PROOF_HASHES = 64
 #: its largest, the hashes, and some extra data.
 MAX_PROOF_SIZE = MAX_NOTE_SIZE + 64 * 1024
 
-#: Largest index (and checkpoint tree size, see ``ledger.note``).
+#: Largest index (and checkpoint tree size, see ``ledger.tlog.note``).
 MAX_INDEX = 2**63 - 1
 
 _BASE64 = re.compile("(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
@@ -230,7 +230,7 @@ def _show(text: str, limit: int = 60) -> str:
 
 def note_error_line(error: NoteError, note: str) -> int:
     """The line (1-based, within ``note``) that a :class:`NoteError` from
-    :func:`ledger.note.open_checkpoint` of ``note`` is about, as well as its
+    :func:`ledger.tlog.note.open_checkpoint` of ``note`` is about, as well as its
     message tells: signature problems at their signature line, text problems
     at their text line, otherwise line 1."""
     split = note.rfind("\n\n")

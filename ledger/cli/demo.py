@@ -17,9 +17,9 @@ from typing import Any
 
 from domain.errors import DomainError
 from domain.values import DecisionDraft
-from ledger.application import TransferLedger, signed_decision_bytes
-from ledger.checkpoints import sign_current_checkpoint
-from ledger.note import Signer
+from ledger.service.application import TransferLedger, signed_decision_bytes
+from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.tlog.note import Signer
 
 Say = Callable[[str], Any]
 

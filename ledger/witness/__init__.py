@@ -48,14 +48,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ledger.keys import (
+from ledger.tlog.keys import (
     PRIVATE_KEY_PREFIX,
     KeyFileError,
     read_private_line,
     write_private_file,
 )
-from ledger.merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
-from ledger.note import (
+from ledger.tlog.merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
+from ledger.tlog.note import (
     COSIGNATURE_SIGNATURE_TYPE,
     MAX_NOTE_SIZE,
     Checkpoint,

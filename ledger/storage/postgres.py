@@ -27,9 +27,9 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.values import format_datetime
-from ledger.leaf import ZERO_HASH, originator_id_text
-from ledger.merkle import NodeId
-from ledger.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
+from ledger.tlog.leaf import ZERO_HASH, originator_id_text
+from ledger.tlog.merkle import NodeId
+from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 
 #: Makes a row type (a named tuple) from a database row tuple, without a call per field.
@@ -366,7 +366,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
         """Leaves from ``start`` in index order, each with its event row's fields:
-        see :meth:`ledger.store.LedgerStore.read_leaves_with_events`."""
+        see :meth:`ledger.storage.store.LedgerStore.read_leaves_with_events`."""
         return self._rows(
             SQL(
                 "SELECT l.leaf_index, l.notification_id, l.originator_id::text, l.originator_version, "

@@ -1,9 +1,9 @@
 """The tamper-evident store: leaves, Merkle nodes, head and checkpoints.
 
-Both backends (``ledger.store_sqlite``, ``ledger.store_postgres``) subclass
+Both backends (``ledger.storage.sqlite``, ``ledger.storage.postgres``) subclass
 eventsourcing's application recorder and, in the same database transaction
 as each batch of events, append one **leaf** per event (gap-free index,
-previous leaf's hash, canonical bytes: ``ledger.leaf``), the RFC 9162 subtree
+previous leaf's hash, canonical bytes: ``ledger.tlog.leaf``), the RFC 9162 subtree
 hashes that became complete, and the new **head** (size, last leaf hash, and
 the compact range of the tree, so an append reads one row: O(log n) work).
 
@@ -36,8 +36,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from domain.values import format_datetime
-from ledger.leaf import ZERO_HASH, AppendedLeaf, encode_leaf, originator_id_text
-from ledger.merkle import CompactRange, NodeId, leaf_hash
+from ledger.tlog.leaf import ZERO_HASH, AppendedLeaf, encode_leaf, originator_id_text
+from ledger.tlog.merkle import CompactRange, NodeId, leaf_hash
 
 
 @dataclass(frozen=True)

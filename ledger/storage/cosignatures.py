@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.values import format_datetime
-from ledger.note import NoteError, Verifier, open_note
-from ledger.sql import SqlAccess
-from ledger.store_postgres import _DDL_LOCK
+from ledger.tlog.note import NoteError, Verifier, open_note
+from ledger.storage.sql import SqlAccess
+from ledger.storage.postgres import _DDL_LOCK
 from ledger.witness import CosignatureError, CosignatureVerifier, parse_cosignature_line
 
 TABLE = "ledger_cosignatures"

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from uuid import UUID
 
-from ledger.leaf import LEAF_FORMAT, ZERO_HASH, encode_leaf
-from ledger.merkle import (
+from ledger.tlog.leaf import LEAF_FORMAT, ZERO_HASH, encode_leaf
+from ledger.tlog.merkle import (
     CompactRange,
     NodeId,
     ProofError,
@@ -54,8 +54,8 @@ from ledger.merkle import (
     node_hash,
     verify_inclusion,
 )
-from ledger.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Signer, Verifier, open_checkpoint
-from ledger.proof import (
+from ledger.tlog.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+from ledger.tlog.tlog_proof import (
     MAX_PROOF_SIZE,
     TlogProof,
     TlogProofError,
@@ -68,7 +68,7 @@ from ledger.proof import (
 )
 
 if TYPE_CHECKING:
-    from ledger.store import LedgerStore
+    from ledger.storage.store import LedgerStore
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -418,7 +418,7 @@ def export_bundle(
     ``tlog-proof`` of the transfer's leaf, from the stored Merkle nodes.
     ``progress(done, total)`` is called as leaves are written.
     """
-    from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
+    from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
 
     store = _store_of(ledger_or_store)
     writer = _Writer(Path(out_dir))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ledger.application import TransferLedger
-from ledger.checkpoints import sign_current_checkpoint
-from ledger.merkle import inclusion_proof
-from ledger.note import Signer
-from ledger.sql import SqlAccess
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.tlog.merkle import inclusion_proof
+from ledger.tlog.note import Signer
+from ledger.storage.sql import SqlAccess
 from projections import runner_for
 from projections.events import decoder_for
 from projections.queries import ALL_MODELS, DEFAULT_PENDING_DEADLINE_DAYS

@@ -27,9 +27,9 @@ from eventsourcing.sqlite import (
 )
 
 from domain.values import format_datetime
-from ledger.leaf import ZERO_HASH, originator_id_text
-from ledger.merkle import NodeId
-from ledger.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
+from ledger.tlog.leaf import ZERO_HASH, originator_id_text
+from ledger.tlog.merkle import NodeId
+from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS ledger_leaves ("
@@ -68,7 +68,7 @@ def _as_bytes(value: Any) -> bytes:
 
 
 #: An originator id column in the leaf's (hyphenated) form when it holds 32
-#: lowercase hex digits, as :func:`ledger.leaf.originator_id_text` would make it;
+#: lowercase hex digits, as :func:`ledger.tlog.leaf.originator_id_text` would make it;
 #: any other cell as it is.
 _HYPHENATED_ID = (
     "CASE WHEN typeof(originator_id) = 'text' AND length(originator_id) = 32 "
@@ -186,7 +186,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
 
     def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
         """Leaves from ``start`` in index order, each with its event row's fields:
-        see :meth:`ledger.store.LedgerStore.read_leaves_with_events`."""
+        see :meth:`ledger.storage.store.LedgerStore.read_leaves_with_events`."""
         return self._rows(
             "SELECT l.leaf_index, l.notification_id, l.originator_id, l.originator_version, l.recorded_at, "
             "l.leaf_hash, e.originator_id, e.originator_version, e.topic, e.state "

@@ -67,8 +67,8 @@ import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
 from domain.rules import decision_document
-from ledger.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string, originator_id_text
-from ledger.merkle import (
+from ledger.tlog.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string, originator_id_text
+from ledger.tlog.merkle import (
     CompactRange,
     ProofError,
     consistency_proof,
@@ -76,8 +76,8 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from ledger.store import EventRow, Head, LedgerStore, LeafRow, StoredCheckpoint, iter_batches
+from ledger.tlog.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.storage.store import EventRow, Head, LedgerStore, LeafRow, StoredCheckpoint, iter_batches
 
 #: How many problems a report lists (the count is always complete).
 MAX_LISTED_PROBLEMS = 100
@@ -89,7 +89,7 @@ RECORD_TIME_CACHE = 1024
 _UNKNOWN = bytes(32)
 #: RFC 9162's node hash prefix: SHA-256(0x01 || left || right).
 _NODE_PREFIX = b"\x01"
-#: What a leaf hash hashes: 0x00 then the leaf's bytes (ledger.leaf's template).
+#: What a leaf hash hashes: 0x00 then the leaf's bytes (ledger.tlog.leaf's template).
 _HASHED_LEAF = b"\x00" + _LEAF_TEMPLATE
 #: Lowercase hex digits (stored ids of 32 such digits are hyphenated as UUIDs).
 _LOWER_HEX = re.compile("[0-9a-f]*")

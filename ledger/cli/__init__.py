@@ -22,8 +22,8 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.errors import DomainError, RuleViolation
-from ledger.application import TransferLedger
-from ledger.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
 from ledger.config import (
     DEFAULT_COMMIT_BATCH,
     DEFAULT_COMMIT_QUEUE,
@@ -32,11 +32,11 @@ from ledger.config import (
     Settings,
     eventsourcing_env,
 )
-from ledger.keys import KeyFileError, create_signing_key, load_signing_key
-from ledger.note import Checkpoint, NoteError, Verifier, check_key_name, open_checkpoint
-from ledger.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
-from ledger.sql import SqlAccess
-from ledger.verify import VerificationIncomplete, verify_ledger
+from ledger.tlog.keys import KeyFileError, create_signing_key, load_signing_key
+from ledger.tlog.note import Checkpoint, NoteError, Verifier, check_key_name, open_checkpoint
+from ledger.storage.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
+from ledger.storage.sql import SqlAccess
+from ledger.audit.verify import VerificationIncomplete, verify_ledger
 
 app = typer.Typer(
     name="transfer-ledger",
@@ -367,7 +367,7 @@ def serve(
     """
     import uvicorn
 
-    from ledger import http_server
+    from ledger.cli import http_server
 
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
@@ -401,7 +401,7 @@ def serve(
 @app.command()
 def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Record a realistic multi-hop art. 36 §3 scenario and narrate it, then print a checkpoint."""
-    from ledger.demo import run_demo
+    from ledger.cli.demo import run_demo
 
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
@@ -461,7 +461,7 @@ def export_command(
     (exit 1) if a leaf no longer hashes to its stored hash; exit 2 if DIR is not
     empty or a transfer is unknown.
     """
-    from ledger.export import ExportError, export_bundle
+    from ledger.audit.bundles import ExportError, export_bundle
 
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
@@ -505,7 +505,7 @@ def verify_export(
     Exit status 0 valid, 1 tampered or invalid, 2 usage error (no such bundle,
     missing files, bad vkey).
     """
-    from ledger.export import BundleError, load_vkey, verify_bundle
+    from ledger.audit.bundles import BundleError, load_vkey, verify_bundle
 
     def usage_error(message: str) -> NoReturn:
         if as_json:
@@ -782,7 +782,7 @@ def witness_check(
 
 def _read_note(path: Path) -> bytes:
     """A note from a file, or stdin for ``-``; at most MAX_NOTE_SIZE bytes (exit 2 otherwise)."""
-    from ledger.note import MAX_NOTE_SIZE
+    from ledger.tlog.note import MAX_NOTE_SIZE
 
     try:
         if str(path) == "-":
@@ -875,7 +875,7 @@ app.add_typer(projections_app, name="projections")
 
 @contextmanager
 def _opened_runner(settings: Settings, *, json_report: bool = False) -> Iterator[Any]:
-    from ledger.audit import runner_of
+    from ledger.service.read_models import runner_of
     from projections.runner import ProjectionError
 
     require_initialized(settings)
@@ -1001,7 +1001,7 @@ def replay_command(
     Later events never change the answer. Time-dependent findings are judged at the
     record time of leaf N (or at T). Without --at-index and --at-time: the whole ledger.
     """
-    from ledger.audit import state_as_of
+    from ledger.service.read_models import state_as_of
     from projections.replay import ReplayError
 
     settings = settings_for(data_dir, database_url)
@@ -1068,6 +1068,3 @@ def _print_state(state: dict[str, Any]) -> None:
 def main() -> Any:
     return app()
 
-
-if __name__ == "__main__":
-    main()

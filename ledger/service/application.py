@@ -60,12 +60,12 @@ from domain.values import (
     format_datetime,
     parse_uuid,
 )
-from ledger.group_commit import GroupCommitter
-from ledger.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
-from ledger.leaf import AppendedLeaf
-from ledger.note import NoteError, Verifier
-from ledger.sql import SqlAccess
-from ledger.store import LedgerStore
+from ledger.service.group_commit import GroupCommitter
+from ledger.storage.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
+from ledger.tlog.leaf import AppendedLeaf
+from ledger.tlog.note import NoteError, Verifier
+from ledger.storage.sql import SqlAccess
+from ledger.storage.store import LedgerStore
 
 def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDraft) -> bytes:
     """The message a Party signs for a decision: RFC 8785 of the decision document."""
@@ -141,7 +141,7 @@ class TransferLedger(Application[UUID]):
 
         Concurrent callers of the commands each wait for their own batch's
         commit; when ``max_queue`` commands are waiting, a command raises
-        :class:`~ledger.group_commit.Overloaded` at once (nothing recorded).
+        :class:`~ledger.service.group_commit.Overloaded` at once (nothing recorded).
         """
         if self._committer is None:
             self._committer = GroupCommitter(self._execute_batch, max_batch=max_batch, max_queue=max_queue)
@@ -280,7 +280,7 @@ class TransferLedger(Application[UUID]):
     def replay(self, claim: IdempotencyClaim) -> tuple[int, dict[str, Any]] | None:
         """The first response to this key, if the command was already done.
 
-        Raises :class:`~ledger.idempotency.IdempotencyKeyReused` if the key
+        Raises :class:`~ledger.storage.idempotency.IdempotencyKeyReused` if the key
         named another request.
         """
         record = self.idempotency.lookup(claim)

@@ -19,7 +19,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from ledger.note import ED25519_SIGNATURE_TYPE, NoteError, Signer, split_key_string
+from ledger.tlog.note import ED25519_SIGNATURE_TYPE, NoteError, Signer, split_key_string
 
 __all__ = [
     "PRIVATE_KEY_PREFIX",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ledger.merkle import (
+from ledger.tlog.merkle import (
     HASH_SIZE,
     NodeId,
     _fold,
@@ -21,7 +21,7 @@ from ledger.merkle import (
     consistency_proof_ids,
     inclusion_proof_ids,
 )
-from ledger.store import LedgerStore
+from ledger.storage.store import LedgerStore
 
 _BATCH = 50_000
 #: Right-edge subtree hashes remembered (they are shared by every proof

@@ -1,0 +1,1 @@
+"""Offline audit tools: verification of a ledger, audit bundles and their verification."""
