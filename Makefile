@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test bench demo verify clean
+.PHONY: run test lint bench demo verify clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(VENV)/.installed
 ## test: create .venv, install, run the whole suite
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff over the tree, mypy --strict over domain/ and ledger/tlog/ (pyproject.toml)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## bench: side-by-side ratios (BENCH_EVENTS=... for a quicker run)
 bench: $(VENV)/.installed

@@ -23,12 +23,12 @@ from api import errors
 from api.audit_routes import router as audit_router
 from api.routers import router
 from api.witness_routes import router as witness_router
-from ledger.service.application import TransferLedger
 from ledger.config import ConfigError, Settings, eventsourcing_env
-from ledger.tlog.keys import load_signing_key
-from ledger.storage.principals import PrincipalStore
+from ledger.service.application import TransferLedger
 from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
+from ledger.storage.principals import PrincipalStore
 from ledger.storage.sql import SqlAccess
+from ledger.tlog.keys import load_signing_key
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,13 @@ from api.errors import ApiProblem
 from api.schemas import Problem
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
-from ledger.storage.cosignatures import CosignatureRefused, CosignatureStore, cosigned_note
-from ledger.tlog.note import MAX_TREE_SIZE
+from ledger.storage.cosignatures import (
+    CosignatureRefused,
+    CosignatureStore,
+    cosigned_note,
+)
 from ledger.storage.sql import SqlAccess
+from ledger.tlog.note import MAX_TREE_SIZE
 
 router = APIRouter()
 

@@ -41,8 +41,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.http import transfer_body
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env, postgres_env
+from ledger.service.application import TransferLedger
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "5000"))
 
@@ -166,9 +166,9 @@ def bench_proofs(n: int) -> None:
 
     import pymerkle
 
+    from ledger.service.node_cache import NodeCache
     from ledger.tlog.leaf import ZERO_HASH, encode_leaf
     from ledger.tlog.merkle import consistency_proof, inclusion_proof
-    from ledger.service.node_cache import NodeCache
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = build_store(Settings(Path(tmp)), n)
@@ -395,8 +395,7 @@ class SyntheticLedger:
 def bench_projections(n: int, tree_size: int) -> None:
     """Rebuild every read model from an n-event SQLite ledger; lineage queries on one big tree."""
     from ledger.storage.sql import SqlAccess
-    from projections import runner_for
-    from projections import queries
+    from projections import queries, runner_for
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = TransferLedger(eventsourcing_env(Settings(Path(tmp))))

@@ -114,12 +114,12 @@ def _copy_database(source: Path, target: Path) -> None:
 
 def _build(n: int, large_dir: str, small_dir: str, small: int) -> dict[str, Any]:
     """(In a child process.) Write the ledger of ``n`` events; copy it when it has ``small``."""
+    from bench.__main__ import PARTIES
     from domain.parties import Actor  # noqa: F401  (the application's own imports, warmed)
+    from ledger.config import Settings, eventsourcing_env
     from ledger.service.application import TransferLedger
     from ledger.service.checkpoints import sign_current_checkpoint
-    from ledger.config import Settings, eventsourcing_env
     from ledger.tlog.note import Signer
-    from bench.__main__ import PARTIES
 
     settings = Settings(Path(large_dir))
     ledger = TransferLedger(eventsourcing_env(settings))
@@ -174,10 +174,10 @@ def _peak_kib() -> int:
 
 def _measure_verify(data_dir: str) -> dict[str, Any]:
     """(In a fresh child process.) Full verification, as ``transfer-ledger verify`` runs it."""
-    from ledger.service.application import TransferLedger
-    from ledger.config import Settings, eventsourcing_env
-    from ledger.tlog.note import Signer
     from ledger.audit.verify import verify_ledger
+    from ledger.config import Settings, eventsourcing_env
+    from ledger.service.application import TransferLedger
+    from ledger.tlog.note import Signer
 
     ledger = TransferLedger(eventsourcing_env(Settings(Path(data_dir))))
     try:
@@ -206,8 +206,8 @@ def _measure_baseline(data_dir: str) -> dict[str, Any]:
     """
     from hashlib import sha256
 
-    from ledger.config import Settings
     from ledger.audit.verify import BATCH
+    from ledger.config import Settings
 
     conn = sqlite3.connect(Settings(Path(data_dir)).database_file)
     try:

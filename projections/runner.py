@@ -21,10 +21,10 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 from projections.db import (
@@ -488,7 +488,8 @@ def prepare_writes(state: State) -> Writes:
     key = ("month", "origin", "holder", "recipient")
     counters = ("requested", "granted", "refused", "revoked", "decided_seconds")
     out.append(("proj_stats_requests", (*key, *counters),
-                [(*k, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4])) for k, v in state.stats_requests.items()],
+                [(*k, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4]))
+                 for k, v in state.stats_requests.items()],
                 add_clause(key, counters)))
     return out
 

@@ -41,7 +41,8 @@ MODEL_NAMES = tuple(m.name for m in MODELS)
 TRACKING = "proj_tracking"
 
 _COLUMN_TYPES = {
-    "leaf_index": "BIGINT", "root_leaf": "BIGINT", "depth": "INTEGER", "written_form": "INTEGER", "item_count": "BIGINT",
+    "leaf_index": "BIGINT", "root_leaf": "BIGINT", "depth": "INTEGER", "written_form": "INTEGER",
+    "item_count": "BIGINT",
     "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
     "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
     "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
 
 PG_URL = os.environ.get("TRANSFER_LEDGER_TEST_DATABASE_URL") or None
 BACKEND = "postgresql" if PG_URL else "sqlite"

@@ -54,7 +54,14 @@ from ledger.tlog.merkle import (
     node_hash,
     verify_inclusion,
 )
-from ledger.tlog.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+from ledger.tlog.note import (
+    MAX_NOTE_SIZE,
+    Checkpoint,
+    NoteError,
+    Signer,
+    Verifier,
+    open_checkpoint,
+)
 from ledger.tlog.tlog_proof import (
     MAX_PROOF_SIZE,
     TlogProof,
@@ -418,7 +425,10 @@ def export_bundle(
     ``tlog-proof`` of the transfer's leaf, from the stored Merkle nodes.
     ``progress(done, total)`` is called as leaves are written.
     """
-    from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+    from ledger.service.checkpoints import (
+        InconsistentTreeError,
+        sign_current_checkpoint,
+    )
 
     store = _store_of(ledger_or_store)
     writer = _Writer(Path(out_dir))
@@ -990,7 +1000,8 @@ def _list_proofs(root_dir: Path, report: BundleReport) -> dict[str, _ProofFile]:
             name = f"{PROOFS_DIR}/{entry}"
             matched = _PROOF_NAME.fullmatch(name)
             if not matched:
-                report.problem(name, None, f"unexpected file: proofs are named {PROOFS_DIR}/<transfer id>{PROOF_SUFFIX}")
+                report.problem(name, None,
+                               f"unexpected file: proofs are named {PROOFS_DIR}/<transfer id>{PROOF_SUFFIX}")
                 continue
             mode = os.stat(proofs_dir / entry).st_mode
             if not stat.S_ISREG(mode):

@@ -6,7 +6,8 @@ the one after the previous leaf's, or does not record the leaf's event, it
 streams the stored events (in notification order) beside the leaves, so that
 rows without a leaf, rows that are gone and rows out of order are found. For
 each leaf it recomputes the canonical bytes from the event row and the
-previous leaf's hash, and compares the leaf hash with the stored one; it builds the RFC 9162 tree (a compact range) over the leaf hashes and
+previous leaf's hash, and compares the leaf hash with the stored one; it builds
+the RFC 9162 tree (a compact range) over the leaf hashes and
 compares the subtree hashes stored for proofs, the head row, and every
 stored checkpoint (signature, origin, and root at its size). It reports the
 **first leaf index** where anything differs and what differs.
@@ -54,10 +55,10 @@ import struct
 from binascii import b2a_base64, hexlify
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
 from functools import lru_cache
 from hashlib import sha256
 from itertools import compress
+from json.encoder import encode_basestring
 from operator import itemgetter, methodcaller
 from typing import Any
 from uuid import UUID
@@ -67,6 +68,14 @@ import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
 from domain.rules import decision_document
+from ledger.storage.store import (
+    EventRow,
+    Head,
+    LeafRow,
+    LedgerStore,
+    StoredCheckpoint,
+    iter_batches,
+)
 from ledger.tlog.leaf import _LEAF_TEMPLATE, ZERO_HASH, _json_string, originator_id_text
 from ledger.tlog.merkle import (
     CompactRange,
@@ -77,7 +86,6 @@ from ledger.tlog.merkle import (
     verify_inclusion,
 )
 from ledger.tlog.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from ledger.storage.store import EventRow, Head, LedgerStore, LeafRow, StoredCheckpoint, iter_batches
 
 #: How many problems a report lists (the count is always complete).
 MAX_LISTED_PROBLEMS = 100

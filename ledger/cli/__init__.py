@@ -22,8 +22,7 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.errors import DomainError, RuleViolation
-from ledger.service.application import TransferLedger
-from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.audit.verify import VerificationIncomplete, verify_ledger
 from ledger.config import (
     DEFAULT_COMMIT_BATCH,
     DEFAULT_COMMIT_QUEUE,
@@ -32,11 +31,24 @@ from ledger.config import (
     Settings,
     eventsourcing_env,
 )
-from ledger.tlog.keys import KeyFileError, create_signing_key, load_signing_key
-from ledger.tlog.note import Checkpoint, NoteError, Verifier, check_key_name, open_checkpoint
-from ledger.storage.principals import GLOBAL_PARTY, ROLES, Principal, PrincipalError, PrincipalStore
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.storage.principals import (
+    GLOBAL_PARTY,
+    ROLES,
+    Principal,
+    PrincipalError,
+    PrincipalStore,
+)
 from ledger.storage.sql import SqlAccess
-from ledger.audit.verify import VerificationIncomplete, verify_ledger
+from ledger.tlog.keys import KeyFileError, create_signing_key, load_signing_key
+from ledger.tlog.note import (
+    Checkpoint,
+    NoteError,
+    Verifier,
+    check_key_name,
+    open_checkpoint,
+)
 
 app = typer.Typer(
     name="transfer-ledger",
@@ -321,7 +333,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -423,7 +440,12 @@ def _bundle_progress(enabled: bool, description: str) -> Iterator[Callable[[int,
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -686,7 +708,8 @@ def witness_init(
     """Create the witness's cosigning key (mode 0600), once; print its vkey alone on stdout.
 
     The state dir is created (mode 0700) if needed; the key is Ed25519, its vkey of
-    signature type 0x04 is also written to DIR/witness.vkey. Give the vkey to verifiers: `verify-checkpoint --witness`. A second init changes
+    signature type 0x04 is also written to DIR/witness.vkey. Give the vkey to verifiers:
+    `verify-checkpoint --witness`. A second init changes
     nothing and prints the vkey again.
     """
     from ledger.witness import WitnessState
@@ -835,7 +858,8 @@ def verify_checkpoint(
     Exit status 0 verified, 1 not (signature, form, cosignature, or fewer than K),
     2 usage error (unreadable files, malformed vkeys, K larger than the witnesses given).
     """
-    from ledger.witness import CosignatureVerifier, read_key_argument, verify_cosignatures
+    from ledger.tlog.cosignature import CosignatureVerifier, verify_cosignatures
+    from ledger.witness import read_key_argument
 
     with witness_errors():
         log_verifier = _log_verifier(vkey)

@@ -28,10 +28,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import rfc8785
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
 from eventsourcing.persistence import RecordConflictError
 
-from domain.errors import DomainError, InvalidInput, NotFound
+from domain.errors import InvalidInput, NotFound
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, parse_party
 from domain.rules import (
@@ -61,11 +65,16 @@ from domain.values import (
     parse_uuid,
 )
 from ledger.service.group_commit import GroupCommitter
-from ledger.storage.idempotency import IdempotencyClaim, IdempotencyRecord, IdempotencyStore
-from ledger.tlog.leaf import AppendedLeaf
-from ledger.tlog.note import NoteError, Verifier
+from ledger.storage.idempotency import (
+    IdempotencyClaim,
+    IdempotencyRecord,
+    IdempotencyStore,
+)
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
+from ledger.tlog.leaf import AppendedLeaf
+from ledger.tlog.note import NoteError, Verifier
+
 
 def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDraft) -> bytes:
     """The message a Party signs for a decision: RFC 8785 of the decision document."""

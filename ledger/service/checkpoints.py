@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ledger.storage.store import LedgerStore, StoredCheckpoint
 from ledger.tlog.merkle import root_at
 from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
-from ledger.storage.store import LedgerStore, StoredCheckpoint
 
 
 class InconsistentTreeError(Exception):

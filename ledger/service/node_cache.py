@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from ledger.storage.store import LedgerStore
 from ledger.tlog.merkle import (
     HASH_SIZE,
     NodeId,
@@ -21,7 +22,6 @@ from ledger.tlog.merkle import (
     consistency_proof_ids,
     inclusion_proof_ids,
 )
-from ledger.storage.store import LedgerStore
 
 _BATCH = 50_000
 #: Right-edge subtree hashes remembered (they are shared by every proof

@@ -13,9 +13,9 @@ from typing import Any
 
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.storage.sql import SqlAccess
 from ledger.tlog.merkle import inclusion_proof
 from ledger.tlog.note import Signer
-from ledger.storage.sql import SqlAccess
 from projections import runner_for
 from projections.events import decoder_for
 from projections.queries import ALL_MODELS, DEFAULT_PENDING_DEADLINE_DAYS

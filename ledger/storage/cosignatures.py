@@ -19,10 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.values import format_datetime
-from ledger.tlog.note import NoteError, Verifier, open_note
-from ledger.storage.sql import SqlAccess
 from ledger.storage.postgres import _DDL_LOCK
-from ledger.witness import CosignatureError, CosignatureVerifier, parse_cosignature_line
+from ledger.storage.sql import SqlAccess
+from ledger.tlog.cosignature import (
+    CosignatureError,
+    CosignatureVerifier,
+    parse_cosignature_line,
+)
+from ledger.tlog.note import NoteError, Verifier, open_note
 
 TABLE = "ledger_cosignatures"
 
@@ -206,7 +210,8 @@ class CosignatureStore:
                     ))
                 rows = self._sql.run_in(
                     cursor,
-                    f"SELECT {_COLUMNS} FROM {{ledger_cosignatures}} WHERE tree_size = ? AND key_name = ? AND key_id = ?",
+                    f"SELECT {_COLUMNS} FROM {{ledger_cosignatures}}"
+                    " WHERE tree_size = ? AND key_name = ? AND key_id = ?",
                     (tree_size, witness.name, key_id),
                 )
         except _Rollback as undone:

@@ -19,8 +19,8 @@ from typing import Any
 
 from domain.errors import InvalidInput
 from domain.values import format_datetime
-from ledger.storage.sql import SqlAccess
 from ledger.storage.postgres import _DDL_LOCK
+from ledger.storage.sql import SqlAccess
 
 TABLE = "api_idempotency"
 MAX_KEY_LENGTH = 255

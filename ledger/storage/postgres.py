@@ -27,10 +27,16 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.values import format_datetime
+from ledger.storage.store import (
+    EventRow,
+    FeedRow,
+    Head,
+    LeafRow,
+    StoredCheckpoint,
+    compute_append,
+)
 from ledger.tlog.leaf import ZERO_HASH, originator_id_text
 from ledger.tlog.merkle import NodeId
-from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
-
 
 #: Makes a row type (a named tuple) from a database row tuple, without a call per field.
 _new_row = tuple.__new__

@@ -22,8 +22,8 @@ from typing import Any
 from domain.errors import InvalidInput
 from domain.parties import parse_party
 from domain.values import format_datetime
-from ledger.storage.sql import SqlAccess
 from ledger.storage.postgres import _DDL_LOCK
+from ledger.storage.sql import SqlAccess
 
 ROLES = ("recorder", "authority", "auditor", "verifier", "admin")
 

@@ -9,12 +9,11 @@ and its leaf commit together or not at all.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
-
-import sqlite3
 
 from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.sqlite import (
@@ -27,9 +26,16 @@ from eventsourcing.sqlite import (
 )
 
 from domain.values import format_datetime
+from ledger.storage.store import (
+    EventRow,
+    FeedRow,
+    Head,
+    LeafRow,
+    StoredCheckpoint,
+    compute_append,
+)
 from ledger.tlog.leaf import ZERO_HASH, originator_id_text
 from ledger.tlog.merkle import NodeId
-from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint, compute_append
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS ledger_leaves ("

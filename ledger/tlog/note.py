@@ -14,13 +14,12 @@ headings.
 
 from __future__ import annotations
 
-from typing import Any, Self
-
 import base64
 import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (

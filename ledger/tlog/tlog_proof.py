@@ -30,7 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.tlog.merkle import HASH_SIZE, root_from_inclusion_proof
-from ledger.tlog.note import MAX_NOTE_SIZE, Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.tlog.note import (
+    MAX_NOTE_SIZE,
+    Checkpoint,
+    NoteError,
+    Verifier,
+    open_checkpoint,
+)
 
 __all__ = [
     "HEADER",

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from ledger.witness import Cosigner
+from ledger.tlog.cosignature import Cosigner
 from tests import scenario
 from tests.api.conftest import PARTIES, Api, problem
 

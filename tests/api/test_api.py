@@ -448,7 +448,7 @@ def test_unexpected_errors_are_problems_that_reveal_nothing(api: Api, monkeypatc
     monkeypatch.setattr(api.app.state.ledger, "get_transfer", broken)
     client = TestClient(api.app, raise_server_exceptions=False)  # the same app, its lifespan already running
     response = client.get("/v1/transfers/00000000-0000-4000-8000-000000000000", headers=api.headers("*-auditor"))
-    out = problem(response, 500, "internal-error")
+    problem(response, 500, "internal-error")
     assert "secret" not in response.text
 
 
@@ -837,6 +837,7 @@ def test_proofs_answer_503_when_stored_nodes_are_missing(api: Api, backend: Back
 
 def test_proofs_follow_the_tree_as_it_grows(api: Api) -> None:
     """The copy of the nodes grows with the tree: each proof verifies against a fresh checkpoint."""
+    previous = None
     for n in range(1, 10):
         api.transfer("DE", "FR")
         checkpoint = api.checkpoint()
@@ -844,7 +845,7 @@ def test_proofs_follow_the_tree_as_it_grows(api: Api) -> None:
         proof = api.ok(api.get("/v1/proofs/inclusion", "*-verifier",
                                params={"index": n - 1, "tree_size": n}), 200)
         verify_inclusion(b64(proof["leaf_hash"]), n - 1, n, [b64(p) for p in proof["proof"]], checkpoint.root_hash)
-        if n > 1:
+        if previous is not None:
             proof = api.ok(api.get("/v1/proofs/consistency", "*-verifier", params={"first": n - 1, "second": n}), 200)
             verify_consistency(n - 1, n, [b64(p) for p in proof["proof"]], previous.root_hash, checkpoint.root_hash)
         previous = checkpoint

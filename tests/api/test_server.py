@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
-from ledger.tlog.note import open_checkpoint
+from ledger.service.application import TransferLedger
 from ledger.storage.principals import PrincipalStore
 from ledger.storage.sql import SqlAccess
+from ledger.tlog.note import open_checkpoint
 from tests import scenario
 from tests.api.conftest import ORIGIN_LINE, Initialized, run_init
 

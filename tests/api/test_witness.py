@@ -24,13 +24,13 @@ import httpx
 import pytest
 
 import ledger.storage.cosignatures
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
-from ledger.tlog.keys import load_signing_key
-from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
+from ledger.service.application import TransferLedger
 from ledger.storage.principals import PrincipalStore
 from ledger.storage.sql import SqlAccess
-from ledger.witness import Cosigner, CosignatureVerifier, verify_cosignatures
+from ledger.tlog.cosignature import CosignatureVerifier, Cosigner, verify_cosignatures
+from ledger.tlog.keys import load_signing_key
+from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
 from tests import scenario
 from tests.api.conftest import ORIGIN_LINE, Api, Initialized, problem, run_init
 from tests.api.test_server import Server, add_keys, clean_env

@@ -15,7 +15,12 @@ from domain.errors import DomainError
 from domain.model import Authorization, Transfer
 from domain.parties import Actor
 from domain.rules import origin_of
-from domain.values import AuthorizationRequestDraft, GrantConditions, TransferDraft, format_datetime
+from domain.values import (
+    AuthorizationRequestDraft,
+    GrantConditions,
+    TransferDraft,
+    format_datetime,
+)
 
 #: The ledger's clock in these tests.
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -13,7 +13,17 @@ from eventsourcing.utils import get_topic, resolve_topic
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor
 from domain.values import GrantConditions, Handling, Purpose
-from tests.domain.builders import INSTRUMENT, NOW, actor, decider, grant, record, refuse, request, revoke
+from tests.domain.builders import (
+    INSTRUMENT,
+    NOW,
+    actor,
+    decider,
+    grant,
+    record,
+    refuse,
+    request,
+    revoke,
+)
 
 
 def replay(aggregate: Aggregate) -> Any:

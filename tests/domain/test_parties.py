@@ -16,8 +16,8 @@ from domain.parties import (
     is_international_organization,
     parse_authority,
     parse_party,
-    party_name,
     parse_text,
+    party_name,
 )
 from tests.domain.builders import assert_error
 

@@ -31,7 +31,13 @@ from domain.rules import (
     origin_of,
     written_form_required,
 )
-from domain.values import AuthorizationRequestDraft, DecisionDraft, GrantConditions, TransferDraft, format_datetime
+from domain.values import (
+    AuthorizationRequestDraft,
+    DecisionDraft,
+    GrantConditions,
+    TransferDraft,
+    format_datetime,
+)
 from tests.domain.builders import (
     INSTRUMENT,
     NOW,

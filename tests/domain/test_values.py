@@ -32,7 +32,16 @@ from domain.values import (
     parse_legal_basis,
     parse_sha256,
 )
-from tests.domain.builders import DIGEST, INSTRUMENT, MISSING, NOW, PURPOSE, actor, assert_error, transfer_body
+from tests.domain.builders import (
+    DIGEST,
+    INSTRUMENT,
+    MISSING,
+    NOW,
+    PURPOSE,
+    actor,
+    assert_error,
+    transfer_body,
+)
 
 # -- transfers ----------------------------------------------------------------------
 

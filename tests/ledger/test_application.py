@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
 from tests.scenario import (
     actor,
     grant,

@@ -27,13 +27,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from typer.testing import CliRunner
 
-from ledger.service.application import TransferLedger
-from ledger.service.checkpoints import current_tree, sign_current_checkpoint
-from ledger.cli import app as cli_app
-from ledger.config import Settings, eventsourcing_env
 from ledger.audit.bundles import (
     BundleError,
     BundleReport,
@@ -46,6 +41,10 @@ from ledger.audit.bundles import (
     load_vkey,
     verify_bundle,
 )
+from ledger.cli import app as cli_app
+from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
+from ledger.service.checkpoints import current_tree, sign_current_checkpoint
 from ledger.tlog.leaf import encode_leaf
 from ledger.tlog.merkle import CompactRange, inclusion_proof, leaf_hash
 from ledger.tlog.note import Checkpoint, Signer, Verifier, sign_checkpoint
@@ -58,7 +57,16 @@ from ledger.tlog.tlog_proof import (
     verify_tlog_proof,
 )
 from tests.conftest import Backend
-from tests.scenario import actor, grant, granted_chain, onward, refuse, request, revocation, transfer
+from tests.scenario import (
+    actor,
+    grant,
+    granted_chain,
+    onward,
+    refuse,
+    request,
+    revocation,
+    transfer,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_MD = ROOT / "docs" / "FORMAT.md"
@@ -334,13 +342,13 @@ def test_export_of_unknown_or_non_transfer_ids_writes_nothing(bundle: Bundle, le
                                                               tmp_path: Path) -> None:
     out = tmp_path / "never"
     policy_id = bundle.line(1)["event"]["originator_id"]  # the DE policy aggregate
-    for given, message in [
+    for named, message in [
         ("not-a-uuid", "is not a transfer id"),
         ("00000000-0000-4000-8000-000000000000", "there is no transfer"),
         (policy_id, "is not a transfer: its first event is transfer-ledger:PartyPolicyRegistered:v1"),
     ]:
         with pytest.raises(ExportError, match=message) as caught:
-            export_bundle(ledger, bundle.signer, out, [bundle.transfers[0], given])
+            export_bundle(ledger, bundle.signer, out, [bundle.transfers[0], named])
         assert caught.value.status == 2
         assert not out.exists()
 
@@ -821,7 +829,7 @@ def test_malformed_proofs_are_rejected_precisely(mutate: Any, line: int, message
     ("mutate", "line", "message"),
     [
         (lambda t: t.replace(f"\n{ORIGIN}\n11\n", f"\n{ORIGIN}\n12\n"), 13, "signature by known key .* does not verify"),
-        (lambda t: t.replace(f"\n\n{ORIGIN}\n11\n", f"\n\nother.example/log\n11\n"), 13, "does not verify"),
+        (lambda t: t.replace(f"\n\n{ORIGIN}\n11\n", "\n\nother.example/log\n11\n"), 13, "does not verify"),
         (lambda t: t.replace("index 6", "index 11"), 3, "index 11 is not below the checkpoint's tree size 11"),
         (lambda t: t.replace("index 6", "index 10"), 6, "in a tree of 11 leaves has 2 hashes, this one has 4"),
         (lambda t: t.replace("index 6", "index 0"), 4, "yields root"),

@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 import rfc8785
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.keys import parse_signing_key

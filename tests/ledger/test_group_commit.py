@@ -18,11 +18,11 @@ import pytest
 
 from domain.errors import DomainError, RuleViolation
 from domain.model import Authorization
-from ledger.service.application import AlreadyDone, TransferLedger
+from ledger.audit.verify import verify_ledger
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import AlreadyDone, TransferLedger
 from ledger.service.group_commit import GroupCommitter, Overloaded
 from ledger.storage.idempotency import IdempotencyClaim
-from ledger.audit.verify import verify_ledger
 from tests.ledger import test_race
 from tests.scenario import granted_chain, onward, revocation, transfer
 

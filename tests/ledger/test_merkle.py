@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from functools import lru_cache
+from functools import cache
 from hashlib import sha256
 from pathlib import Path
 
@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.tlog import merkle
 from ledger.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -104,7 +103,7 @@ def distinct_leaves(n: int, seed: int = 0) -> list[bytes]:
 def rfc_reference(leaves: list[bytes]):
     """RFC 9162 §2.1.1/§2.1.3.1/§2.1.4.1 taken literally (recursive, small trees only)."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def mth(a: int, b: int) -> bytes:
         n = b - a
         if n == 0:

@@ -38,18 +38,17 @@ import httpx
 import pytest
 
 from domain.model import Authorization, Transfer
+from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
-from ledger.config import Settings, eventsourcing_env
 from ledger.storage.idempotency import IdempotencyStore
+from ledger.storage.postgres import _DDL_LOCK
+from ledger.storage.sql import SqlAccess
 from ledger.tlog.keys import create_signing_key
 from ledger.tlog.note import open_checkpoint
-from ledger.storage.sql import SqlAccess
-from ledger.storage.postgres import _DDL_LOCK
 from tests import scenario
 from tests.api.conftest import ORIGIN_LINE, Initialized, run_init
 from tests.api.test_server import Server, add_keys, clean_env, cli
-from tests.conftest import BACKEND
 
 #: First transfers, spread over the servers; senders and recipients vary.
 FIRST_TRANSFERS = 200

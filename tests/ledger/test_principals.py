@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
 from ledger.storage.principals import ROLES, Principal, PrincipalError, PrincipalStore
 from ledger.storage.sql import SqlAccess
 from tests.conftest import Backend

@@ -10,8 +10,13 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import current_tree, stored_root_at
-from ledger.tlog.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
 from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
+from ledger.tlog.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    verify_consistency,
+    verify_inclusion,
+)
 from tests.conftest import Backend
 
 

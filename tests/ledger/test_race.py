@@ -19,8 +19,8 @@ from uuid import UUID
 
 from domain.errors import RuleViolation
 from domain.model import Authorization, Transfer
-from ledger.service.application import TransferLedger
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
 from tests.scenario import granted_chain, onward, revocation
 
 WORKERS = 6

@@ -8,13 +8,13 @@ from uuid import UUID
 
 import pytest
 
-from domain.parties import Actor
 from domain.errors import InvalidInput, RuleViolation
+from domain.parties import Actor
 from domain.values import DecisionDraft
+from ledger.audit.verify import verify_ledger
 from ledger.service.application import TransferLedger, signed_decision_bytes
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer, open_checkpoint
-from ledger.audit.verify import verify_ledger
 from tests.scenario import actor, grant, onward, refuse, request, transfer
 
 DE_KEY = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))

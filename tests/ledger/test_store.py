@@ -17,7 +17,12 @@ from eventsourcing.persistence import StoredEvent
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import current_tree, stored_root_at
 from ledger.tlog.leaf import ZERO_HASH, encode_leaf
-from ledger.tlog.merkle import CompactRange, inclusion_proof, leaf_hash, verify_inclusion
+from ledger.tlog.merkle import (
+    CompactRange,
+    inclusion_proof,
+    leaf_hash,
+    verify_inclusion,
+)
 from tests.conftest import RFC6962_VECTORS
 
 KNOWN_ROOTS = {

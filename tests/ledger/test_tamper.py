@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ledger.service.application import TransferLedger
 from ledger.cli import app as cli_app
 from ledger.config import Settings, eventsourcing_env
+from ledger.service.application import TransferLedger
 from ledger.tlog.leaf import ZERO_HASH, encode_leaf, originator_id_text
 from ledger.tlog.merkle import CompactRange, leaf_hash
 from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from ledger.audit.verify import verify_ledger
+from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
-from ledger.config import Settings, eventsourcing_env
 from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
-from ledger.audit.verify import verify_ledger
 from tests.conftest import Backend
 from tests.scenario import granted_chain, onward, transfer
 

@@ -20,9 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.service.application import TransferLedger
+from ledger.audit.verify import (
+    BATCH,
+    RECORD_TIME_CACHE,
+    VerificationIncomplete,
+    verify_ledger,
+)
 from ledger.config import Settings, eventsourcing_env
-from ledger.audit.verify import BATCH, RECORD_TIME_CACHE, VerificationIncomplete, verify_ledger
+from ledger.service.application import TransferLedger
 from tests.conftest import PG_URL, Backend, fresh_backend
 from tests.ledger.test_verify_paths import TwoStreamsOnly
 from tests.scenario import transfer

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import rfc8785
 
+from ledger.audit.verify import _canonical, _plain_object, verify_ledger
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer
-from ledger.audit.verify import _canonical, _plain_object, verify_ledger
 from tests.conftest import Backend
 from tests.scenario import granted_chain, onward, refuse, request, transfer
 
@@ -189,8 +189,8 @@ def test_appending_a_run_is_appending_each_leaf() -> None:
     import hashlib
     from operator import methodcaller
 
-    from ledger.tlog.merkle import CompactRange
     from ledger.audit.verify import _NODE_PREFIX, _append_run, _range_at
+    from ledger.tlog.merkle import CompactRange
 
     rnd = random.Random(3)
     node_pair, digest_of = (_NODE_PREFIX + b"%b%b").__mod__, methodcaller("digest")

@@ -15,31 +15,48 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.tlog.keys import KeyFileError, format_signing_key
-from ledger.tlog.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_from_leaf_hashes
-from ledger.tlog.note import Checkpoint, NoteError, Signer, Verifier, sign_checkpoint, sign_note
-from ledger.witness import (
+from ledger.tlog.cosignature import (
     COSIGNATURE_HEADER,
     CosignatureError,
     CosignatureVerifier,
     Cosigner,
     QuorumNotReached,
+    cosigned_message,
+    format_witness_key,
+    parse_cosignature_line,
+    parse_witness_key,
+    verify_cosignatures,
+)
+from ledger.tlog.keys import KeyFileError, format_signing_key
+from ledger.tlog.merkle import (
+    EMPTY_ROOT,
+    consistency_proof,
+    leaf_hash,
+    root_from_leaf_hashes,
+)
+from ledger.tlog.note import (
+    Checkpoint,
+    NoteError,
+    Signer,
+    Verifier,
+    sign_checkpoint,
+    sign_note,
+)
+from ledger.witness import (
     WitnessRefused,
     WitnessState,
     WitnessStateError,
     compare_checkpoints,
-    cosigned_message,
-    format_witness_key,
     parse_consistency_proof,
-    parse_cosignature_line,
-    parse_witness_key,
     read_proof_file,
     run_witness,
-    verify_cosignatures,
 )
 
 # tlog-cosignature.md, "Format" and "Ed25519 signed message": the example checkpoint,

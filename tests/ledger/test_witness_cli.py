@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ledger.tlog.cosignature import Cosigner
 from ledger.tlog.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
-from ledger.witness import Cosigner
 
 ORIGIN = "ledger.example/log"
 NOW = 1_780_000_000

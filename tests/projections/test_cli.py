@@ -7,11 +7,11 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from ledger.service.application import TransferLedger
 from ledger.cli import app as cli
 from ledger.config import Settings, eventsourcing_env
-from ledger.tlog.note import Verifier, open_checkpoint
+from ledger.service.application import TransferLedger
 from ledger.tlog.merkle import verify_inclusion
+from ledger.tlog.note import Verifier, open_checkpoint
 from tests.api.conftest import ORIGIN_LINE, run_init
 from tests.projections.conftest import around, build_world
 

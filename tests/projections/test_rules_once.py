@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError
-from ledger.service.application import TransferLedger
+from domain.rules import authorization_required
 from ledger.config import eventsourcing_env
+from ledger.service.application import TransferLedger
 from tests import scenario
 from tests.conftest import PG_URL, fresh_backend
 from tests.projections.conftest import around, around_grant, make_runner
@@ -126,8 +127,8 @@ def run_history(ledger: TransferLedger, written_policy: bool, steps: list[tuple[
             sender = parent["recipient"]["party"]
         if sender == recipient:
             continue  # not a transfer between Parties (refused as input, nothing to find)
-        if grant is not None and recipient == parent["origin"]:
-            grant = None  # naming a grant where none is needed is refused as input
+        if grant is not None and not authorization_required(parent["origin"], sender, recipient):
+            grant = None  # naming a grant where none is needed (to the origin, or by it) is refused as input
         purpose = {"proceeding": proceeding, "description": "ransomware"}
         body = scenario.onward(sender, recipient, parent, grant, data_categories=categories, purpose=purpose)
         try:
