@@ -77,3 +77,17 @@ def test_the_contracts_see_every_package() -> None:
     for bound, _, _ in CONTRACTS:
         assert any(within(name, bound) for name in MODULES), bound
     assert "ledger.tlog.merkle" in MODULES and "ledger.cli" in MODULES
+
+
+def test_tests_share_helpers_through_tests_support_only() -> None:
+    """A test module never imports another test module or a conftest: what tests share is in
+    tests/support/ (conftest files only pick fixtures from there)."""
+    broken = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "testdata" in path.parts:
+            continue
+        for line, imported in imports_of(path):
+            last = imported.split(".")[-1]
+            if imported.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                broken.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
+    assert not broken, "\n".join(broken)

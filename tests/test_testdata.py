@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RFC6962_VECTORS
+from tests.support.backends import RFC6962_VECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRIBUTORS_COPY = ROOT.parent / "shared" / "testdata" / "rfc6962"

@@ -31,7 +31,7 @@ import pytest
 
 from ledger.tlog.cosignature import Cosigner
 from tests import scenario
-from tests.api.conftest import PARTIES, Api, problem
+from tests.support.api import PARTIES, Api, problem
 
 R, A = "recorder", "authority"
 OTHERS = ("*-auditor", "DE-auditor", "NL-auditor", "*-verifier", "*-admin", "none", "revoked")

@@ -19,8 +19,8 @@ from ledger.service.application import signed_decision_bytes
 from ledger.tlog.merkle import ProofError, verify_consistency, verify_inclusion
 from ledger.tlog.note import Signer
 from tests import scenario
-from tests.api.conftest import Api, problem
-from tests.conftest import Backend
+from tests.support.api import Api, problem
+from tests.support.backends import Backend
 
 TRANSFER_IN = ("sender", "recipient", "legal_basis", "request_reference", "purpose", "data_categories", "subjects",
                "dataset_sha256", "item_count", "handling", "retention_until", "transferred_at", "justification",

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from ledger.config import Settings
-from tests.api.conftest import run_init
-from tests.api.load import Load, Outcome, transfer_for
-from tests.api.test_server import Server, add_keys, cli
+from tests.support.api import run_init
+from tests.support.load import Load, Outcome, transfer_for
+from tests.support.server import Server, add_keys, cli
 
 pytestmark = pytest.mark.slow
 

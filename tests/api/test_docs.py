@@ -22,8 +22,8 @@ import pytest
 
 from api import schemas
 from ledger.config import Settings
-from tests.api.conftest import run_init
-from tests.api.test_server import Server, clean_env
+from tests.support.api import run_init
+from tests.support.server import Server, clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 API_MD = ROOT / "docs" / "API.md"

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from ledger.config import Settings
-from tests.api.conftest import run_init
-from tests.api.load import Load, Outcome
-from tests.api.test_server import STOP_TIMEOUT, Server, add_keys, cli
+from tests.support.api import run_init
+from tests.support.load import Load, Outcome
+from tests.support.server import STOP_TIMEOUT, Server, add_keys, cli
 
 pytestmark = pytest.mark.slow
 

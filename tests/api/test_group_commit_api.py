@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from api.app import GC_YOUNGEST_THRESHOLD, create_app, create_app_from_env
 from ledger.config import ConfigError, Settings
 from tests import scenario
-from tests.api.conftest import Api, problem, run_init, serving
-from tests.ledger.test_group_commit import Call, committer_held, queued
+from tests.support.api import Api, problem, run_init, serving
+from tests.support.group_commit import Call, committer_held, queued
 
 
 @pytest.fixture

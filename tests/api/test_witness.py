@@ -32,8 +32,8 @@ from ledger.tlog.cosignature import CosignatureVerifier, Cosigner, verify_cosign
 from ledger.tlog.keys import load_signing_key
 from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
 from tests import scenario
-from tests.api.conftest import ORIGIN_LINE, Api, Initialized, problem, run_init
-from tests.api.test_server import Server, add_keys, clean_env
+from tests.support.api import ORIGIN_LINE, Api, Initialized, problem, run_init
+from tests.support.server import Server, add_keys, clean_env
 
 NOW = int(time.time())
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bench.http import bench_http
-from tests.conftest import PG_URL
+from tests.support.backends import PG_URL
 
 ROW = re.compile(
     r"^(SQLite|PostgreSQL), (\d+) clients? +(\d+) +(\d+)/s +(\d+)/s +(\d+\.\d+)x  "

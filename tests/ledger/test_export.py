@@ -56,7 +56,6 @@ from ledger.tlog.tlog_proof import (
     parse_tlog_proof,
     verify_tlog_proof,
 )
-from tests.conftest import Backend
 from tests.scenario import (
     actor,
     grant,
@@ -67,6 +66,7 @@ from tests.scenario import (
     revocation,
     transfer,
 )
+from tests.support.backends import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_MD = ROOT / "docs" / "FORMAT.md"

@@ -7,10 +7,8 @@ written together (in submission order) once it is released.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -23,63 +21,9 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import AlreadyDone, TransferLedger
 from ledger.service.group_commit import GroupCommitter, Overloaded
 from ledger.storage.idempotency import IdempotencyClaim
-from tests.ledger import test_race
 from tests.scenario import granted_chain, onward, revocation, transfer
-
-
-class Held(Exception):
-    """What the command that held up the committer answers."""
-
-
-@contextmanager
-def committer_held(ledger: TransferLedger) -> Iterator[Callable[[], None]]:
-    """Hold the committer (a batch being written) until the yielded release() is called."""
-    committer = ledger.committer
-    assert committer is not None
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> Any:
-        entered.set()
-        assert release.wait(60)
-        raise Held
-
-    holder = Call(lambda: committer.submit(hold))
-    assert entered.wait(10)
-    try:
-        yield release.set
-    finally:
-        release.set()
-        assert isinstance(holder.outcome(), Held)
-
-
-class Call:
-    """A call running in its own thread (an API request thread, say)."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._result: Any = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._result = fn()
-        except BaseException as e:  # noqa: BLE001 - kept for the test to inspect
-            self._result = e
-
-    def outcome(self, timeout: float = 60) -> Any:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the call did not finish"
-        return self._result
-
-
-def queued(ledger: TransferLedger, n: int, timeout: float = 10) -> None:
-    """Wait until n commands wait in the committer's queue."""
-    committer = ledger.committer
-    assert committer is not None
-    deadline = time.monotonic() + timeout
-    while committer.waiting < n:
-        assert time.monotonic() < deadline, f"{committer.waiting} queued, expected {n}"
-        time.sleep(0.002)
+from tests.support.group_commit import Call, committer_held, queued
+from tests.support.races import threads_racing_a_revocation, threads_racing_for_the_last_permitted_transfers
 
 
 def submit_in_order(ledger: TransferLedger, *fns: Callable[[], Any]) -> list[Call]:
@@ -282,11 +226,11 @@ def test_refusals_in_a_batch_are_the_same_as_alone(grouped: TransferLedger) -> N
 
 
 def test_threads_racing_a_revocation_with_group_commit(grouped: TransferLedger) -> None:
-    test_race.test_threads_racing_a_revocation(grouped)
+    threads_racing_a_revocation(grouped)
 
 
 def test_threads_racing_for_the_last_permitted_transfers_with_group_commit(grouped: TransferLedger) -> None:
-    test_race.test_threads_racing_for_the_last_permitted_transfers(grouped)
+    threads_racing_for_the_last_permitted_transfers(grouped)
 
 
 def test_batches_keep_the_uses_next_to_their_transfers(grouped: TransferLedger) -> None:

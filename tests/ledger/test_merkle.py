@@ -36,7 +36,7 @@ from ledger.tlog.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from tests.conftest import RFC6962_VECTORS as VECTORS
+from tests.support.backends import RFC6962_VECTORS as VECTORS
 
 # The 8 leaf inputs and known roots of tests/testdata/rfc6962/README.md.
 LEAF_INPUTS = [

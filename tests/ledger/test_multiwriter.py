@@ -47,8 +47,8 @@ from ledger.storage.sql import SqlAccess
 from ledger.tlog.keys import create_signing_key
 from ledger.tlog.note import open_checkpoint
 from tests import scenario
-from tests.api.conftest import ORIGIN_LINE, Initialized, run_init
-from tests.api.test_server import Server, add_keys, clean_env, cli
+from tests.support.api import ORIGIN_LINE, Initialized, run_init
+from tests.support.server import Server, add_keys, clean_env, cli
 
 #: First transfers, spread over the servers; senders and recipients vary.
 FIRST_TRANSFERS = 200

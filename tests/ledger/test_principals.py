@@ -17,8 +17,8 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.storage.principals import ROLES, Principal, PrincipalError, PrincipalStore
 from ledger.storage.sql import SqlAccess
-from tests.conftest import Backend
-from tests.ledger.test_cli import one_line_error, run
+from tests.support.backends import Backend
+from tests.support.cli import one_line_error, run
 
 KEY = re.compile(r"tl_[A-Za-z0-9_-]{43}\Z")
 

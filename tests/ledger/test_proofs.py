@@ -17,7 +17,7 @@ from ledger.tlog.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from tests.conftest import Backend
+from tests.support.backends import Backend
 
 
 def append(ledger: TransferLedger, count: int) -> None:

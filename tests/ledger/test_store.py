@@ -23,7 +23,7 @@ from ledger.tlog.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from tests.conftest import RFC6962_VECTORS
+from tests.support.backends import RFC6962_VECTORS
 
 KNOWN_ROOTS = {
     0: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",

@@ -28,9 +28,9 @@ from ledger.audit.verify import (
 )
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
-from tests.conftest import PG_URL, Backend, fresh_backend
-from tests.ledger.test_verify_paths import TwoStreamsOnly
 from tests.scenario import transfer
+from tests.support.backends import PG_URL, Backend, fresh_backend
+from tests.support.tamper import TwoStreamsOnly
 
 
 def record_batches(ledger: TransferLedger, sizes: Sequence[int]) -> None:

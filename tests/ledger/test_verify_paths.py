@@ -16,24 +16,13 @@ from ledger.audit.verify import _canonical, _plain_object, verify_ledger
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer
-from tests.conftest import Backend
 from tests.scenario import granted_chain, onward, refuse, request, transfer
+from tests.support.backends import Backend
+from tests.support.tamper import TwoStreamsOnly
 
 SIGNER = Signer.from_seed("ledger.example/paths", bytes(range(32)))
 
 
-class TwoStreamsOnly:
-    """A store whose joined rows never line up (the leaf's id is hidden), so
-    that every page goes through the two-stream loop."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def read_leaves_with_events(self, start: int, limit: int) -> Any:
-        return [(*row[:2], None, *row[3:]) for row in self.store.read_leaves_with_events(start, limit)]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
 
 
 def build(ledger: TransferLedger) -> None:

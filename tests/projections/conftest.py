@@ -3,25 +3,12 @@ table dumps to compare, and events written around the application."""
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import UUID, uuid4
-
 import pytest
 
-from domain.model import Authorization, Transfer
-from domain.parties import Actor
-from domain.values import format_datetime
 from ledger.service.application import TransferLedger
-from ledger.storage.sql import SqlAccess
-from projections import runner_for
-from projections.db import Db
 from projections.runner import ProjectionRunner
-from projections.schema import MODEL_TABLES
-from tests import scenario
-
-
-def make_runner(ledger: TransferLedger, **options: Any) -> ProjectionRunner:
-    return runner_for(ledger, SqlAccess(ledger.recorder), **options)
+from tests.support.api import api  # noqa: F401 - a fixture of these tests
+from tests.support.world import make_runner
 
 
 @pytest.fixture
@@ -29,69 +16,9 @@ def runner(ledger: TransferLedger) -> ProjectionRunner:
     return make_runner(ledger)
 
 
-def dump(db: Db) -> dict[str, list[tuple[Any, ...]]]:
-    """Every read-model row, table by table, in a canonical order (floats rounded)."""
-    out = {}
-    for table in MODEL_TABLES:
-        rows = [
-            tuple(round(v, 6) if isinstance(v, float) else v for v in row.values())
-            for row in db.query(f"SELECT * FROM {{{table}}}")
-        ]
-        out[table] = sorted(rows, key=lambda r: tuple((v is None, str(v)) for v in r))
-    return out
 
 
-def build_world(ledger: TransferLedger) -> dict[str, Any]:
-    """A ledger with every kind of event: chains, a refusal, a pending request,
-    a revocation with a flow after it, a policy, a retention date passed."""
-    w: dict[str, Any] = {}
-    w["root"], w["a1"] = scenario.granted_chain(ledger, max_transfers=2)
-    w["t1"] = ledger.record_transfer(scenario.onward("FR", "INTERPOL", w["root"], w["a1"]))
-    w["a2"] = ledger.request_authorization(scenario.request("INTERPOL", "BR", w["t1"]))
-    w["a2"] = ledger.decide(w["a2"]["id"], scenario.grant("DE"))
-    w["refused"] = ledger.request_authorization(scenario.request("FR", "US", w["root"]))
-    w["refused"] = ledger.decide(w["refused"]["id"], scenario.refuse("DE", "no proceeding in US"))
-    w["pending"] = ledger.request_authorization(scenario.request("FR", "NL", w["root"]))
-    ledger.revoke(w["a1"]["id"], scenario.revocation("DE", "proceeding closed"))
-    w["t2"] = ledger.record_transfer(scenario.onward("INTERPOL", "BR", w["t1"], w["a2"]))  # after the revocation
-    w["back"] = ledger.record_transfer(scenario.onward("BR", "DE", w["t2"]))  # back to the origin: no grant needed
-    ledger.set_party_policy("NL", written_authorization_required=True, set_by=scenario.actor("NL"))
-    w["nl"] = ledger.record_transfer(scenario.transfer("NL", "FR", retention_until="2020-01-31",
-                                                       legal_basis="art41", data_categories=["content"]))
-    return w
 
 
-def around(ledger: TransferLedger, sender: str, recipient: str, parent: dict[str, Any] | None = None,
-           grant_id: str | None = None, *, use: bool = True, **overrides: Any) -> str:
-    """Save a TransferRecorded straight through eventsourcing, bypassing every rule
-    (as a writer around the application would); with ``grant_id``, also its use."""
-    transfer_id = uuid4()
-    fields = {
-        "sender": scenario.actor(sender), "recipient": {"party": recipient, "authority": f"{recipient}/POLICE"},
-        "legal_basis": "art47", "request_reference": None, "purpose": dict(scenario.PURPOSE),
-        "data_categories": ["traffic"], "subjects": [], "dataset_sha256": scenario.DIGEST, "item_count": None,
-        "handling": {"confidential": False, "written_authorization_required": False, "use_restrictions": []},
-        "retention_until": None, "transferred_at": format_datetime(ledger.clock()), "justification": None,
-        "ordered_by": None, "parent_transfer_id": parent["id"] if parent else None, "authorization_id": grant_id,
-        "origin": parent["origin"] if parent else sender,
-        "root_transfer_id": parent["root_transfer_id"] if parent else str(transfer_id),
-        "depth": parent["depth"] + 1 if parent else 0, "origin_requires_written_form": False,
-    }
-    fields.update(overrides)
-    transfer = Transfer._create(Transfer.Recorded, id=transfer_id, **fields)
-    aggregates: list[Any] = [transfer]
-    if grant_id is not None and use:
-        grant = ledger.repository.get(UUID(grant_id))
-        grant.record_use(transfer_id)
-        aggregates.append(grant)
-    ledger.save(*aggregates)
-    return str(transfer_id)
 
 
-def around_grant(ledger: TransferLedger, request_id: str, by: str) -> None:
-    """Grant a request in the name of any Party, bypassing the rules."""
-    grant: Authorization = ledger.repository.get(UUID(request_id))
-    from domain.values import GrantConditions
-
-    grant.grant(Actor.from_dict(scenario.actor(by)), GrantConditions(), None)
-    ledger.save(grant)

@@ -12,8 +12,8 @@ import pytest
 
 from ledger.tlog.merkle import verify_inclusion
 from ledger.tlog.note import open_checkpoint
-from tests.api.conftest import ORIGIN_LINE, Api, api, problem  # noqa: F401 - the api fixture
-from tests.projections.conftest import around
+from tests.support.api import ORIGIN_LINE, Api, api, problem
+from tests.support.world import around
 
 __all__ = ["api"]
 

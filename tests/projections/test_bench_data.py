@@ -12,7 +12,7 @@ from bench.__main__ import SyntheticLedger
 from domain.model import Authorization, Transfer
 from ledger.service.application import TransferLedger
 from projections import queries
-from tests.projections.conftest import make_runner
+from tests.support.world import make_runner
 
 
 def test_synthetic_events_are_the_applications(ledger: TransferLedger) -> None:

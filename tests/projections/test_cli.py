@@ -12,8 +12,8 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.tlog.merkle import verify_inclusion
 from ledger.tlog.note import Verifier, open_checkpoint
-from tests.api.conftest import ORIGIN_LINE, run_init
-from tests.projections.conftest import around, build_world
+from tests.support.api import ORIGIN_LINE, run_init
+from tests.support.world import around, build_world
 
 
 def invoke(settings: Settings, *args: str) -> Any:

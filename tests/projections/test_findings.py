@@ -21,7 +21,7 @@ from projections.events import now_time
 from projections.replay import replay
 from projections.runner import ProjectionRunner
 from tests import scenario
-from tests.projections.conftest import around, around_grant, build_world, dump
+from tests.support.world import around, around_grant, build_world, dump
 
 FAR_FUTURE = "2999-01-01T00:00:00.000000Z"
 

@@ -9,7 +9,7 @@ from projections import queries
 from projections.replay import ReplayError, covering_checkpoint, replay
 from projections.runner import ProjectionRunner
 from tests import scenario
-from tests.projections.conftest import around, build_world, dump
+from tests.support.world import around, build_world, dump
 
 
 def test_the_state_as_of_n_does_not_change_when_later_events_arrive(

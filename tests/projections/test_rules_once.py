@@ -25,8 +25,8 @@ from domain.rules import authorization_required
 from ledger.config import eventsourcing_env
 from ledger.service.application import TransferLedger
 from tests import scenario
-from tests.conftest import PG_URL, fresh_backend
-from tests.projections.conftest import around, around_grant, make_runner
+from tests.support.backends import PG_URL, fresh_backend
+from tests.support.world import around, around_grant, make_runner
 
 #: The findings that mirror a refusal of the application (the others, like
 #: flow-after-revocation, look at what the application lets through).

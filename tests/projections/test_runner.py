@@ -14,8 +14,8 @@ from projections.replay import replay
 from projections.runner import PositionConflict, ProjectionError, ProjectionRunner
 from projections.schema import MODELS
 from tests import scenario
-from tests.conftest import Backend
-from tests.projections.conftest import build_world, dump, make_runner
+from tests.support.backends import Backend
+from tests.support.world import build_world, dump, make_runner
 
 
 def test_live_equals_rebuilt_equals_replayed(ledger: TransferLedger) -> None:
