@@ -1,0 +1,406 @@
+"""The commands on the ledger itself: init, checkpoint, verify, serve, demo, export, verify-export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from eventsourcing.persistence import OperationalError, PersistenceError
+
+from ledger.audit.verify import VerificationIncomplete, verify_ledger
+from ledger.cli.common import (
+    DatabaseUrl,
+    DataDir,
+    _bundle_progress,
+    _where,
+    app,
+    errors_as_exit_status,
+    fail,
+    load_trusted_checkpoint,
+    load_verifier,
+    open_ledger,
+    principal_store,
+    require_initialized,
+    settings_for,
+)
+from ledger.config import (
+    DEFAULT_COMMIT_BATCH,
+    DEFAULT_COMMIT_QUEUE,
+    DEFAULT_LOG_ORIGIN,
+    ConfigError,
+    eventsourcing_env,
+)
+from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.storage.principals import (
+    GLOBAL_PARTY,
+)
+from ledger.tlog.keys import create_signing_key, load_signing_key
+from ledger.tlog.note import (
+    check_key_name,
+)
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    origin: Annotated[
+        str,
+        typer.Option(
+            help="The ledger's name: the checkpoint origin line and signing key name "
+            "(a schema-less URL is recommended).",
+        ),
+    ] = DEFAULT_LOG_ORIGIN,
+) -> None:
+    """Create the database, the signing key (mode 0600), the settings and the
+    first admin API key, once.
+
+    Prints the verifier key (C2SP vkey) on the first line of stdout and the
+    admin API key (party *, role admin) on the second: the key is shown only
+    this once, and only its hash is stored. A second init changes nothing,
+    says so, and prints the verifier key again but no API key.
+    """
+    settings = settings_for(data_dir, database_url)
+    with errors_as_exit_status():
+        check_key_name(origin)
+        if settings.settings_file.exists():
+            stored = settings.stored()
+            typer.echo(f"already initialized: {settings.data_dir} (nothing changed)", err=True)
+            typer.echo(load_verifier(settings, None).vkey())
+            if origin != DEFAULT_LOG_ORIGIN and origin != stored.get("origin"):
+                fail(f"this ledger's origin is {stored.get('origin')!r}; it cannot be changed")
+            return
+        eventsourcing_env(settings)  # a malformed --database-url fails before anything is created
+        created = not settings.data_dir.exists()
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(settings.data_dir, 0o700)
+            ledger = open_ledger(settings)  # creates the tables
+            try:
+                _, admin_key = principal_store(ledger).add(GLOBAL_PARTY, ["admin"], name="initial admin")
+            finally:
+                ledger.close()
+        except BaseException:
+            if created and not any(settings.data_dir.iterdir()):
+                settings.data_dir.rmdir()
+            raise
+        signer = create_signing_key(settings.signing_key_file, origin)
+        settings.vkey_file.write_text(signer.vkey() + "\n", "utf-8")
+        tmp = settings.settings_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"origin": origin}, indent=2) + "\n", "utf-8")
+        tmp.replace(settings.settings_file)
+        typer.echo(f"initialized {settings.data_dir} ({settings.describe_database()})", err=True)
+        typer.echo(f"signing key: {settings.signing_key_file} (mode 0600)", err=True)
+        typer.echo("verifier key, then the admin API key (shown this once; only its hash is stored):", err=True)
+        typer.echo(signer.vkey())
+        typer.echo(admin_key)
+
+
+@app.command()
+def checkpoint(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Sign the current tree and print the checkpoint (C2SP signed note) alone on stdout."""
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        signer = load_signing_key(settings.signing_key_file)
+        ledger = open_ledger(settings)
+        try:
+            stored = sign_current_checkpoint(ledger.store, signer)
+        finally:
+            ledger.close()
+        sys.stdout.write(stored.note)
+
+
+@app.command()
+def verify(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    vkey: Annotated[
+        Path | None,
+        typer.Option(help="Verifier key file (default: ledger.vkey in the data dir).", show_default=False),
+    ] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            help="Incremental: a checkpoint file (signed note) this job trusts; check that the "
+            "ledger is consistent with it and re-verify only the leaves appended since.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Re-read every event and leaf, recompute the hash chain, the Merkle tree and
+    every stored checkpoint, and report the first index where anything differs.
+
+    With --since, start from a trusted checkpoint: work proportional to what is new.
+    Exit status 0 intact, 1 integrity failure (a proven difference in the data), 2 usage or
+    environment error, or verification that could not complete (it proves nothing either way).
+    """
+    settings = settings_for(data_dir, database_url)
+    with errors_as_exit_status(json_report=as_json, internal_errors=True):
+        if not settings.settings_file.exists():
+            raise ConfigError(
+                f"{settings.data_dir} is not an initialized ledger data dir; "
+                "run `transfer-ledger init` first (or pass --data-dir)"
+            )
+        verifier = load_verifier(settings, vkey)
+        trusted = load_trusted_checkpoint(since, verifier, settings.log_origin()) if since else None
+        ledger = open_ledger(settings)
+        try:
+            with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+                report = verify_ledger(
+                    ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress
+                )
+        except VerificationIncomplete as stopped:
+            _verification_incomplete(stopped, as_json)
+        finally:
+            ledger.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        root = report.root_hash.hex() if report.root_hash else "-"
+        if report.ok:
+            typer.echo(
+                f"OK: {report.tree_size} leaves, root {root}, "
+                f"{report.checkpoints_checked} checkpoint(s) consistent"
+            )
+        else:
+            typer.echo(
+                f"FAILED: {report.problem_count} problem(s); first bad index: "
+                f"{report.first_bad_index if report.first_bad_index is not None else '-'}"
+            )
+            for line in report.problems:
+                typer.echo(f"  {line}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _verification_incomplete(stopped: VerificationIncomplete, as_json: bool) -> NoReturn:
+    """Verification did not finish: exit 2 (not 1, which only a finding gives),
+    saying why and what had been checked, findings so far included."""
+    error = stopped.error
+    if isinstance(error, (OperationalError, PersistenceError)):
+        text = str(error).strip()
+        why = f"database: {text.splitlines()[0] if text else type(error).__name__}"
+    else:
+        why = f"internal error in verify ({_where(error)}); please report it"
+    report = stopped.report
+    message = (f"verification did not complete after {report.events_checked} leaves; "
+               f"it proves nothing either way: {why}")
+    if as_json:
+        document = report.as_dict()
+        document.update(ok=False, error=message)
+        typer.echo(json.dumps(document))
+    elif report.problems:
+        typer.echo(f"found before it stopped ({report.problem_count}):")
+        for line in report.problems:
+            typer.echo(f"  {line}")
+    fail(message, 2)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), transient=True,
+    ) as bar:
+        task = bar.add_task("verifying leaves", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (uvicorn --workers).", min=1, max=64)] = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds to let requests received finish on shutdown; past it they are cancelled.",
+                          min=0)
+    ] = 30,
+    commit_batch: Annotated[
+        int, typer.Option(help="Group commit: most commands written in one transaction (per worker process).",
+                          min=1, max=100_000, envvar="TRANSFER_LEDGER_COMMIT_BATCH")
+    ] = DEFAULT_COMMIT_BATCH,
+    commit_queue: Annotated[
+        int, typer.Option(help="Group commit: most commands waiting to be written; beyond it a command is "
+                          "answered 503 with Retry-After (per worker process).",
+                          min=1, max=100_000, envvar="TRANSFER_LEDGER_COMMIT_QUEUE")
+    ] = DEFAULT_COMMIT_QUEUE,
+) -> None:
+    """Run the HTTP API with uvicorn on the configured database.
+
+    Concurrent commands are written in batches (group commit): one
+    transaction and one durable commit per batch, each request answered
+    after its own batch committed. On SIGTERM or SIGINT it answers every
+    request it has received (connections waiting to be accepted included)
+    with Connection: close, within --graceful-timeout, writes what is
+    queued, closes the database and exits 0. OpenAPI at /docs.
+    """
+    import uvicorn
+
+    from ledger.cli import http_server
+
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        load_signing_key(settings.signing_key_file)
+        open_ledger(settings).close()  # the database answers before we listen
+    # The API is loaded by name (api imports ledger, not the reverse); it reads
+    # its settings from the environment, in every worker process.
+    os.environ["TRANSFER_LEDGER_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["TRANSFER_LEDGER_DATABASE_URL"] = settings.database_url
+    else:
+        os.environ.pop("TRANSFER_LEDGER_DATABASE_URL", None)
+    os.environ["TRANSFER_LEDGER_COMMIT_BATCH"] = str(commit_batch)
+    os.environ["TRANSFER_LEDGER_COMMIT_QUEUE"] = str(commit_queue)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
+    # the handler that was in place: make that a no-op, so a clean shutdown
+    # exits 0 (as a service manager expects), not "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    http_server.run(uvicorn.Config(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=graceful_timeout,
+        log_level="info",
+    ))
+
+
+@app.command()
+def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Record a realistic multi-hop art. 36 §3 scenario and narrate it, then print a checkpoint."""
+    from ledger.cli.demo import run_demo
+
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        signer = load_signing_key(settings.signing_key_file)
+        ledger = open_ledger(settings)
+        try:
+            run_demo(ledger, signer, typer.echo)
+        finally:
+            ledger.close()
+
+
+# -- audit bundles: export, verify-export --------------------------------------------
+
+
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="New or empty directory to write the bundle into.", show_default=False),
+    ],
+    transfer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--transfer", metavar="ID",
+            help="Also write a C2SP tlog-proof of this transfer's leaf (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write an audit bundle: the checkpoint (signed now, or reused), every event in
+    leaf order (events.jsonl), a tlog-proof per --transfer, and bundle.json.
+
+    Anyone can check it offline with `verify-export BUNDLE --vkey VKEY`. Refuses
+    (exit 1) if a leaf no longer hashes to its stored hash; exit 2 if DIR is not
+    empty or a transfer is unknown.
+    """
+    from ledger.audit.bundles import ExportError, export_bundle
+
+    settings = settings_for(data_dir, database_url)
+    require_initialized(settings)
+    with errors_as_exit_status():
+        signer = load_signing_key(settings.signing_key_file)
+        ledger = open_ledger(settings)
+        try:
+            with _bundle_progress(sys.stderr.isatty(), "exporting leaves") as progress:
+                try:
+                    result = export_bundle(ledger, signer, out, transfer or (), progress=progress)
+                except ExportError as e:
+                    fail(str(e), e.status)
+        finally:
+            ledger.close()
+    typer.echo(
+        f"exported {result.tree_size} leaves (checkpoint of {result.origin} at size "
+        f"{result.tree_size}, root {result.root_hash.hex()}) and {len(result.proofs)} proof(s) to {out}"
+    )
+
+
+@app.command("verify-export")
+def verify_export(
+    bundle: Annotated[
+        Path, typer.Argument(metavar="BUNDLE", help="Directory written by `export`.", show_default=False)
+    ],
+    vkey: Annotated[
+        str,
+        typer.Option(
+            "--vkey", metavar="VKEY",
+            help="The ledger's verifier key: a file holding it (like ledger.vkey), or the vkey itself.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Verify an audit bundle offline, with nothing but the bundle and the verifier
+    key (no data dir, no database, no private key): checkpoint signature, every
+    line of events.jsonl (leaf bytes, hash chain, decoded event), the root, each
+    tlog-proof, and bundle.json's digests. Names the first bad file:line.
+
+    Exit status 0 valid, 1 tampered or invalid, 2 usage error (no such bundle,
+    missing files, bad vkey).
+    """
+    from ledger.audit.bundles import BundleError, load_vkey, verify_bundle
+
+    def usage_error(message: str) -> NoReturn:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "tree_size": None, "first_bad_file": None,
+                                   "first_bad_line": None, "first_bad_index": None,
+                                   "problems": [], "error": message}))
+        fail(message, 2)
+
+    try:
+        verifier = load_vkey(vkey)
+        with _bundle_progress(not as_json and sys.stderr.isatty(), "verifying the bundle") as progress:
+            report = verify_bundle(bundle, verifier, progress=progress)
+    except BundleError as e:
+        usage_error(str(e))
+    except Exception as e:  # a bug: still one line, never a traceback
+        usage_error(f"internal error while verifying {bundle}: {type(e).__name__}: {e}")
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        typer.echo(report.summary())
+        for line in report.problems[1:]:
+            typer.echo(f"  {line}")
+    raise typer.Exit(0 if report.ok else 1)
