@@ -23,12 +23,9 @@ from api import errors
 from api.audit_routes import router as audit_router
 from api.routers import router
 from api.witness_routes import router as witness_router
-from ledger.config import ConfigError, Settings, eventsourcing_env
-from ledger.service.application import TransferLedger
+from ledger import bootstrap
+from ledger.config import ConfigError, Settings
 from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
-from ledger.storage.principals import PrincipalStore
-from ledger.storage.sql import SqlAccess
-from ledger.tlog.keys import load_signing_key
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +159,12 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.settings_file.exists():
             raise ConfigError(f"{settings.data_dir} is not initialized: run `transfer-ledger init`")
-        ledger = TransferLedger(eventsourcing_env(settings))
+        ledger = bootstrap.open_ledger(settings)
         proofs: NodeCache | None = None
         try:
             app.state.ledger = ledger
-            app.state.principals = PrincipalStore(SqlAccess(ledger.recorder), cache_seconds=AUTH_CACHE_SECONDS)
-            app.state.signer = load_signing_key(settings.signing_key_file)
+            app.state.principals = bootstrap.principals_of(ledger, cache_seconds=AUTH_CACHE_SECONDS)
+            app.state.signer = bootstrap.signer_of(settings)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             app.state.proofs = proofs = NodeCache(ledger.store)

@@ -13,10 +13,10 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.errors import DomainError, RuleViolation
+from ledger import bootstrap
 from ledger.config import (
     ConfigError,
     Settings,
-    eventsourcing_env,
 )
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import InconsistentTreeError
@@ -24,7 +24,6 @@ from ledger.storage.principals import (
     PrincipalError,
     PrincipalStore,
 )
-from ledger.storage.sql import SqlAccess
 from ledger.tlog.keys import KeyFileError
 from ledger.tlog.note import (
     Checkpoint,
@@ -127,7 +126,7 @@ def require_initialized(settings: Settings) -> None:
 
 
 def open_ledger(settings: Settings) -> TransferLedger:
-    return TransferLedger(eventsourcing_env(settings))
+    return bootstrap.open_ledger(settings)
 
 
 def load_verifier(settings: Settings, vkey: Path | None) -> Verifier:
@@ -155,7 +154,7 @@ def load_trusted_checkpoint(path: Path, verifier: Verifier, origin: str) -> Chec
 
 
 def principal_store(ledger: TransferLedger) -> PrincipalStore:
-    return PrincipalStore(SqlAccess(ledger.recorder))
+    return bootstrap.principals_of(ledger)
 
 
 @contextmanager

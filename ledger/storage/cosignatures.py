@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.values import format_datetime
-from ledger.storage.postgres import _DDL_LOCK
-from ledger.storage.sql import SqlAccess
+from ledger.storage.sql import DDL_LOCK, SqlAccess
 from ledger.tlog.cosignature import (
     CosignatureError,
     CosignatureVerifier,
@@ -96,7 +95,7 @@ class CosignatureStore:
         statements: list[tuple[str, tuple[Any, ...]]] = [(_CREATE_TABLE, ())]
         if sql.backend == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can fail in PostgreSQL; take the store's DDL lock.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,)))
+            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
         sql.script(statements)
 
     def checkpoint_note(self, tree_size: int) -> str | None:

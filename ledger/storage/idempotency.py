@@ -19,8 +19,7 @@ from typing import Any
 
 from domain.errors import InvalidInput
 from domain.values import format_datetime
-from ledger.storage.postgres import _DDL_LOCK
-from ledger.storage.sql import SqlAccess
+from ledger.storage.sql import DDL_LOCK, SqlAccess
 
 TABLE = "api_idempotency"
 MAX_KEY_LENGTH = 255
@@ -76,7 +75,7 @@ class IdempotencyStore:
         if sql.backend == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS from processes starting at once can
             # fail in PostgreSQL; take the lock the other stores' DDL takes.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,)))
+            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
         sql.script(statements)
 
     def lookup(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:

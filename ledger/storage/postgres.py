@@ -27,6 +27,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.values import format_datetime
+from ledger.storage.sql import DDL_LOCK
 from ledger.storage.store import (
     EventRow,
     FeedRow,
@@ -45,8 +46,6 @@ _new_row = tuple.__new__
 #: is a prepared statement of its own).
 _ROWS_PER_INSERT = 64
 
-#: Advisory lock key serializing schema creation ("TLDG" in ASCII).
-_DDL_LOCK = 0x544C4447
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -123,11 +122,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         connection of its own, serializes it across processes and hosts.
         """
         with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK,))
             try:
                 super().create_table()
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
+                conn.execute("SELECT pg_advisory_unlock(%s)", (DDL_LOCK,))
 
     def _rendered(self, key: Any, statement: Any, conn: Any) -> str:
         text = self._text.get(key)

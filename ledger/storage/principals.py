@@ -22,8 +22,7 @@ from typing import Any
 from domain.errors import InvalidInput
 from domain.parties import parse_party
 from domain.values import format_datetime
-from ledger.storage.postgres import _DDL_LOCK
-from ledger.storage.sql import SqlAccess
+from ledger.storage.sql import DDL_LOCK, SqlAccess
 
 ROLES = ("recorder", "authority", "auditor", "verifier", "admin")
 
@@ -113,7 +112,7 @@ class PrincipalStore:
         if sql.backend == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS from starting processes can
             # fail in PostgreSQL; take the lock the store's own DDL takes.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,)))
+            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
         sql.script(statements)
 
     def add(self, party: str, roles: str | Iterable[str], name: str | None = None) -> tuple[Principal, str]:

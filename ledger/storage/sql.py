@@ -19,6 +19,9 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 _TABLE_REF = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
+#: PostgreSQL advisory lock key serializing the creation of the ledger's tables ("TLDG" in ASCII).
+DDL_LOCK = 0x544C4447
+
 
 class SqlAccess:
     """Runs statements on the database behind an application recorder."""

@@ -42,8 +42,7 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.storage.idempotency import IdempotencyStore
-from ledger.storage.postgres import _DDL_LOCK
-from ledger.storage.sql import SqlAccess
+from ledger.storage.sql import DDL_LOCK, SqlAccess
 from ledger.tlog.keys import create_signing_key
 from ledger.tlog.note import open_checkpoint
 from tests import scenario
@@ -429,7 +428,7 @@ def test_servers_starting_at_once_create_the_api_tables(settings: Settings, back
         url = settings.database_url.split("?", 1)[0]  # type: ignore[union-attr]
         with psycopg.connect(url) as first:
             first.execute(f'SET search_path TO "{backend.schema}"')
-            first.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            first.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
             first.execute("CREATE TABLE IF NOT EXISTS api_idempotency (principal_id TEXT NOT NULL, "
                           "idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, status_code INTEGER NOT NULL, "
                           "resource_kind TEXT, resource_id TEXT, resource_version INTEGER, response TEXT, "
