@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -18,7 +16,6 @@ from ledger.audit.verify import VerificationIncomplete, verify_ledger
 from ledger.cli.common import (
     DatabaseUrl,
     DataDir,
-    _bundle_progress,
     _where,
     app,
     errors_as_exit_status,
@@ -27,6 +24,7 @@ from ledger.cli.common import (
     load_verifier,
     open_ledger,
     principal_store,
+    progress_bar,
     require_initialized,
     settings_for,
 )
@@ -154,7 +152,7 @@ def verify(
         trusted = load_trusted_checkpoint(since, verifier, settings.log_origin()) if since else None
         ledger = open_ledger(settings)
         try:
-            with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+            with progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
                 report = verify_ledger(
                     ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress
                 )
@@ -202,30 +200,6 @@ def _verification_incomplete(stopped: VerificationIncomplete, as_json: bool) -> 
         for line in report.problems:
             typer.echo(f"  {line}")
     fail(message, 2)
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), transient=True,
-    ) as bar:
-        task = bar.add_task("verifying leaves", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @app.command()
@@ -344,7 +318,7 @@ def export_command(
         signer = load_signing_key(settings.signing_key_file)
         ledger = open_ledger(settings)
         try:
-            with _bundle_progress(sys.stderr.isatty(), "exporting leaves") as progress:
+            with progress_bar(sys.stderr.isatty(), "exporting leaves") as progress:
                 try:
                     result = export_bundle(ledger, signer, out, transfer or (), progress=progress)
                 except ExportError as e:
@@ -391,7 +365,7 @@ def verify_export(
 
     try:
         verifier = load_vkey(vkey)
-        with _bundle_progress(not as_json and sys.stderr.isatty(), "verifying the bundle") as progress:
+        with progress_bar(not as_json and sys.stderr.isatty(), "verifying the bundle") as progress:
             report = verify_bundle(bundle, verifier, progress=progress)
     except BundleError as e:
         usage_error(str(e))

@@ -158,7 +158,8 @@ def principal_store(ledger: TransferLedger) -> PrincipalStore:
 
 
 @contextmanager
-def _bundle_progress(enabled: bool, description: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(enabled: bool, description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr (``update(done, total)``), or ``None`` when ``enabled`` is false."""
     if not enabled:
         yield None
         return

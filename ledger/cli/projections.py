@@ -14,12 +14,12 @@ import typer
 from ledger.cli.common import (
     DatabaseUrl,
     DataDir,
-    _bundle_progress,
     _report_error,
     app,
     errors_as_exit_status,
     fail,
     open_ledger,
+    progress_bar,
     require_initialized,
     settings_for,
 )
@@ -92,7 +92,7 @@ def projections_rebuild(
 
     with _opened_runner(settings_for(data_dir, database_url), json_report=as_json) as runner:
         start = time.perf_counter()
-        with _bundle_progress(not as_json and sys.stderr.isatty(), "rebuilding read models") as progress:
+        with progress_bar(not as_json and sys.stderr.isatty(), "rebuilding read models") as progress:
             applied = runner.rebuild(progress=progress)
         seconds = time.perf_counter() - start
         status = runner.status()

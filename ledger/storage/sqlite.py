@@ -45,6 +45,9 @@ _SCHEMA = [
     "originator_version INTEGER NOT NULL, "
     "recorded_at TEXT NOT NULL, "
     "leaf_hash BLOB NOT NULL)",
+    # One leaf per event, as PostgreSQL's table constraint says; an index, so that ledgers
+    # created before it get it too.
+    "CREATE UNIQUE INDEX IF NOT EXISTS ledger_leaves_originator ON ledger_leaves (originator_id, originator_version)",
     "CREATE TABLE IF NOT EXISTS ledger_nodes ("
     "level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
     "PRIMARY KEY (level, idx)) WITHOUT ROWID",

@@ -12,6 +12,7 @@ import random
 from uuid import uuid4
 
 import pymerkle
+import pytest
 from eventsourcing.persistence import StoredEvent
 
 from ledger.service.application import TransferLedger
@@ -23,7 +24,8 @@ from ledger.tlog.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from tests.support.backends import RFC6962_VECTORS
+from tests.scenario import transfer
+from tests.support.backends import RFC6962_VECTORS, Backend
 
 KNOWN_ROOTS = {
     0: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -130,3 +132,15 @@ def test_a_failed_save_appends_no_leaf(ledger: TransferLedger) -> None:
     assert ledger.store.head() == before
     assert len(ledger.store.read_leaves(0, 10)) == 1
     assert ledger.store.count_events() == 1
+
+
+def test_one_leaf_per_event_on_both_backends(ledger: TransferLedger, backend: Backend) -> None:
+    """Both schemas refuse a second leaf for one event (originator id and version): the
+    backends' schemas say the same (PostgreSQL by a table constraint, SQLite by an index)."""
+    ledger.record_transfer(transfer("DE", "FR"))
+    index, notification, originator, version, at, leaf_hash = backend.execute(
+        "SELECT leaf_index, notification_id, originator_id, originator_version, recorded_at, leaf_hash"
+        " FROM ledger_leaves ORDER BY leaf_index LIMIT 1")[0]
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        backend.execute("INSERT INTO ledger_leaves VALUES (?, ?, ?, ?, ?, ?)",
+                        (index + 1, notification + 1, originator, version, at, leaf_hash))
