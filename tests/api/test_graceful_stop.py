@@ -91,4 +91,5 @@ def test_sigterm_under_load_with_two_workers_loses_nothing(settings: Settings, t
     without an answer (about one stop in twenty, docs/OPERATIONS.md "Stopping"): it recorded
     nothing (the tree holds exactly the 201s), so a retry is safe."""
     cut = stop_under_load(settings, tmp_path, workers=2, rounds=2)
-    assert all("RemoteProtocolError" in line or "ReadError" in line for line in cut), cut
+    # closed or reset, never a wait: the stop did not hang on a request
+    assert all(any(kind in line for kind in ("RemoteProtocolError", "ReadError", "WriteError")) for line in cut), cut
