@@ -13,6 +13,7 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from ledger.audit.verify import VerificationIncomplete, verify_ledger
+from ledger.bootstrap import open_ledger, principals_of
 from ledger.cli.common import (
     DatabaseUrl,
     DataDir,
@@ -22,8 +23,6 @@ from ledger.cli.common import (
     fail,
     load_trusted_checkpoint,
     load_verifier,
-    open_ledger,
-    principal_store,
     progress_bar,
     require_initialized,
     settings_for,
@@ -82,7 +81,7 @@ def init(
             os.chmod(settings.data_dir, 0o700)
             ledger = open_ledger(settings)  # creates the tables
             try:
-                _, admin_key = principal_store(ledger).add(GLOBAL_PARTY, ["admin"], name="initial admin")
+                _, admin_key = principals_of(ledger).add(GLOBAL_PARTY, ["admin"], name="initial admin")
             finally:
                 ledger.close()
         except BaseException:

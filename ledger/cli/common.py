@@ -13,16 +13,13 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.errors import DomainError, RuleViolation
-from ledger import bootstrap
 from ledger.config import (
     ConfigError,
     Settings,
 )
-from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import InconsistentTreeError
 from ledger.storage.principals import (
     PrincipalError,
-    PrincipalStore,
 )
 from ledger.tlog.keys import KeyFileError
 from ledger.tlog.note import (
@@ -125,10 +122,6 @@ def require_initialized(settings: Settings) -> None:
         )
 
 
-def open_ledger(settings: Settings) -> TransferLedger:
-    return bootstrap.open_ledger(settings)
-
-
 def load_verifier(settings: Settings, vkey: Path | None) -> Verifier:
     path = vkey or settings.vkey_file
     try:
@@ -153,8 +146,6 @@ def load_trusted_checkpoint(path: Path, verifier: Verifier, origin: str) -> Chec
         raise ConfigError(f"checkpoint {path}: {e}") from e
 
 
-def principal_store(ledger: TransferLedger) -> PrincipalStore:
-    return bootstrap.principals_of(ledger)
 
 
 @contextmanager

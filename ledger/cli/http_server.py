@@ -98,7 +98,7 @@ class GracefulServer(uvicorn.Server):
             accepted = 0
             for listening in self._listening:
                 accepted += await self._accept_waiting(listening)
-            if not accepted and not _transports_being_made():
+            if not accepted:  # an empty pass awaited nothing: nothing new can be in the making
                 break
         # No await between the last empty accept and the close of the listening socket.
         await super().shutdown(sockets)

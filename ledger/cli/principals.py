@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 
+from ledger.bootstrap import open_ledger, principals_of
 from ledger.cli.common import (
     DatabaseUrl,
     DataDir,
     app,
     errors_as_exit_status,
-    open_ledger,
-    principal_store,
     require_initialized,
     settings_for,
 )
@@ -43,7 +42,7 @@ def opened_principals(settings: Settings) -> Iterator[PrincipalStore]:
     with errors_as_exit_status():
         ledger = open_ledger(settings)
         try:
-            yield principal_store(ledger)
+            yield principals_of(ledger)
         finally:
             ledger.close()
 

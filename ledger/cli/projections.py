@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.bootstrap import open_ledger
 from ledger.cli.common import (
     DatabaseUrl,
     DataDir,
@@ -18,7 +19,6 @@ from ledger.cli.common import (
     app,
     errors_as_exit_status,
     fail,
-    open_ledger,
     progress_bar,
     require_initialized,
     settings_for,
