@@ -11,7 +11,10 @@ changes three things and keeps the rest of uvicorn:
 1. Before the listening socket is closed, every connection waiting in its
    accept queue is accepted and served (``GracefulServer.shutdown``).
 2. Every response not yet started carries ``Connection: close``, so no client
-   sends another request on a connection that is about to close.
+   sends another request on a connection that is about to close. A response
+   already begun (without that header) ends as begun, and its connection is
+   not closed right after it (uvicorn's way, which races the client's next
+   request on it) but kept alive as in 3.
 3. A connection idle at the stop is not closed at once, but when the
    keep-alive timeout (5 s) says, as it would be had the server not been
    stopping: a request that arrives first is read and answered; then, with
@@ -51,11 +54,17 @@ class DrainingH11Protocol(H11Protocol):
             self._close_unless_a_request_arrives(within=self.timeout_keep_alive)
 
     def shutdown(self) -> None:
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self.cycle is not None and not self.cycle.response_started:
             self.cycle.keep_alive = False  # answered, then closed (as uvicorn does)
-            if not self.cycle.response_started and CONNECTION_CLOSE not in self.cycle.default_headers:
+            if CONNECTION_CLOSE not in self.cycle.default_headers:
                 # and its answer says so, lest the client send another request on it
                 self.cycle.default_headers = [*self.cycle.default_headers, CONNECTION_CLOSE]
+        elif self.cycle is not None and not self.cycle.response_complete:
+            # Its answer has begun without Connection: close, so its client will send its next
+            # request on it: closing it after this answer (uvicorn's way) races that request.
+            # The answer ends as begun, then the connection waits out its keep-alive like any
+            # other, and a request that arrives first is answered with Connection: close.
+            pass
         elif self.timeout_keep_alive_task is None:
             # No request yet: its client connected to send one, and has the keep-alive
             # timeout to do it, as it would have had if the server were not stopping.
