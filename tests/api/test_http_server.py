@@ -19,6 +19,7 @@ import uvicorn
 
 from ledger.cli.http_server import DrainingH11Protocol, GracefulServer
 
+
 @dataclass
 class Stop:
     """The moments a test waits for: a connection told of the stop, an answer let go."""
