@@ -3,7 +3,9 @@
 ``--data-dir`` (env ``TRANSFER_LEDGER_DATA_DIR``, default ``./ledger-data``)
 holds the SQLite database, the signing key (mode 0600), the verifier key and
 the ledger's settings. ``--database-url`` (env ``TRANSFER_LEDGER_DATABASE_URL``)
-puts the events in PostgreSQL instead; keys stay in the data dir.
+puts the events in PostgreSQL instead; keys stay in the data dir. A setting is
+its option, else its ``TRANSFER_LEDGER_*`` variable, else its default
+(:meth:`Settings.from_env`, pydantic-settings: docs/decisions/0010-settings.md).
 
 The backend is chosen the eventsourcing way, by topic strings in the
 application's environment (``PERSISTENCE_MODULE``,
@@ -13,10 +15,13 @@ application's environment (``PERSISTENCE_MODULE``,
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import PlainValidator, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("ledger-data")
 DATABASE_FILE = "ledger.sqlite3"
@@ -33,23 +38,76 @@ class ConfigError(Exception):
     """The configuration is unusable (exit status 2 on the command line)."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
+ENV_PREFIX = "TRANSFER_LEDGER_"
+MAX_COUNT = 100_000
+
+#: Set while :meth:`Settings.from_env` builds its settings: only then is the environment read.
+_FROM_ENVIRONMENT: ContextVar[bool] = ContextVar("_FROM_ENVIRONMENT", default=False)
+
+
+class _NotACount(ValueError):
+    pass
+
+
+def _count(value: object) -> int:
+    """A whole number from 1 to 100000, text read as ``int()`` reads it (``"5.0"`` is not one)."""
+    try:
+        count = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_COUNT:
+        raise _NotACount(f"must be a whole number from 1 to {MAX_COUNT}")
+    return count
+
+
+Count = Annotated[int, PlainValidator(_count)]
+
+
+class Settings(BaseSettings):
+    """Where the ledger lives, and how the API commits (pydantic-settings, decision 10).
+
+    ``Settings(data_dir, database_url, commit_batch=..., commit_queue=...)`` holds what it is
+    given and the defaults for the rest; :meth:`from_env` puts the ``TRANSFER_LEDGER_*``
+    environment between the two. A bad value is a :class:`ConfigError` naming it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True)
+
+    data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
-    commit_batch: int = DEFAULT_COMMIT_BATCH
-    commit_queue: int = DEFAULT_COMMIT_QUEUE
+    commit_batch: Count = DEFAULT_COMMIT_BATCH
+    commit_queue: Count = DEFAULT_COMMIT_QUEUE
+
+    def __init__(self, data_dir: Path | str | None = None, database_url: str | None = None, **values: Any) -> None:
+        if data_dir is not None:
+            values["data_dir"] = data_dir
+        if database_url is not None:
+            values["database_url"] = database_url
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise ConfigError(_one_line(e, from_env=_FROM_ENVIRONMENT.get())) from None
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, database_url: str | None = None) -> Settings:
-        chosen_dir = data_dir or os.environ.get("TRANSFER_LEDGER_DATA_DIR") or DEFAULT_DATA_DIR
-        url = database_url or os.environ.get("TRANSFER_LEDGER_DATABASE_URL") or None
-        return cls(
-            Path(chosen_dir),
-            url,
-            _env_count("TRANSFER_LEDGER_COMMIT_BATCH", DEFAULT_COMMIT_BATCH),
-            _env_count("TRANSFER_LEDGER_COMMIT_QUEUE", DEFAULT_COMMIT_QUEUE),
-        )
+        """An explicit value (a command-line option) first, then the environment, then the default."""
+        reading = _FROM_ENVIRONMENT.set(True)
+        try:
+            return cls(data_dir or None, database_url or None)
+        finally:
+            _FROM_ENVIRONMENT.reset(reading)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env file and no secrets directory; the environment only for from_env.
+        return (init_settings, env_settings) if _FROM_ENVIRONMENT.get() else (init_settings,)
 
     @property
     def database_file(self) -> Path:
@@ -93,17 +151,14 @@ class Settings:
         return self.stored().get("origin", DEFAULT_LOG_ORIGIN)
 
 
-def _env_count(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 100_000:
-        raise ConfigError(f"{name} must be a whole number from 1 to 100000, not {value!r}")
-    return count
+def _one_line(error: ValidationError, *, from_env: bool) -> str:
+    """The first problem of ``error``, named as the user spelled it (the variable, from the environment)."""
+    problem = error.errors(include_url=False)[0]
+    field = str(problem["loc"][0]) if problem["loc"] else "settings"
+    name = f"{ENV_PREFIX}{field.upper()}" if from_env else field
+    if problem["type"] == "value_error" and isinstance(problem.get("ctx", {}).get("error"), _NotACount):
+        return f"{name} must be a whole number from 1 to {MAX_COUNT}, not {problem['input']!r}"
+    return f"{name}: {problem['msg']}"
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:

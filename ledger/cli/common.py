@@ -111,7 +111,12 @@ def _report_error(message: str, status: int, json_report: bool) -> NoReturn:
 
 
 def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
-    return Settings.from_env(data_dir, database_url)
+    """The options given, then the ``TRANSFER_LEDGER_*`` environment, then the defaults.
+
+    A bad value (``TRANSFER_LEDGER_COMMIT_BATCH=abc``) is one line on stderr, exit status 2.
+    """
+    with errors_as_exit_status():
+        return Settings.from_env(data_dir, database_url)
 
 
 def require_initialized(settings: Settings) -> None:
