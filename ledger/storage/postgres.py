@@ -13,42 +13,35 @@ the database server's clock, one clock for every API process.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg import Connection, Pipeline
+from psycopg import Connection, Cursor, Pipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
-from domain.values import format_datetime
+from ledger.storage.reads import Dialect, LedgerReads
 from ledger.storage.sql import DDL_LOCK
-from ledger.storage.store import (
-    EventRow,
-    FeedRow,
-    Head,
-    LeafRow,
-    StoredCheckpoint,
-    compute_append,
-)
-from ledger.tlog.leaf import ZERO_HASH, originator_id_text
+from ledger.storage.store import Head, compute_append
+from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
-
-#: Makes a row type (a named tuple) from a database row tuple, without a call per field.
-_new_row = tuple.__new__
 
 #: Most rows of one table a save inserts with one statement (each row count
 #: is a prepared statement of its own).
 _ROWS_PER_INSERT = 64
 
 
+def _as_text(column: str) -> str:
+    """An originator id column as text: a uuid's is its hyphenated form."""
+    return f"{column}::text"
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
+
+class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
     """Application recorder that appends the ledger's leaves with every event."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
@@ -60,6 +53,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             for name in ("ledger_leaves", "ledger_nodes", "ledger_head", "ledger_checkpoints")
         }
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        tables = {name.removeprefix("ledger_"): table.as_string() for name, table in self._t.items()}
+        self._use_dialect(Dialect(
+            placeholder="%s",
+            tables={**tables, "events": self._events.as_string()},
+            event_id="notification_id",
+            id_text=_as_text,
+            id_hyphenated=_as_text,
+            id_feed=_as_text,
+            stored_id=lambda originator_id: originator_id,
+        ))
+        self._reads["leaf_hashes"] = f"SELECT leaf_index, leaf_hash FROM {tables['leaves']} WHERE leaf_index = ANY(%s)"
+        self._reads["node_hashes"] = (
+            f"SELECT n.level, n.idx, n.hash FROM {tables['nodes']} n "
+            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx"
+        )
         self.sql_create_statements.extend(
             [
                 SQL(
@@ -93,9 +101,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 ).format(self._t["ledger_checkpoints"]),
             ]
         )
-        self._select_head = SQL(
-            "SELECT size, last_leaf_hash, frontier, clock_timestamp() AS now FROM {} WHERE id = 1"
-        ).format(self._t["ledger_head"])
         # One statement writes a batch's leaves, its completed nodes and the new
         # head (data-modifying WITH queries always run to completion): one
         # prepared statement, whatever the batch, instead of one per row.
@@ -310,184 +315,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ).as_string(conn)
         return text
 
-    # -- reads -----------------------------------------------------------------
+    # -- the shared reads' access layer (ledger.storage.reads) ----------------------
 
-    def _query(self, sql: Any, params: Sequence[Any] = ()) -> list[Any]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params)
-            return list(curs.fetchall())
-
-    def head(self) -> Head:
-        row = self._query(self._select_head)[0]
-        return Head(row["size"], bytes(row["last_leaf_hash"]), bytes(row["frontier"]))
-
-    @staticmethod
-    def _leaf(r: dict[str, Any]) -> LeafRow:
-        return LeafRow(
-            r["leaf_index"],
-            r["notification_id"],
-            originator_id_text(r["originator_id"]),
-            r["originator_version"],
-            r["recorded_at"],
-            bytes(r["leaf_hash"]),
-        )
-
-    def _rows(self, sql: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Like :meth:`_query`, as plain tuples (no dict per row)."""
-        with self.datastore.transaction(commit=False) as curs:
+    @contextmanager
+    def _cursor(self, *, commit: bool = False) -> Iterator[Cursor[Any]]:
+        """A cursor of a transaction, rows as plain tuples (no dict per row)."""
+        with self.datastore.transaction(commit=commit) as curs:
             curs.row_factory = tuple_row  # type: ignore[assignment]
-            curs.execute(sql, params)
-            return list(curs.fetchall())
+            yield curs
 
-    def read_leaves(self, start: int, limit: int) -> list[LeafRow]:
-        rows = self._rows(
-            SQL(
-                "SELECT leaf_index, notification_id, originator_id::text, originator_version, recorded_at, "
-                "leaf_hash FROM {} WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s"
-            ).format(self._t["ledger_leaves"]),
-            (start, limit),
-        )
-        # ``::text`` is the hyphenated form of a uuid column; a text column's
-        # 32-hex-digit ids are converted as everywhere.
-        return [
-            _new_row(LeafRow, r) if type(r[5]) is bytes and len(r[2]) != 32
-            else LeafRow(r[0], r[1], originator_id_text(r[2]), r[3], r[4], bytes(r[5]))
-            for r in rows
-        ]
+    def _leaf_hashes_query(self, indexes: list[int]) -> tuple[str, Sequence[Any]]:
+        return self._reads["leaf_hashes"], (indexes,)
 
-    def read_events(self, after_notification_id: int, limit: int) -> list[EventRow]:
-        rows = self._rows(
-            SQL(
-                "SELECT notification_id, originator_id::text, originator_version, topic, state "
-                "FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-            ).format(self._events),
-            (after_notification_id, limit),
-        )
-        return [
-            _new_row(EventRow, r) if type(r[4]) is bytes and len(r[1]) != 32
-            else EventRow(r[0], originator_id_text(r[1]), r[2], r[3], bytes(r[4]))
-            for r in rows
-        ]
-
-    def read_leaves_with_events(self, start: int, limit: int) -> list[tuple[Any, ...]]:
-        """Leaves from ``start`` in index order, each with its event row's fields:
-        see :meth:`ledger.storage.store.LedgerStore.read_leaves_with_events`."""
-        return self._rows(
-            SQL(
-                "SELECT l.leaf_index, l.notification_id, l.originator_id::text, l.originator_version, "
-                "l.recorded_at, l.leaf_hash, e.originator_id::text, e.originator_version, e.topic, e.state "
-                "FROM {} l LEFT JOIN {} e ON e.notification_id = l.notification_id "
-                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
-            ).format(self._t["ledger_leaves"], self._events),
-            (start, limit),
-        )
-
-    def read_feed(self, start: int, limit: int) -> list[tuple[LeafRow, EventRow]]:
-        """Leaves from ``start`` in leaf order, each with its event row."""
-        rows = self._query(
-            SQL(
-                "SELECT l.*, e.topic, e.state FROM {} l JOIN {} e ON e.notification_id = l.notification_id "
-                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
-            ).format(self._t["ledger_leaves"], self._events),
-            (start, limit),
-        )
-        out = []
-        for r in rows:
-            leaf = self._leaf(r)
-            out.append((leaf, EventRow(leaf.notification_id, leaf.originator_id, leaf.originator_version,
-                                       r["topic"], bytes(r["state"]))))
-        return out
-
-    def read_feed_rows(self, start: int, limit: int) -> list[FeedRow]:
-        """The feed as plain rows (no per-row objects): the read models read it in bulk."""
-        rows = self._query(
-            SQL(
-                "SELECT l.leaf_index, l.recorded_at, l.originator_id::text AS oid, l.originator_version, "
-                "e.topic, e.state FROM {} l JOIN {} e ON e.notification_id = l.notification_id "
-                "WHERE l.leaf_index >= %s ORDER BY l.leaf_index LIMIT %s"
-            ).format(self._t["ledger_leaves"], self._events),
-            (start, limit),
-        )
-        return [
-            (r["leaf_index"], r["recorded_at"], r["oid"], r["originator_version"], r["topic"], bytes(r["state"]))
-            for r in rows
-        ]
-
-    def count_events(self) -> int:
-        return int(self._query(SQL("SELECT COUNT(*) AS n FROM {}").format(self._events))[0]["n"])
-
-    def read_nodes(self, ids: Sequence[NodeId]) -> list[bytes | None]:
-        found: dict[NodeId, bytes] = {}
-        leaves = [idx for level, idx in ids if level == 0]
-        inner = [(level, idx) for level, idx in ids if level > 0]
-        with self.datastore.transaction(commit=False) as curs:
-            if leaves:
-                curs.execute(
-                    SQL("SELECT leaf_index, leaf_hash FROM {} WHERE leaf_index = ANY(%s)").format(
-                        self._t["ledger_leaves"]
-                    ),
-                    (leaves,),
-                )
-                found.update(((0, r["leaf_index"]), bytes(r["leaf_hash"])) for r in curs.fetchall())
-            if inner:
-                curs.execute(
-                    SQL(
-                        "SELECT n.level, n.idx, n.hash FROM {} n "
-                        "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
-                        "ON n.level = k.level AND n.idx = k.idx"
-                    ).format(self._t["ledger_nodes"]),
-                    ([lv for lv, _ in inner], [ix for _, ix in inner]),
-                )
-                found.update(((r["level"], r["idx"]), bytes(r["hash"])) for r in curs.fetchall())
-        return [found.get(tuple(i)) for i in ids]  # type: ignore[arg-type]
-
-    def read_level_range(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
-        if level == 0:
-            rows = self._rows(
-                SQL(
-                    "SELECT leaf_index, leaf_hash FROM {} WHERE leaf_index BETWEEN %s AND %s ORDER BY leaf_index"
-                ).format(self._t["ledger_leaves"]),
-                (first, last),
-            )
-        else:
-            rows = self._rows(
-                SQL(
-                    "SELECT idx, hash FROM {} WHERE level = %s AND idx BETWEEN %s AND %s ORDER BY idx"
-                ).format(self._t["ledger_nodes"]),
-                (level, first, last),
-            )
-        return [r if type(r[1]) is bytes else (r[0], bytes(r[1])) for r in rows]
-
-    def leaf_of_event(self, originator_id: UUID, originator_version: int) -> LeafRow | None:
-        rows = self._query(
-            SQL("SELECT * FROM {} WHERE originator_id = %s AND originator_version = %s").format(
-                self._t["ledger_leaves"]
-            ),
-            (originator_id, originator_version),
-        )
-        return self._leaf(rows[0]) if rows else None
-
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        rows = self._query(
-            SQL("SELECT * FROM {} ORDER BY tree_size").format(self._t["ledger_checkpoints"])
-        )
-        return [
-            StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
-            for r in rows
-        ]
-
-    def save_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> StoredCheckpoint:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s) ON CONFLICT (tree_size) DO NOTHING").format(
-                    self._t["ledger_checkpoints"]
-                ),
-                (tree_size, root_hash, note, format_datetime(datetime.now(UTC))),
-            )
-            curs.execute(
-                SQL("SELECT * FROM {} WHERE tree_size = %s").format(self._t["ledger_checkpoints"]),
-                (tree_size,),
-            )
-            r = curs.fetchone()
-        assert r is not None
-        return StoredCheckpoint(r["tree_size"], bytes(r["root_hash"]), r["note"], r["created_at"])
+    def _node_hashes_query(self, ids: list[NodeId]) -> tuple[str, Sequence[Any]]:
+        return self._reads["node_hashes"], ([level for level, _ in ids], [idx for _, idx in ids])
