@@ -56,14 +56,28 @@ def _plain_url(url: str) -> str:
 
 @contextmanager
 def fresh_backend(data_dir: Path) -> Iterator[Backend]:
-    """A ledger database of its own with its data dir (created): a SQLite
-    file in it, or a PostgreSQL schema dropped afterwards."""
+    """A ledger database of its own with its data dir (created), on the suite's
+    backend: a SQLite file in it, or a PostgreSQL schema dropped afterwards."""
+    with (postgres_backend(data_dir) if PG_URL else sqlite_backend(data_dir)) as made:
+        yield made
+
+
+@contextmanager
+def sqlite_backend(data_dir: Path) -> Iterator[Backend]:
+    """A SQLite ledger database of its own (a file in ``data_dir``, created), whatever the suite's backend."""
     data_dir.mkdir(parents=True)
+    yield Backend("sqlite", Settings(data_dir))
+
+
+@contextmanager
+def postgres_backend(data_dir: Path) -> Iterator[Backend]:
+    """A PostgreSQL schema of its own on TRANSFER_LEDGER_TEST_DATABASE_URL's server, dropped
+    afterwards, with its data dir (created)."""
     if not PG_URL:
-        yield Backend("sqlite", Settings(data_dir))
-        return
+        raise RuntimeError("TRANSFER_LEDGER_TEST_DATABASE_URL is not set")
     import psycopg
 
+    data_dir.mkdir(parents=True)
     schema = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
