@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.values import format_datetime
-from ledger.storage.sql import DDL_LOCK, SqlAccess
+from ledger.storage.sql import SqlAccess
 from ledger.tlog.cosignature import (
     CosignatureError,
     CosignatureVerifier,
@@ -41,7 +41,8 @@ MAX_CLOCK_SKEW = 3600
 _COSIGNATURE_LOCK = 0x544C4353
 
 _COLUMNS = "tree_size, key_name, key_id, vkey, cosigned_at, signature, principal_id, created_at"
-_CREATE_TABLE = (
+#: The table, created with the recorder's schema (``ledger.storage.schema``).
+CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS {ledger_cosignatures} ("
     "tree_size BIGINT NOT NULL, "
     "key_name TEXT NOT NULL, "
@@ -92,11 +93,6 @@ class CosignatureStore:
 
     def __init__(self, sql: SqlAccess) -> None:
         self._sql = sql
-        statements: list[tuple[str, tuple[Any, ...]]] = [(_CREATE_TABLE, ())]
-        if sql.backend == "postgresql":
-            # Concurrent CREATE TABLE IF NOT EXISTS can fail in PostgreSQL; take the store's DDL lock.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
-        sql.script(statements)
 
     def checkpoint_note(self, tree_size: int) -> str | None:
         """The stored signed checkpoint of ``tree_size`` (log signature only), or None."""

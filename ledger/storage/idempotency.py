@@ -19,10 +19,18 @@ from typing import Any
 
 from domain.errors import InvalidInput
 from domain.values import format_datetime
-from ledger.storage.sql import DDL_LOCK, SqlAccess
+from ledger.storage.sql import SqlAccess
 
 TABLE = "api_idempotency"
 MAX_KEY_LENGTH = 255
+#: The table, created with the recorder's schema (``ledger.storage.schema``).
+CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {" + TABLE + "} ("
+    "principal_id TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, "
+    "status_code INTEGER NOT NULL, resource_kind TEXT, resource_id TEXT, "
+    "resource_version INTEGER, response TEXT, created_at TEXT NOT NULL, "
+    "PRIMARY KEY (principal_id, idem_key))"
+)
 
 
 @dataclass(frozen=True)
@@ -64,19 +72,6 @@ class IdempotencyStore:
 
     def __init__(self, sql: SqlAccess) -> None:
         self.sql = sql
-        statements: list[tuple[str, tuple[Any, ...]]] = [(
-            "CREATE TABLE IF NOT EXISTS {" + TABLE + "} ("
-            "principal_id TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, "
-            "status_code INTEGER NOT NULL, resource_kind TEXT, resource_id TEXT, "
-            "resource_version INTEGER, response TEXT, created_at TEXT NOT NULL, "
-            "PRIMARY KEY (principal_id, idem_key))",
-            (),
-        )]
-        if sql.backend == "postgresql":
-            # Concurrent CREATE TABLE IF NOT EXISTS from processes starting at once can
-            # fail in PostgreSQL; take the lock the other stores' DDL takes.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
-        sql.script(statements)
 
     def lookup(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:
         """The record of an earlier use of the claim's key; raises if it named another request."""

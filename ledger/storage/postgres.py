@@ -26,6 +26,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.storage.reads import Dialect, LedgerReads
+from ledger.storage.schema import tables_beside_the_events
 from ledger.storage.sql import DDL_LOCK
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
@@ -99,6 +100,8 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
                     "tree_size bigint PRIMARY KEY, root_hash bytea NOT NULL, "
                     "note text NOT NULL, created_at text NOT NULL)"
                 ).format(self._t["ledger_checkpoints"]),
+                *(SQL(statement) for statement in tables_beside_the_events(
+                    lambda name: SQL("{}.{}").format(schema, Identifier(name)).as_string())),
             ]
         )
         # One statement writes a batch's leaves, its completed nodes and the new
@@ -120,7 +123,12 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
         self._write_text: dict[str, str] | None = None
 
     def create_table(self) -> None:
-        """Create types and tables, one process at a time.
+        """eventsourcing's name for :meth:`create_schema`, called when the store is opened."""
+        self.create_schema()
+
+    def create_schema(self) -> None:
+        """Create the whole schema if missing: eventsourcing's types and tables, the store's
+        and those beside the events (``ledger.storage.schema``), one process at a time.
 
         Concurrent DDL from several starting processes fails in PostgreSQL
         ("tuple concurrently updated"): a session advisory lock, held on a

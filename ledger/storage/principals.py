@@ -22,7 +22,7 @@ from typing import Any
 from domain.errors import InvalidInput
 from domain.parties import parse_party
 from domain.values import format_datetime
-from ledger.storage.sql import DDL_LOCK, SqlAccess
+from ledger.storage.sql import SqlAccess
 
 ROLES = ("recorder", "authority", "auditor", "verifier", "admin")
 
@@ -41,7 +41,8 @@ _DISPLAY_PREFIX_LENGTH = 10
 _MAX_NAME = 200
 
 _COLUMNS = "id, party, roles, name, key_prefix, created_at, revoked_at"
-_CREATE_TABLE = (
+#: The table, created with the recorder's schema (``ledger.storage.schema``).
+CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS {api_principals} ("
     "id TEXT PRIMARY KEY, "
     "party TEXT NOT NULL, "
@@ -108,12 +109,6 @@ class PrincipalStore:
         self._sql = sql
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
-        statements: list[tuple[str, tuple[Any, ...]]] = [(_CREATE_TABLE, ())]
-        if sql.backend == "postgresql":
-            # Concurrent CREATE TABLE IF NOT EXISTS from starting processes can
-            # fail in PostgreSQL; take the lock the store's own DDL takes.
-            statements.insert(0, ("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK,)))
-        sql.script(statements)
 
     def add(self, party: str, roles: str | Iterable[str], name: str | None = None) -> tuple[Principal, str]:
         """Make a principal and its API key; the key is returned here and never again.

@@ -17,7 +17,8 @@ from typing import Any
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-_TABLE_REF = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: A ``{name}`` table reference in a statement.
+TABLE_REF = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 #: PostgreSQL advisory lock key serializing the creation of the ledger's tables ("TLDG" in ASCII).
 DDL_LOCK = 0x544C4447
@@ -46,7 +47,7 @@ class SqlAccess:
     def _prepare(self, sql: str) -> str:
         prepared = self._prepared.get(sql)
         if prepared is None:
-            prepared = _TABLE_REF.sub(lambda m: self.table(m.group(1)), sql)
+            prepared = TABLE_REF.sub(lambda m: self.table(m.group(1)), sql)
             if self.backend == "postgresql":
                 prepared = prepared.replace("?", "%s")
             if len(self._prepared) < 1000:  # the statements are the code's own: a few dozen

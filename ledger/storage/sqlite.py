@@ -28,6 +28,7 @@ from eventsourcing.sqlite import (
 )
 
 from ledger.storage.reads import Dialect, LedgerReads
+from ledger.storage.schema import tables_beside_the_events
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
@@ -105,10 +106,15 @@ class SQLiteLedgerRecorder(LedgerReads, SQLiteApplicationRecorder):
         ))
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *_SCHEMA]
+        return [*super().construct_create_table_statements(), *_SCHEMA, *tables_beside_the_events(str)]
 
     def create_table(self) -> None:
-        """Create the tables, each statement on its own (autocommit).
+        """eventsourcing's name for :meth:`create_schema`, called when the store is opened."""
+        self.create_schema()
+
+    def create_schema(self) -> None:
+        """Create the whole schema if missing: eventsourcing's tables, the store's and those
+        beside the events (``ledger.storage.schema``), each statement on its own (autocommit).
 
         In one deferred transaction, a process that read the schema and then
         writes would fail at once ("database is locked") if another process

@@ -32,6 +32,10 @@ from eventsourcing.utils import Environment
 
 from ledger.config import eventsourcing_env
 from ledger.service.checkpoints import current_tree, stored_root_at
+from ledger.storage.cosignatures import CosignatureStore
+from ledger.storage.idempotency import IdempotencyClaim, IdempotencyStore
+from ledger.storage.principals import PrincipalStore
+from ledger.storage.sql import SqlAccess
 from ledger.storage.store import EventRow, Head, LeafRow, StoredCheckpoint
 from ledger.tlog.leaf import ZERO_HASH, AppendedLeaf, encode_leaf, originator_id_text
 from ledger.tlog.merkle import (
@@ -381,6 +385,18 @@ class LedgerStoreContract:
         assert store.checkpoints() == [StoredCheckpoint(2, b"\x02" * 32, "two\n", store.checkpoints()[0].created_at),
                                        first]
 
+    # -- the schema --------------------------------------------------------------------------------
+
+    def test_opening_the_store_creates_the_tables_beside_the_events(self, store: Store) -> None:
+        """The principals, idempotency records and cosignatures have their tables once the store
+        is open: their stores create nothing."""
+        sql = SqlAccess(store)
+        principals = PrincipalStore(sql)
+        principal, key = principals.add("DE", "auditor")
+        assert principals.authenticate(key) == principal
+        assert IdempotencyStore(sql).lookup(IdempotencyClaim("p_1", "key-1", "hash")) is None
+        assert CosignatureStore(sql).lines(1) == []
+
     # -- opened again ---------------------------------------------------------------------------------
 
     def test_a_store_opened_again_continues_the_same_chain(self, open_store: Callable[[], Store]) -> None:
@@ -395,6 +411,8 @@ class LedgerStoreContract:
         assert len(stored_leaf_bytes(first)) == 8
         assert current_tree(first) == current_tree(again)
         assert stored_root_at(again, 5) == first.checkpoints()[0].root_hash
+        principal, key = PrincipalStore(SqlAccess(first)).add("FR", "verifier")
+        assert PrincipalStore(SqlAccess(open_store())).authenticate(key) == principal  # its schema, kept
 
 
 class TestSQLiteStore(LedgerStoreContract):
