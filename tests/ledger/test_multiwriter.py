@@ -41,8 +41,7 @@ from domain.model import Authorization, Transfer
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
-from ledger.storage.idempotency import IdempotencyStore
-from ledger.storage.sql import DDL_LOCK, SqlAccess
+from ledger.storage.sql import DDL_LOCK
 from ledger.tlog.keys import create_signing_key
 from ledger.tlog.note import open_checkpoint
 from tests import scenario
@@ -409,7 +408,7 @@ def test_a_checkpoint_signed_meanwhile_by_another_process(ledger: TransferLedger
 
 
 def test_servers_starting_at_once_create_the_api_tables(settings: Settings, backend: Any) -> None:
-    """One process is creating the API's tables (under the DDL lock, as the stores do) when another starts."""
+    """One process is creating the API's tables (under the DDL lock, as opening the store does) when another starts."""
     ledger = TransferLedger(eventsourcing_env(settings))
     try:
         if backend.kind != "postgresql":
@@ -421,7 +420,7 @@ def test_servers_starting_at_once_create_the_api_tables(settings: Settings, back
 
         def second_process() -> None:
             try:
-                IdempotencyStore(SqlAccess(ledger.recorder))
+                TransferLedger(eventsourcing_env(settings)).close()  # opening creates the schema
             except BaseException as e:  # noqa: BLE001 - reported below
                 failures.append(e)
 
