@@ -22,7 +22,8 @@ Tables (same names on both backends):
     every signed checkpoint: tree_size (PK), root_hash, note, created_at.
 
 This module holds what both backends share: the append computation and the
-read interface that verification, proofs and checkpoints use.
+read interface that verification, proofs and checkpoints use (its SQL, written
+once for both, is in ``ledger.storage.reads``).
 """
 
 from __future__ import annotations
