@@ -19,13 +19,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, responses
 from api.audit_routes import router as audit_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
 from ledger.config import ConfigError, Settings
 from ledger.service.node_cache import NodeCache, NodeCacheClosed, StoredNodesMissing
+from ledger.service.read_models import runner_of
+from ledger.storage.cosignatures import CosignatureStore
+from ledger.storage.sql import SqlAccess
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,10 @@ AUTH_CACHE_SECONDS = 1.0
 
 #: Requests with a larger body are refused with 413 before they are parsed.
 MAX_BODY_BYTES = 64 * 1024
+
+#: Records the read models of an API process keep in memory between batches (each of
+#: transfers and authorizations).
+READ_MODEL_CACHE = 20_000
 
 DESCRIPTION = """\
 Tamper-evident audit ledger for cross-border transfers of personal data
@@ -166,6 +173,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             app.state.principals = bootstrap.principals_of(ledger, cache_seconds=AUTH_CACHE_SECONDS)
             app.state.signer = bootstrap.signer_of(settings)
             ledger.idempotency  # noqa: B018 - creates its table before the first request
+            app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))  # and its table
+            app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             app.state.proofs = proofs = NodeCache(ledger.store)
             if serving:
@@ -227,18 +236,18 @@ def _problems_as_problem_json(app: FastAPI) -> None:
 
 #: Answers any route may give, whatever it declares: the app gives them itself.
 _APP_WIDE = {
-    "401": "No API key, or an unknown or revoked one (`authentication-required`, `invalid-api-key`)",
-    "400": "The body is not valid JSON (`malformed-json`)",
-    "413": f"Request body larger than {MAX_BODY_BYTES} bytes (`body-too-large`)",
+    "401": responses.UNAUTHENTICATED_RULES,
+    "400": responses.MALFORMED_JSON,
+    "413": responses.body_too_large(MAX_BODY_BYTES),
 }
 
 
 def _declare_app_wide_problems(operation: dict[str, Any]) -> None:
     """401 where a key is required; 400 and 413 where a body is read."""
     wanted = (["401"] if operation.get("security") else []) + (["400", "413"] if "requestBody" in operation else [])
-    responses = operation.setdefault("responses", {})
+    declared = operation.setdefault("responses", {})
     for status in wanted:
-        responses.setdefault(status, {
+        declared.setdefault(status, {
             "description": _APP_WIDE[status],
             "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         })

@@ -18,61 +18,44 @@ inclusion proof: later events never change it.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from eventsourcing.persistence import PersistenceError
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, Ledger, not_found, require_role
+from api.deps import CurrentPrincipal, Ledger, not_found, read_models_of, require_role
 from api.errors import ApiProblem
-from api.schemas import Problem
+from api.responses import UNAUTHENTICATED, problems
 from ledger.service.application import TransferLedger
-from ledger.service.read_models import runner_of, state_as_of
+from ledger.service.read_models import state_as_of
 from ledger.storage.principals import Principal
 from projections import queries
+from projections.db import Db
 from projections.events import now_time
 from projections.model import RULES
 from projections.replay import ReplayError
-from projections.runner import ProjectionError, ProjectionRunner
+from projections.runner import ProjectionError
 
 router = APIRouter(tags=["audit"])
 
-_lock = threading.Lock()
-
 #: How long a read catches the models up before answering when no ``min_index`` is given (seconds).
 CATCH_UP_BUDGET = 2.0
-#: Records an API process keeps in memory between batches (each of transfers and authorizations).
-API_CACHE = 20_000
 MAX_WAIT = 30.0
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "No API key, or an unknown or revoked one"},
-    403: {"model": Problem, "description": "The key is not an auditor's (`role-required`)"},
-    422: {"model": Problem, "description": "Invalid query parameter (`field` names it), or `min_index` beyond "
-                                           "the ledger (`index-out-of-range`)"},
-    503: {"model": Problem, "description": "The read models did not reach `min_index` within `wait` seconds "
-                                           "(`projection-behind`), or they cannot advance (`projection-stuck`)"},
-}
-_PROBLEMS_404 = {**_PROBLEMS, 404: {"model": Problem, "description": "No such transfer in the key's share"}}
+_PROBLEMS = problems({
+    401: UNAUTHENTICATED,
+    403: "The key is not an auditor's (`role-required`)",
+    422: "Invalid query parameter (`field` names it), or `min_index` beyond the ledger (`index-out-of-range`)",
+    503: "The read models did not reach `min_index` within `wait` seconds (`projection-behind`), "
+         "or they cannot advance (`projection-stuck`)",
+})
+_PROBLEMS_404 = {**_PROBLEMS, **problems({404: "No such transfer in the key's share"})}
 
 
 # -- the runner, freshness, access ---------------------------------------------------
-
-
-def projection_runner(request: Request) -> ProjectionRunner:
-    """The app's read-model runner, made on first use."""
-    state = request.app.state
-    runner = getattr(state, "projections", None)
-    if runner is None:
-        with _lock:
-            runner = getattr(state, "projections", None)
-            if runner is None:
-                runner = runner_of(state.ledger, cache_limit=API_CACHE)
-                state.projections = runner
-    return runner  # type: ignore[no-any-return]
 
 
 def _share(principal: Principal) -> str | None:
@@ -80,9 +63,18 @@ def _share(principal: Principal) -> str | None:
     return None if principal.is_global else principal.party
 
 
+def _answer(request: Request, principal: Principal, ledger: TransferLedger, min_index: int | None, wait: float,
+            query: Callable[[Db, str | None], dict[str, Any]]) -> dict[str, Any]:
+    """An auditor's answer from the read models: ``query(db, share)`` once they are fresh,
+    with where they stand and the share answered."""
+    share = _share(principal)
+    where = fresh(request, ledger, min_index, wait)
+    return {**where, "party": share or "*", **query(read_models_of(request).db, share)}
+
+
 def fresh(request: Request, ledger: TransferLedger, min_index: int | None, wait: float) -> dict[str, int]:
     """Catch the read models up (read-your-writes with ``min_index``); where they stand."""
-    runner = projection_runner(request)
+    runner = read_models_of(request)
     size = ledger.store.head().size
     if min_index is not None and min_index >= size:
         raise ApiProblem(422, "index-out-of-range",
@@ -247,11 +239,8 @@ def audit_findings(
     min_index: MinIndex = None,
     wait: Wait = 5.0,
 ) -> dict[str, Any]:
-    share = _share(principal)
-    where = fresh(request, ledger, min_index, wait)
-    found = queries.findings(projection_runner(request).db, now=now_time(), share=share, rule=rule,
-                             pending_deadline_days=pending_deadline_days, limit=limit)
-    return {**where, "party": share or "*", **found}
+    return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.findings(
+        db, now=now_time(), share=share, rule=rule, pending_deadline_days=pending_deadline_days, limit=limit))
 
 
 @router.get("/v1/audit/statistics", response_model=StatisticsOut, responses=_PROBLEMS,
@@ -265,10 +254,8 @@ def audit_statistics(
     min_index: MinIndex = None,
     wait: Wait = 5.0,
 ) -> dict[str, Any]:
-    share = _share(principal)
-    where = fresh(request, ledger, min_index, wait)
-    stats = queries.statistics(projection_runner(request).db, share=share, month_from=month_from, month_to=month_to)
-    return {**where, "party": share or "*", **stats}
+    return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.statistics(
+        db, share=share, month_from=month_from, month_to=month_to))
 
 
 @router.get("/v1/audit/authorizations", response_model=RegistryOut, responses=_PROBLEMS,
@@ -284,11 +271,8 @@ def audit_authorizations(
     min_index: MinIndex = None,
     wait: Wait = 5.0,
 ) -> dict[str, Any]:
-    share = _share(principal)
-    where = fresh(request, ledger, min_index, wait)
-    registry = queries.authorizations(projection_runner(request).db, now=now_time(), share=share, status=status,
-                                      after=after, limit=limit)
-    return {**where, "party": share or "*", **registry}
+    return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.authorizations(
+        db, now=now_time(), share=share, status=status, after=after, limit=limit))
 
 
 @router.get("/v1/audit/lineage/{transfer_id}", response_model=AuditLineageOut, responses=_PROBLEMS_404,
@@ -301,12 +285,13 @@ def audit_lineage(
     min_index: MinIndex = None,
     wait: Wait = 5.0,
 ) -> dict[str, Any]:
-    share = _share(principal)
-    where = fresh(request, ledger, min_index, wait)
-    found = queries.lineage(projection_runner(request).db, transfer_id.lower(), share)
-    if found is None:
-        raise not_found("transfer", transfer_id)
-    return {**where, "party": share or "*", **found}
+    def lineage(db: Db, share: str | None) -> dict[str, Any]:
+        found = queries.lineage(db, transfer_id.lower(), share)
+        if found is None:
+            raise not_found("transfer", transfer_id)
+        return found
+
+    return _answer(request, principal, ledger, min_index, wait, lineage)
 
 
 @router.get("/v1/audit/state", response_model=StateOut, responses=_PROBLEMS,
@@ -346,4 +331,4 @@ def audit_state(
             summary="Each read model's position and how far behind the ledger it is")
 def audit_projections(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     _share(principal)
-    return projection_runner(request).status()
+    return read_models_of(request).status()

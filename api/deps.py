@@ -23,8 +23,10 @@ from fastapi.security import HTTPBearer
 
 from api.errors import ApiProblem
 from ledger.service.application import TransferLedger
+from ledger.storage.cosignatures import CosignatureStore
 from ledger.storage.idempotency import IdempotencyClaim
 from ledger.storage.principals import Principal
+from projections.runner import ProjectionRunner
 
 #: Roles that may read transfers and authorizations (of their Party's share).
 READER_ROLES = frozenset({"recorder", "authority", "auditor"})
@@ -34,6 +36,16 @@ def ledger_of(request: Request) -> TransferLedger:
     """The application of the app serving ``request``. Command routes call it directly
     rather than through :data:`Ledger`: one dependency less to resolve per request."""
     return request.app.state.ledger  # type: ignore[no-any-return]
+
+
+def cosignatures_of(request: Request) -> CosignatureStore:
+    """The witnesses' cosignatures of the ledger's checkpoints (made with the app's ledger)."""
+    return request.app.state.cosignatures  # type: ignore[no-any-return]
+
+
+def read_models_of(request: Request) -> ProjectionRunner:
+    """The runner of the ledger's read models (made with the app's ledger)."""
+    return request.app.state.projections  # type: ignore[no-any-return]
 
 
 async def get_ledger(request: Request) -> TransferLedger:

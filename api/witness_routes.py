@@ -9,49 +9,26 @@ the checkpoint with the stored cosignature lines appended, through
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, IdempotencyKey, Ledger, require_role
+from api.deps import CurrentPrincipal, IdempotencyKey, Ledger, cosignatures_of, require_role
 from api.errors import ApiProblem
-from api.schemas import Problem
+from api.responses import UNAUTHENTICATED, body_too_large, problems
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
-from ledger.storage.cosignatures import (
-    CosignatureRefused,
-    CosignatureStore,
-    cosigned_note,
-)
-from ledger.storage.sql import SqlAccess
+from ledger.storage.cosignatures import CosignatureRefused, cosigned_note
 from ledger.tlog.note import MAX_TREE_SIZE
 
 router = APIRouter()
-
-_lock = threading.Lock()
-
-
-def cosignature_store(request: Request) -> CosignatureStore:
-    """The app's cosignature store, made (and its table created) on first use."""
-    state = request.app.state
-    store = getattr(state, "cosignatures", None)
-    if store is None:
-        with _lock:
-            store = getattr(state, "cosignatures", None)
-            if store is None:
-                store = CosignatureStore(SqlAccess(state.ledger.recorder))
-                state.cosignatures = store
-    return store  # type: ignore[no-any-return]
 
 
 def checkpoint_note(request: Request, ledger: TransferLedger, tree_size: int | None) -> str:
     """The signed checkpoint with its stored cosignature lines appended: the
     latest (signed now, as ``transfer-ledger checkpoint`` does) or, given
     ``tree_size``, the one stored for that size (404 problem if none)."""
-    store = cosignature_store(request)
+    store = cosignatures_of(request)
     if tree_size is None:
         try:
             stored = sign_current_checkpoint(ledger.store, request.app.state.signer)
@@ -96,19 +73,16 @@ class CosignatureOut(BaseModel):
     created_at: str = Field(description="When the ledger stored it")
 
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": text}
-    for status, text in {
-        401: "No API key, or an unknown or revoked one",
-        403: "The key lacks the role verifier (`role-required`)",
-        409: "Another key already cosigned under this name and key id (`cosigner-key-conflict`), or the "
-             "checkpoint has the most cosigners the ledger keeps (`too-many-cosigners`)",
-        413: "Request body too large (`body-too-large`)",
-        422: "No checkpoint of this size is stored (`checkpoint-not-stored`), a malformed vkey "
-             "(`invalid-vkey`), or a cosignature that is malformed, by another key or does not verify "
-             "over the stored checkpoint (`invalid-cosignature`)",
-    }.items()
-}
+_PROBLEMS = problems({
+    401: UNAUTHENTICATED,
+    403: "The key lacks the role verifier (`role-required`)",
+    409: "Another key already cosigned under this name and key id (`cosigner-key-conflict`), or the "
+         "checkpoint has the most cosigners the ledger keeps (`too-many-cosigners`)",
+    413: body_too_large(),
+    422: "No checkpoint of this size is stored (`checkpoint-not-stored`), a malformed vkey "
+         "(`invalid-vkey`), or a cosignature that is malformed, by another key or does not verify "
+         "over the stored checkpoint (`invalid-cosignature`)",
+})
 
 
 @router.post(
@@ -127,7 +101,7 @@ def add_cosignature(
 ) -> JSONResponse:
     del ledger, idempotency_key  # the request is idempotent by nature: one row per size and key
     require_role(principal, "verifier")
-    store = cosignature_store(request)
+    store = cosignatures_of(request)
     try:
         stored, created = store.add(
             body.tree_size, body.vkey, body.cosignature, principal.id, request.app.state.signer.verifier()
