@@ -172,8 +172,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             app.state.ledger = ledger
             app.state.principals = bootstrap.principals_of(ledger, cache_seconds=AUTH_CACHE_SECONDS)
             app.state.signer = bootstrap.signer_of(settings)
-            ledger.idempotency  # noqa: B018 - creates its table before the first request
-            app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))  # and its table
+            ledger.idempotency  # noqa: B018 - made before the first request
+            app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             app.state.proofs = proofs = NodeCache(ledger.store)
