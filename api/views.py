@@ -7,6 +7,7 @@ Another Party's transfers and authorizations answer 404, as if they did not exis
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -109,13 +110,7 @@ def authorization_for_origin(ledger: TransferLedger, principal: Principal, path:
 
 def readable_transfer(ledger: TransferLedger, principal: Principal, transfer_id: str) -> dict[str, Any]:
     """The transfer, with only the ancestors the principal may read (parent first)."""
-    require_role(principal, *READER_ROLES)
-    try:
-        view = ledger.get_transfer(transfer_id)
-    except NotFound:
-        raise not_found("transfer", transfer_id) from None
-    if not can_read(principal, transfer_parties(view)):
-        raise not_found("transfer", transfer_id)
+    view = _readable(principal, "transfer", transfer_id, ledger.get_transfer, transfer_parties)
     view["ancestors"] = [a for a in view["ancestors"] if can_read(principal, transfer_parties(a))]
     return view
 
@@ -140,13 +135,20 @@ def lineage(ledger: TransferLedger, principal: Principal, transfer_id: str) -> d
 
 
 def readable_authorization(ledger: TransferLedger, principal: Principal, authorization_id: str) -> dict[str, Any]:
+    return _readable(principal, "authorization", authorization_id, ledger.get_authorization,
+                     authorization_parties)
+
+
+def _readable(principal: Principal, what: str, object_id: str, get: Callable[[str], dict[str, Any]],
+              parties: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """The object, if the principal may read it; otherwise 404, exactly as for an unknown id."""
     require_role(principal, *READER_ROLES)
     try:
-        view = ledger.get_authorization(authorization_id)
+        view = get(object_id)
     except NotFound:
-        raise not_found("authorization", authorization_id) from None
-    if not can_read(principal, authorization_parties(view)):
-        raise not_found("authorization", authorization_id)
+        raise not_found(what, object_id) from None
+    if not can_read(principal, parties(view)):
+        raise not_found(what, object_id)
     return view
 
 

@@ -99,15 +99,17 @@ class Client:
     def closed_by_server(self) -> bool:
         return self.sock.recv(65536) == b""
 
-    def close(self) -> None:
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
 
 def test_an_answer_begun_before_the_stop_leaves_its_connection_open_for_the_next_request(
         served: tuple[GracefulServer, int, Stop]) -> None:
     server, port, stop = served
-    client = Client(port)
-    try:
+    with Client(port) as client:
         client.send(b"slow")
         while stop.release is None:  # the answer has begun
             threading.Event().wait(0.01)
@@ -125,15 +127,12 @@ def test_an_answer_begun_before_the_stop_leaves_its_connection_open_for_the_next
         assert (second.status_code, body) == (200, b"/next")
         assert (b"connection", b"close") in second.headers
         assert client.closed_by_server()
-    finally:
-        client.close()
 
 
 def test_an_idle_kept_alive_connection_answers_a_request_sent_after_the_stop(
         served: tuple[GracefulServer, int, Stop]) -> None:
     server, port, stop = served
-    client = Client(port)
-    try:
+    with Client(port) as client:
         client.send(b"first")
         client.answer()
         server.should_exit = True
@@ -143,5 +142,3 @@ def test_an_idle_kept_alive_connection_answers_a_request_sent_after_the_stop(
         assert (answer.status_code, body) == (200, b"/after")
         assert (b"connection", b"close") in answer.headers
         assert client.closed_by_server()
-    finally:
-        client.close()
