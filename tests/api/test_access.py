@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from ledger.tlog.cosignature import Cosigner
-from tests import scenario
+from tests.support import builders
 from tests.support.api import PARTIES, Api, problem
 
 R, A = "recorder", "authority"
@@ -126,32 +126,32 @@ COMMAND_OTHERS = {**dict.fromkeys(OTHERS[:5], ROLE), **NO_KEY}
 
 
 def record_first(api: Api, w: World, key: str) -> Request:
-    return "POST", "/v1/transfers", scenario.transfer("DE", "FR")
+    return "POST", "/v1/transfers", builders.transfer("DE", "FR")
 
 
 def record_onward(api: Api, w: World, key: str) -> Request:
-    return "POST", "/v1/transfers", scenario.onward("FR", "INTERPOL", w.t1, w.a1)
+    return "POST", "/v1/transfers", builders.onward("FR", "INTERPOL", w.t1, w.a1)
 
 
 def record_onward_as_self(api: Api, w: World, key: str) -> Request:
     """The key's Party passes on t1 (or t2, for BR) in its own name."""
     me = key.split("-")[0]
     parent, to = (w.t2, "NL") if me == "BR" else (w.t1, "BR" if me == "INTERPOL" else "INTERPOL")
-    return "POST", "/v1/transfers", scenario.onward(me, to, parent)
+    return "POST", "/v1/transfers", builders.onward(me, to, parent)
 
 
 def record_onward_with_others_grant(api: Api, w: World, key: str) -> Request:
     """FR passes t1 on under a2, a grant INTERPOL asked for: FR has nothing to do with it."""
-    return "POST", "/v1/transfers", scenario.onward("FR", "INTERPOL", w.t1, w.a2)
+    return "POST", "/v1/transfers", builders.onward("FR", "INTERPOL", w.t1, w.a2)
 
 
 def request_authorization(api: Api, w: World, key: str) -> Request:
-    return "POST", "/v1/authorization-requests", scenario.request("FR", "INTERPOL", w.t1)
+    return "POST", "/v1/authorization-requests", builders.request("FR", "INTERPOL", w.t1)
 
 
 def request_as_self(api: Api, w: World, key: str) -> Request:
     me = key.split("-")[0]
-    return "POST", "/v1/authorization-requests", scenario.request(me, "BR" if me == "INTERPOL" else "INTERPOL",
+    return "POST", "/v1/authorization-requests", builders.request(me, "BR" if me == "INTERPOL" else "INTERPOL",
                                                                  w.t1)
 
 
@@ -171,7 +171,7 @@ def cosign(api: Api, w: World, key: str) -> Request:
 def decide(by: str) -> Prepare:
     def prepare(api: Api, w: World, key: str) -> Request:
         pending = api.request("FR", "INTERPOL", w.t1)
-        return "POST", f"/v1/authorization-requests/{pending['id']}/decision", scenario.grant(by)
+        return "POST", f"/v1/authorization-requests/{pending['id']}/decision", builders.grant(by)
 
     return prepare
 
@@ -179,7 +179,7 @@ def decide(by: str) -> Prepare:
 def revoke(by: str) -> Prepare:
     def prepare(api: Api, w: World, key: str) -> Request:
         granted = api.grant(api.request("FR", "INTERPOL", w.t1))
-        return "POST", f"/v1/authorizations/{granted['id']}/revocation", scenario.revocation(by)
+        return "POST", f"/v1/authorizations/{granted['id']}/revocation", builders.revocation(by)
 
     return prepare
 

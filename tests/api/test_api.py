@@ -18,7 +18,7 @@ from domain.values import DecisionDraft
 from ledger.service.application import signed_decision_bytes
 from ledger.tlog.merkle import ProofError, verify_consistency, verify_inclusion
 from ledger.tlog.note import Signer
-from tests import scenario
+from tests.support import builders
 from tests.support.api import Api, problem
 from tests.support.backends import Backend
 
@@ -38,7 +38,7 @@ def b64(text: str) -> bytes:
 
 def full_transfer(sender: str, recipient: str, **overrides: Any) -> dict[str, Any]:
     """A transfer with every field of docs/API.md, "Bodies", set."""
-    return scenario.transfer(
+    return builders.transfer(
         sender, recipient,
         request_reference="FR-MLA-2026-117",
         subjects=["subject-1", "subject-2"],
@@ -92,14 +92,14 @@ def test_the_openapi_examples_are_accepted(api: Api) -> None:
 
 def test_request_decide_transfer_revoke(api: Api) -> None:
     root = api.transfer("DE", "FR")
-    response = api.post("/v1/authorization-requests", scenario.request("FR", "INTERPOL", root), "FR-recorder")
+    response = api.post("/v1/authorization-requests", builders.request("FR", "INTERPOL", root), "FR-recorder")
     assert response.status_code == 201, response.text
     requested = response.json()
     assert set(REQUEST_OUT) <= set(requested)
     assert requested["status"] == "pending" and requested["origin"] == "DE"
     assert requested["parent_transfer_id"] == root["id"] and requested["decision"] is None
 
-    body = scenario.grant("DE", max_transfers=2, data_categories=["traffic"], valid_until="2099-01-01T00:00:00Z",
+    body = builders.grant("DE", max_transfers=2, data_categories=["traffic"], valid_until="2099-01-01T00:00:00Z",
                           purpose={"proceeding": "FR-PNC-2026-0417"}, written_instrument=INSTRUMENT,
                           further_conditions=["no further transfer"])
     response = api.post(f"/v1/authorization-requests/{requested['id']}/decision", body, "DE-authority")
@@ -109,7 +109,7 @@ def test_request_decide_transfer_revoke(api: Api) -> None:
     assert granted["id"] == requested["id"] and granted["status"] == "granted" and granted["origin"] == "DE"
     assert granted["conditions"]["max_transfers"] == 2 and granted["conditions"]["written_instrument"] == INSTRUMENT
     assert granted["uses"] == [] and granted["remaining_transfers"] == 2
-    assert granted["decision"]["decided_by"] == scenario.actor("DE")
+    assert granted["decision"]["decided_by"] == builders.actor("DE")
 
     onward = api.onward("FR", "INTERPOL", root, granted)
     assert onward["origin"] == "DE" and onward["parent_transfer_id"] == root["id"]
@@ -118,7 +118,7 @@ def test_request_decide_transfer_revoke(api: Api) -> None:
         now = api.ok(api.get(path, "INTERPOL-recorder"), 200)
         assert now["uses"] == [onward["id"]] and now["remaining_transfers"] == 1
 
-    response = api.post(f"/v1/authorizations/{granted['id']}/revocation", scenario.revocation("DE"), "DE-authority")
+    response = api.post(f"/v1/authorizations/{granted['id']}/revocation", builders.revocation("DE"), "DE-authority")
     assert response.status_code == 200, response.text
     revoked = response.json()
     assert revoked["status"] == "revoked" and revoked["revocation"]["reasons"] == "proceeding closed"
@@ -128,17 +128,17 @@ def test_request_decide_transfer_revoke(api: Api) -> None:
 def test_a_refusal_is_recorded_with_its_reasons(api: Api) -> None:
     root = api.transfer("DE", "FR")
     auth = api.request("FR", "INTERPOL", root)
-    refused = api.decide(auth, scenario.refuse("DE", "no proceeding named in the request"))
+    refused = api.decide(auth, builders.refuse("DE", "no proceeding named in the request"))
     assert refused["status"] == "refused" and refused["decision"]["reasons"] == "no proceeding named in the request"
     assert refused["conditions"] is None
 
 
 def test_a_decision_signed_by_the_origin_is_its_written_instrument(api: Api) -> None:
     signer = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))
-    api.app.state.ledger.register_party_key("DE", signer.vkey(), registered_by=scenario.actor("DE"))
+    api.app.state.ledger.register_party_key("DE", signer.vkey(), registered_by=builders.actor("DE"))
     root = api.transfer("DE", "FR", handling={"written_authorization_required": True})
     auth = api.request("FR", "INTERPOL", root)
-    body = scenario.grant("DE", max_transfers=1)
+    body = builders.grant("DE", max_transfers=1)
     signature = signer.sign_raw(signed_decision_bytes(auth["id"], "DE", DecisionDraft.parse(body)))
     signed = {**body, "signature": {"key": f"{signer.name}+{signer.key_id:08x}",
                                     "value": base64.b64encode(signature).decode()}}
@@ -197,7 +197,7 @@ def refused(response: Any, rule: str, field: str | None) -> dict[str, Any]:
 def test_onward_transfer_without_the_origins_authorization(api: Api) -> None:
     root = api.transfer("DE", "FR")
     size = api.tree_size()
-    body = refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root), "FR-recorder"),
+    body = refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root), "FR-recorder"),
                    "onward-transfer-not-authorized", "authorization_id")
     assert "DE" in body["detail"] and body["values"]["origin"] == "DE"
     assert api.tree_size() == size
@@ -206,7 +206,7 @@ def test_onward_transfer_without_the_origins_authorization(api: Api) -> None:
 def test_written_instrument_required(api: Api) -> None:
     root = api.transfer("DE", "FR", handling={"written_authorization_required": True})
     auth = api.request("FR", "INTERPOL", root)
-    refused(api.post(f"/v1/authorization-requests/{auth['id']}/decision", scenario.grant("DE"), "DE-authority"),
+    refused(api.post(f"/v1/authorization-requests/{auth['id']}/decision", builders.grant("DE"), "DE-authority"),
             "written-instrument-required", "conditions.written_instrument")
     granted = api.grant(auth, written_instrument=INSTRUMENT)
     assert api.onward("FR", "INTERPOL", root, granted)["authorization_id"] == auth["id"]
@@ -215,10 +215,10 @@ def test_written_instrument_required(api: Api) -> None:
 def test_authorization_revoked(api: Api) -> None:
     root, auth = api.chain()
     api.revoke(auth)
-    body = refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root, auth), "FR-recorder"),
+    body = refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, auth), "FR-recorder"),
                    "authorization-revoked", "authorization_id")
     assert "proceeding closed" in body["detail"]
-    refused(api.post(f"/v1/authorizations/{auth['id']}/revocation", scenario.revocation("DE"), "DE-authority"),
+    refused(api.post(f"/v1/authorizations/{auth['id']}/revocation", builders.revocation("DE"), "DE-authority"),
             "authorization-not-granted", None)
 
 
@@ -238,7 +238,7 @@ def test_onward_transfer_outside_the_grant(api: Api, conditions: dict[str, Any],
     if rule == "authorization-exhausted":
         api.onward("FR", "INTERPOL", root, auth)
     size = api.tree_size()
-    refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root, auth, **overrides), "FR-recorder"),
+    refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, auth, **overrides), "FR-recorder"),
             rule, field)
     assert api.tree_size() == size
 
@@ -246,31 +246,31 @@ def test_onward_transfer_outside_the_grant(api: Api, conditions: dict[str, Any],
 def test_other_refusals_of_the_lineage_rules(api: Api) -> None:
     root = api.transfer("DE", "FR")
     pending = api.request("FR", "INTERPOL", root)
-    refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root, pending), "FR-recorder"),
+    refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, pending), "FR-recorder"),
             "authorization-pending", "authorization_id")
-    refused(api.post("/v1/transfers", scenario.onward("FR", "BR", root, pending), "FR-recorder"),
+    refused(api.post("/v1/transfers", builders.onward("FR", "BR", root, pending), "FR-recorder"),
             "recipient-not-authorized", "recipient.party")
-    refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root, data_categories=["content"]),
+    refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, data_categories=["content"]),
                      "FR-recorder"), "category-not-received", "data_categories")
-    refused(api.post("/v1/authorization-requests", scenario.request("FR", "DE", root), "FR-recorder"),
+    refused(api.post("/v1/authorization-requests", builders.request("FR", "DE", root), "FR-recorder"),
             "authorization-not-needed", "recipient.party")
-    no = api.decide(pending, scenario.refuse("DE"))
-    refused(api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", root, no), "FR-recorder"),
+    no = api.decide(pending, builders.refuse("DE"))
+    refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, no), "FR-recorder"),
             "authorization-refused", "authorization_id")
-    refused(api.post(f"/v1/authorization-requests/{no['id']}/decision", scenario.grant("DE"), "DE-authority"),
+    refused(api.post(f"/v1/authorization-requests/{no['id']}/decision", builders.grant("DE"), "DE-authority"),
             "authorization-already-decided", None)
 
 
 def test_only_the_origin_decides(api: Api) -> None:
     root = api.transfer("DE", "FR")
     auth = api.request("FR", "INTERPOL", root)
-    body = problem(api.post(f"/v1/authorization-requests/{auth['id']}/decision", scenario.grant("FR"),
+    body = problem(api.post(f"/v1/authorization-requests/{auth['id']}/decision", builders.grant("FR"),
                             "FR-authority"), 403, "not-origin")
     assert "DE" in body["detail"] and "first transferring Party" in body["detail"]
-    body = problem(api.post(f"/v1/authorization-requests/{auth['id']}/decision", scenario.grant("FR"),
+    body = problem(api.post(f"/v1/authorization-requests/{auth['id']}/decision", builders.grant("FR"),
                             "DE-authority"), 403, "not-your-party")
     assert body["field"] == "decided_by.party"
-    body = problem(api.post("/v1/transfers", scenario.transfer("FR", "DE"), "DE-recorder"), 403, "not-your-party")
+    body = problem(api.post("/v1/transfers", builders.transfer("FR", "DE"), "DE-recorder"), 403, "not-your-party")
     assert body["field"] == "sender.party"
 
 
@@ -287,7 +287,7 @@ def test_only_the_origin_decides(api: Api) -> None:
         ({"surprise": 1}, 422, "invalid-input", "surprise"),
         ({"recipient": {"party": "XX", "authority": "XX/POLICE"}}, 422, "unknown-party", "recipient.party"),
         ({"recipient": {"party": "FR", "authority": "DE/BKA"}}, 422, "authority-not-of-party", "recipient.authority"),
-        ({"recipient": scenario.actor("DE", None)}, 422, "transfer-to-self", "recipient.party"),
+        ({"recipient": builders.actor("DE", None)}, 422, "transfer-to-self", "recipient.party"),
         ({"legal_basis": "art99"}, 422, "unknown-legal-basis", "legal_basis"),
         ({"transferred_at": "yesterday"}, 422, "malformed-date", "transferred_at"),
         ({"transferred_at": "2026-01-01T00:00:00"}, 422, "malformed-date", "transferred_at"),
@@ -305,7 +305,7 @@ def test_only_the_origin_decides(api: Api) -> None:
     ],
 )
 def test_bad_transfers_name_the_field(api: Api, change: dict[str, Any], status: int, rule: str, field: str) -> None:
-    body = {**scenario.transfer("DE", "FR"), **change}
+    body = {**builders.transfer("DE", "FR"), **change}
     body = {k: v for k, v in body.items() if v is not None}
     out = problem(api.post("/v1/transfers", body, "DE-recorder"), status, rule)
     assert out["field"] == field, out
@@ -314,23 +314,23 @@ def test_bad_transfers_name_the_field(api: Api, change: dict[str, Any], status: 
 
 def test_bad_requests_decisions_and_revocations(api: Api) -> None:
     root = api.transfer("DE", "FR")
-    out = problem(api.post("/v1/authorization-requests", scenario.request("FR", "INTERPOL", root, justification=""),
+    out = problem(api.post("/v1/authorization-requests", builders.request("FR", "INTERPOL", root, justification=""),
                            "FR-recorder"), 422, "invalid-input")
     assert out["field"] == "justification"
     auth = api.request("FR", "INTERPOL", root)
     path = f"/v1/authorization-requests/{auth['id']}/decision"
-    out = problem(api.post(path, {**scenario.refuse("DE"), "reasons": None}, "DE-authority"), 422,
+    out = problem(api.post(path, {**builders.refuse("DE"), "reasons": None}, "DE-authority"), 422,
                   "refusal-without-reasons")
     assert out["field"] == "reasons" and out["article"] == "art. 40 §25"
-    out = problem(api.post(path, {**scenario.grant("DE"), "decision": "maybe"}, "DE-authority"), 422)
+    out = problem(api.post(path, {**builders.grant("DE"), "decision": "maybe"}, "DE-authority"), 422)
     assert out["field"] == "decision"
-    out = problem(api.post(path, scenario.grant("DE", data_categories=["subscriber"]), "DE-authority"), 422,
+    out = problem(api.post(path, builders.grant("DE", data_categories=["subscriber"]), "DE-authority"), 422,
                   "category-not-requested")
     assert out["field"] == "conditions.data_categories"
-    out = problem(api.post(path, scenario.grant("DE", max_transfers=0), "DE-authority"), 422)
+    out = problem(api.post(path, builders.grant("DE", max_transfers=0), "DE-authority"), 422)
     assert out["field"] == "conditions.max_transfers"
     api.grant(auth)
-    out = problem(api.post(f"/v1/authorizations/{auth['id']}/revocation", {"revoked_by": scenario.actor("DE")},
+    out = problem(api.post(f"/v1/authorizations/{auth['id']}/revocation", {"revoked_by": builders.actor("DE")},
                            "DE-authority"), 422)
     assert out["field"] == "reasons"
 
@@ -382,12 +382,12 @@ def test_not_found(api: Api) -> None:
                        ("/v1/authorizations/None", "authorization-not-found"),
                        ("/v1/nothing-here", "not-found")):
         problem(api.get(path, "*-auditor"), 404, rule)
-    problem(api.post(f"/v1/authorization-requests/{unknown}/decision", scenario.grant("DE"), "DE-authority"), 404,
+    problem(api.post(f"/v1/authorization-requests/{unknown}/decision", builders.grant("DE"), "DE-authority"), 404,
             "authorization-not-found")
-    problem(api.post(f"/v1/authorizations/{unknown}/revocation", scenario.revocation("DE"), "DE-authority"), 404,
+    problem(api.post(f"/v1/authorizations/{unknown}/revocation", builders.revocation("DE"), "DE-authority"), 404,
             "authorization-not-found")
     out = problem(api.post("/v1/authorization-requests",
-                           scenario.request("FR", "INTERPOL", {"id": unknown}), "FR-recorder"), 404,
+                           builders.request("FR", "INTERPOL", {"id": unknown}), "FR-recorder"), 404,
                   "transfer-not-found")
     assert out["field"] == "parent_transfer_id"
 
@@ -406,8 +406,8 @@ def test_another_partys_object_answers_exactly_as_an_unknown_one(api: Api) -> No
 
     assert without_ids(api.get(f"/v1/transfers/{root['id']}", "NL-recorder")) == \
         without_ids(api.get(f"/v1/transfers/{unknown}", "NL-recorder"))
-    mine = api.post("/v1/transfers", scenario.onward("NL", "BR", root), "NL-recorder")
-    none = api.post("/v1/transfers", scenario.onward("NL", "BR", {"id": unknown}), "NL-recorder")
+    mine = api.post("/v1/transfers", builders.onward("NL", "BR", root), "NL-recorder")
+    none = api.post("/v1/transfers", builders.onward("NL", "BR", {"id": unknown}), "NL-recorder")
     assert mine.status_code == none.status_code == 404
     assert without_ids(mine) == without_ids(none)
 
@@ -423,7 +423,7 @@ def test_method_not_allowed_lists_every_method_of_the_path(api: Api) -> None:
 
 def test_bodies_over_the_limit_are_413(api: Api) -> None:
     assert api.client is not None
-    body = scenario.transfer("DE", "FR", justification="x" * 1990, subjects=["s" * 100] * 700)
+    body = builders.transfer("DE", "FR", justification="x" * 1990, subjects=["s" * 100] * 700)
     raw = json.dumps(body).encode()
     assert len(raw) > MAX_BODY_BYTES
     out = problem(api.post("/v1/transfers", body, "DE-recorder"), 413, "body-too-large")
@@ -436,7 +436,7 @@ def test_bodies_over_the_limit_are_413(api: Api) -> None:
     headers = {**api.headers("DE-recorder"), "Content-Type": "application/json"}
     problem(api.client.post("/v1/transfers", content=chunks(), headers=headers), 413, "body-too-large")
     assert api.tree_size() == 0
-    just_under = scenario.transfer("DE", "FR", subjects=["s" * 100] * 500)
+    just_under = builders.transfer("DE", "FR", subjects=["s" * 100] * 500)
     assert len(json.dumps(just_under)) < MAX_BODY_BYTES
     api.ok(api.post("/v1/transfers", just_under, "DE-recorder"), 201)
 
@@ -461,11 +461,11 @@ def commands(api: Api) -> list[tuple[str, dict[str, Any], str]]:
     pending = api.request("FR", "INTERPOL", root)
     granted = api.grant(api.request("FR", "INTERPOL", root))
     return [
-        ("/v1/transfers", scenario.transfer("DE", "FR"), "DE-recorder"),
-        ("/v1/transfers", scenario.onward("FR", "INTERPOL", root, granted), "FR-recorder"),
-        ("/v1/authorization-requests", scenario.request("FR", "INTERPOL", root), "FR-recorder"),
-        (f"/v1/authorization-requests/{pending['id']}/decision", scenario.grant("DE"), "DE-authority"),
-        (f"/v1/authorizations/{granted['id']}/revocation", scenario.revocation("DE"), "DE-authority"),
+        ("/v1/transfers", builders.transfer("DE", "FR"), "DE-recorder"),
+        ("/v1/transfers", builders.onward("FR", "INTERPOL", root, granted), "FR-recorder"),
+        ("/v1/authorization-requests", builders.request("FR", "INTERPOL", root), "FR-recorder"),
+        (f"/v1/authorization-requests/{pending['id']}/decision", builders.grant("DE"), "DE-authority"),
+        (f"/v1/authorizations/{granted['id']}/revocation", builders.revocation("DE"), "DE-authority"),
     ]
 
 
@@ -482,21 +482,21 @@ def test_a_retry_returns_the_first_response_and_records_nothing(api: Api) -> Non
 
 
 def test_the_same_key_with_another_body_is_422(api: Api) -> None:
-    first = api.ok(api.post("/v1/transfers", scenario.transfer("DE", "FR"), "DE-recorder", idem="k1"), 201)
-    out = problem(api.post("/v1/transfers", scenario.transfer("DE", "NL"), "DE-recorder", idem="k1"), 422,
+    first = api.ok(api.post("/v1/transfers", builders.transfer("DE", "FR"), "DE-recorder", idem="k1"), 201)
+    out = problem(api.post("/v1/transfers", builders.transfer("DE", "NL"), "DE-recorder", idem="k1"), 422,
                   "idempotency-key-reused")
     assert out["field"] == "Idempotency-Key"
-    out = problem(api.post("/v1/authorization-requests", scenario.request("FR", "INTERPOL", first),
+    out = problem(api.post("/v1/authorization-requests", builders.request("FR", "INTERPOL", first),
                            "DE-recorder", idem="k1"), 403, "not-your-party")
     assert api.tree_size() == 1
     # Keys belong to their principal: FR's "k1" is another key.
-    api.ok(api.post("/v1/transfers", scenario.transfer("FR", "DE"), "FR-recorder", idem="k1"), 201)
+    api.ok(api.post("/v1/transfers", builders.transfer("FR", "DE"), "FR-recorder", idem="k1"), 201)
 
 
 def test_a_refusal_is_replayed_too(api: Api) -> None:
     root = api.transfer("DE", "FR")
     auth = api.request("FR", "INTERPOL", root)
-    body = scenario.onward("FR", "INTERPOL", root, auth)
+    body = builders.onward("FR", "INTERPOL", root, auth)
     first = api.post("/v1/transfers", body, "FR-recorder", idem="onward-1")
     refused(first, "authorization-pending", "authorization_id")
     api.grant(auth)
@@ -512,20 +512,20 @@ def test_a_decision_retried_with_its_key_is_not_decided_twice(api: Api) -> None:
     root = api.transfer("DE", "FR")
     auth = api.request("FR", "INTERPOL", root)
     path = f"/v1/authorization-requests/{auth['id']}/decision"
-    first = api.ok(api.post(path, scenario.grant("DE"), "DE-authority", idem="decide"), 200)
+    first = api.ok(api.post(path, builders.grant("DE"), "DE-authority", idem="decide"), 200)
     api.onward("FR", "INTERPOL", root, first)  # the authorization moved on meanwhile
-    assert api.ok(api.post(path, scenario.grant("DE"), "DE-authority", idem="decide"), 200) == first
-    refused(api.post(path, scenario.grant("DE"), "DE-authority"), "authorization-already-decided", None)
+    assert api.ok(api.post(path, builders.grant("DE"), "DE-authority", idem="decide"), 200) == first
+    refused(api.post(path, builders.grant("DE"), "DE-authority"), "authorization-already-decided", None)
 
 
 def test_a_retry_after_a_restart_gets_the_same_response(api: Api) -> None:
-    body = scenario.transfer("DE", "FR")
+    body = builders.transfer("DE", "FR")
     first = api.ok(api.post("/v1/transfers", body, "DE-recorder", idem="across-restart"), 201)
-    refusal = api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", first), "FR-recorder", idem="refused")
+    refusal = api.post("/v1/transfers", builders.onward("FR", "INTERPOL", first), "FR-recorder", idem="refused")
     api.restart()
     assert api.tree_size() == 1
     assert api.ok(api.post("/v1/transfers", body, "DE-recorder", idem="across-restart"), 201) == first
-    again = api.post("/v1/transfers", scenario.onward("FR", "INTERPOL", first), "FR-recorder", idem="refused")
+    again = api.post("/v1/transfers", builders.onward("FR", "INTERPOL", first), "FR-recorder", idem="refused")
     assert (again.status_code, again.json()) == (409, refusal.json())
     assert api.tree_size() == 1
 
@@ -534,7 +534,7 @@ def test_bad_idempotency_keys(api: Api) -> None:
     assert api.client is not None
     for bad in (b"", "é".encode(), b"k" * 256, b"tab\there"):
         headers = {**api.headers("DE-recorder"), "Idempotency-Key": bad}
-        out = problem(api.client.post("/v1/transfers", json=scenario.transfer("DE", "FR"), headers=headers), 422)
+        out = problem(api.client.post("/v1/transfers", json=builders.transfer("DE", "FR"), headers=headers), 422)
         assert out["field"] == "Idempotency-Key", bad
     assert api.tree_size() == 0
 
@@ -592,7 +592,7 @@ def test_authorization_requests_list_cursor_and_filters(api: Api) -> None:
     root = api.transfer("DE", "FR")
     pending = api.request("FR", "INTERPOL", root)
     granted = api.grant(api.request("FR", "INTERPOL", root))
-    no = api.decide(api.request("FR", "BR", root), scenario.refuse("DE"))
+    no = api.decide(api.request("FR", "BR", root), builders.refuse("DE"))
     revoked = api.revoke(api.grant(api.request("FR", "NL", root)))
     other_root = api.transfer("NL", "BR")
     other = api.request("BR", "US", other_root)
@@ -757,11 +757,11 @@ def targets(module_api: Api) -> dict[str, tuple[str, dict[str, Any], str]]:
     pending = api.request("FR", "INTERPOL", root)
     granted = api.grant(api.request("FR", "INTERPOL", root))
     return {
-        "transfer": ("/v1/transfers", scenario.transfer("DE", "FR"), "DE-recorder"),
-        "onward": ("/v1/transfers", scenario.onward("FR", "INTERPOL", root, granted), "FR-recorder"),
-        "request": ("/v1/authorization-requests", scenario.request("FR", "INTERPOL", root), "FR-recorder"),
-        "decision": (f"/v1/authorization-requests/{pending['id']}/decision", scenario.grant("DE"), "DE-authority"),
-        "revocation": (f"/v1/authorizations/{granted['id']}/revocation", scenario.revocation("DE"), "DE-authority"),
+        "transfer": ("/v1/transfers", builders.transfer("DE", "FR"), "DE-recorder"),
+        "onward": ("/v1/transfers", builders.onward("FR", "INTERPOL", root, granted), "FR-recorder"),
+        "request": ("/v1/authorization-requests", builders.request("FR", "INTERPOL", root), "FR-recorder"),
+        "decision": (f"/v1/authorization-requests/{pending['id']}/decision", builders.grant("DE"), "DE-authority"),
+        "revocation": (f"/v1/authorizations/{granted['id']}/revocation", builders.revocation("DE"), "DE-authority"),
     }
 
 

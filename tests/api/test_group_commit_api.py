@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import GC_YOUNGEST_THRESHOLD, create_app, create_app_from_env
 from ledger.config import ConfigError, Settings
-from tests import scenario
+from tests.support import builders
 from tests.support.api import Api, problem, run_init, serving
 from tests.support.group_commit import Call, committer_held, queued
 
@@ -30,17 +30,17 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_retry_is_recorded(sma
     api = small_queue
     ledger = api.app.state.ledger
     with committer_held(ledger):
-        waiting = Call(lambda: api.post("/v1/transfers", scenario.transfer("DE", "FR")))
+        waiting = Call(lambda: api.post("/v1/transfers", builders.transfer("DE", "FR")))
         queued(ledger, 1)
-        busy = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
+        busy = api.post("/v1/transfers", builders.transfer("DE", "NL"), idem="retry-me")
         body = problem(busy, 503, "overloaded")
         assert busy.headers["retry-after"] == "1"
         assert "waiting to be written" in body["detail"]
     assert waiting.outcome().status_code == 201
     assert api.tree_size() == 1  # the refused request recorded nothing
     # the key was not used up by the 503: the retry records the transfer once
-    retried = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
-    again = api.post("/v1/transfers", scenario.transfer("DE", "NL"), idem="retry-me")
+    retried = api.post("/v1/transfers", builders.transfer("DE", "NL"), idem="retry-me")
+    again = api.post("/v1/transfers", builders.transfer("DE", "NL"), idem="retry-me")
     assert retried.status_code == 201 and again.json() == retried.json()
     assert api.tree_size() == 2
     health = api.ok(api.get("/healthz", None), 200)["group_commit"]
@@ -53,7 +53,7 @@ def test_concurrent_requests_share_batches(api: Api) -> None:
         calls = []
         for i in range(6):
             calls.append(Call(lambda i=i: api.post(
-                "/v1/transfers", scenario.transfer("DE", "FR", request_reference=f"R-{i}"))))
+                "/v1/transfers", builders.transfer("DE", "FR", request_reference=f"R-{i}"))))
             queued(ledger, i + 1)
     answers = [call.outcome() for call in calls]
     assert [a.status_code for a in answers] == [201] * 6

@@ -21,7 +21,7 @@ import pytest
 
 from ledger.config import Settings
 from ledger.tlog.note import open_checkpoint
-from tests import scenario
+from tests.support import builders
 from tests.support.api import ORIGIN_LINE, Initialized, run_init
 from tests.support.server import STOP_TIMEOUT, Server, add_keys, cli
 
@@ -77,57 +77,57 @@ def test_the_art_36_3_scenario_over_http(live: Live) -> None:
             live.client("FR-recorder") as fr, live.client("FR-authority") as fr_authority, \
             live.client("INTERPOL-recorder") as interpol, live.client("*-auditor") as auditor:
         # DE sends FR subscriber and traffic data, and requires written authorization for onward transfers.
-        root = expect(de.post("/v1/transfers", json=scenario.transfer(
+        root = expect(de.post("/v1/transfers", json=builders.transfer(
             "DE", "FR", handling={"written_authorization_required": True})), 201)
         assert root["origin"] == "DE" and root["leaf_index"] == 0
 
         # FR notifies DE of its intention to pass the data to INTERPOL and asks its authorization.
         request = expect(fr.post("/v1/authorization-requests",
-                                 json=scenario.request("FR", "INTERPOL", root)), 201)
+                                 json=builders.request("FR", "INTERPOL", root)), 201)
         assert request["status"] == "pending" and request["origin"] == "DE"
-        expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, request)), 409,
+        expect(fr.post("/v1/transfers", json=builders.onward("FR", "INTERPOL", root, request)), 409,
                "authorization-pending")
 
         # FR holds the data but is not their origin: it cannot decide.
         expect(fr_authority.post(f"/v1/authorization-requests/{request['id']}/decision",
-                                 json=scenario.grant("FR")), 403, "not-origin")
+                                 json=builders.grant("FR")), 403, "not-origin")
         # DE must grant in writing.
         decision_path = f"/v1/authorization-requests/{request['id']}/decision"
-        body = expect(de_authority.post(decision_path, json=scenario.grant("DE")), 409,
+        body = expect(de_authority.post(decision_path, json=builders.grant("DE")), 409,
                       "written-instrument-required")
         assert body["field"] == "conditions.written_instrument"
-        grant = expect(de_authority.post(decision_path, json=scenario.grant(
+        grant = expect(de_authority.post(decision_path, json=builders.grant(
             "DE", written_instrument=INSTRUMENT)), 200)
         assert grant["status"] == "granted" and grant["id"] == request["id"]
 
-        onward = expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, grant)), 201)
+        onward = expect(fr.post("/v1/transfers", json=builders.onward("FR", "INTERPOL", root, grant)), 201)
         assert onward["origin"] == "DE" and onward["depth"] == 1
 
         # INTERPOL -> BR needs DE's authorization, not FR's.
-        body = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward)), 409,
+        body = expect(interpol.post("/v1/transfers", json=builders.onward("INTERPOL", "BR", onward)), 409,
                       "onward-transfer-not-authorized")
         assert body["values"]["origin"] == "DE" and body["field"] == "authorization_id"
         ask = expect(interpol.post("/v1/authorization-requests",
-                                   json=scenario.request("INTERPOL", "BR", onward)), 201)
+                                   json=builders.request("INTERPOL", "BR", onward)), 201)
         assert ask["origin"] == "DE"
         refusal = expect(de_authority.post(f"/v1/authorization-requests/{ask['id']}/decision",
-                                           json=scenario.refuse("DE", "BR is not party to the proceeding")), 200)
+                                           json=builders.refuse("DE", "BR is not party to the proceeding")), 200)
         assert refusal["status"] == "refused" and refusal["decision"]["reasons"] == "BR is not party to the proceeding"
-        body = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward, refusal)), 409,
+        body = expect(interpol.post("/v1/transfers", json=builders.onward("INTERPOL", "BR", onward, refusal)), 409,
                       "authorization-refused")
         assert "BR is not party to the proceeding" in body["detail"]
         ask = expect(interpol.post("/v1/authorization-requests",
-                                   json=scenario.request("INTERPOL", "BR", onward)), 201)
+                                   json=builders.request("INTERPOL", "BR", onward)), 201)
         grant_br = expect(de_authority.post(f"/v1/authorization-requests/{ask['id']}/decision",
-                                            json=scenario.grant("DE", written_instrument=INSTRUMENT)), 200)
-        to_br = expect(interpol.post("/v1/transfers", json=scenario.onward("INTERPOL", "BR", onward, grant_br)), 201)
+                                            json=builders.grant("DE", written_instrument=INSTRUMENT)), 200)
+        to_br = expect(interpol.post("/v1/transfers", json=builders.onward("INTERPOL", "BR", onward, grant_br)), 201)
         assert to_br["origin"] == "DE" and to_br["depth"] == 2
 
         # DE revokes its grant to FR: the next onward transfer under it is refused.
         revoked = expect(de_authority.post(f"/v1/authorizations/{grant['id']}/revocation",
-                                           json=scenario.revocation("DE")), 200)
+                                           json=builders.revocation("DE")), 200)
         assert revoked["status"] == "revoked" and revoked["uses"] == [onward["id"]]
-        expect(fr.post("/v1/transfers", json=scenario.onward("FR", "INTERPOL", root, grant)), 409,
+        expect(fr.post("/v1/transfers", json=builders.onward("FR", "INTERPOL", root, grant)), 409,
                "authorization-revoked")
 
         # The auditor sees the whole lineage; the signed checkpoint covers every event.
@@ -146,7 +146,7 @@ def test_the_art_36_3_scenario_over_http(live: Live) -> None:
 
 
 def test_an_idempotent_retry_across_a_restart(live: Live) -> None:
-    body = scenario.transfer("DE", "FR")
+    body = builders.transfer("DE", "FR")
     headers = {"Idempotency-Key": "2026-03-01/transfer-0001"}
     with live.client("DE-recorder") as de:
         first = expect(de.post("/v1/transfers", json=body, headers=headers), 201)
@@ -157,7 +157,7 @@ def test_an_idempotent_retry_across_a_restart(live: Live) -> None:
         again = de.post("/v1/transfers", json=body, headers=headers)
         assert again.status_code == 201 and again.json() == first
         assert live.tree_size() == size
-        reused = de.post("/v1/transfers", json=scenario.transfer("DE", "NL"), headers=headers)
+        reused = de.post("/v1/transfers", json=builders.transfer("DE", "NL"), headers=headers)
         expect(reused, 422, "idempotency-key-reused")
     assert live.tree_size() == size
 
@@ -165,7 +165,7 @@ def test_an_idempotent_retry_across_a_restart(live: Live) -> None:
 def test_sigterm_lets_a_request_in_flight_finish_then_exits_cleanly(live: Live) -> None:
     """A client sends half a body, the server gets SIGTERM, the client sends the rest:
     the request is answered, then the server exits cleanly and the ledger verifies."""
-    raw = json.dumps(scenario.transfer("DE", "FR")).encode()
+    raw = json.dumps(builders.transfer("DE", "FR")).encode()
     head = (f"POST /v1/transfers HTTP/1.1\r\nHost: 127.0.0.1:{live.server.port}\r\n"
             f"Authorization: Bearer {live.keys['DE-recorder']}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(raw)}\r\n\r\n").encode()

@@ -31,7 +31,7 @@ from ledger.storage.sql import SqlAccess
 from ledger.tlog.cosignature import CosignatureVerifier, Cosigner, verify_cosignatures
 from ledger.tlog.keys import load_signing_key
 from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
-from tests import scenario
+from tests.support import builders
 from tests.support.api import ORIGIN_LINE, Api, Initialized, problem, run_init
 from tests.support.server import Server, add_keys, clean_env
 
@@ -215,7 +215,7 @@ class Witnessed:
     def record(self, count: int) -> int:
         with self.client("DE-recorder") as de:
             for _ in range(count):
-                assert de.post("/v1/transfers", json=scenario.transfer("DE", "FR")).status_code == 201
+                assert de.post("/v1/transfers", json=builders.transfer("DE", "FR")).status_code == 201
         return int(httpx.get(f"{self.server.url}/healthz", timeout=10.0).json()["tree_size"])
 
     def checkpoint(self, tree_size: int | None = None) -> str:

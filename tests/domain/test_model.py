@@ -13,16 +13,16 @@ from eventsourcing.utils import get_topic, resolve_topic
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor
 from domain.values import GrantConditions, Handling, Purpose
-from tests.domain.builders import (
+from tests.support.builders import (
     INSTRUMENT,
     NOW,
     actor,
     decider,
-    grant,
+    grant_authorization,
+    pending_authorization,
     record,
-    refuse,
-    request,
-    revoke,
+    refuse_authorization,
+    revoke_authorization,
 )
 
 
@@ -67,7 +67,7 @@ def test_a_first_transfer_is_the_root_of_its_lineage() -> None:
 
 def test_an_onward_transfer_names_its_parent_root_and_authorization() -> None:
     first = record("DE", "FR")
-    authorization = grant(request("FR", "BR", first))
+    authorization = grant_authorization(pending_authorization("FR", "BR", first))
     onward = record("FR", "BR", parent=first, authorization_id=str(authorization.id))
     assert onward.parent_transfer_id == first.id
     assert isinstance(onward.parent_transfer_id, UUID)
@@ -100,7 +100,7 @@ def test_a_transfer_replays_from_its_event() -> None:
 
 @pytest.fixture
 def pending() -> Authorization:
-    return request("FR", "BR", record("DE", "FR"), data_categories=["subscriber", "traffic"])
+    return pending_authorization("FR", "BR", record("DE", "FR"), data_categories=["subscriber", "traffic"])
 
 
 def test_a_request_is_pending_with_no_decision(pending: Authorization) -> None:
@@ -116,7 +116,7 @@ def test_a_request_is_pending_with_no_decision(pending: Authorization) -> None:
 
 
 def test_a_grant_records_who_decided_and_the_conditions(pending: Authorization) -> None:
-    grant(pending, reasons="proportionate", max_transfers=2, data_categories=["traffic"],
+    grant_authorization(pending, reasons="proportionate", max_transfers=2, data_categories=["traffic"],
           written_instrument=INSTRUMENT)
     assert pending.status == "granted"
     assert pending.granted_by == "DE"
@@ -132,7 +132,7 @@ def test_a_grant_records_who_decided_and_the_conditions(pending: Authorization) 
 
 
 def test_a_grants_validity_is_kept_in_utc(pending: Authorization) -> None:
-    grant(pending, valid_until="2026-03-31T23:59:59+02:00")
+    grant_authorization(pending, valid_until="2026-03-31T23:59:59+02:00")
     assert pending.conditions is not None
     assert pending.conditions.valid_until is not None
     assert pending.conditions.valid_until.isoformat() == "2026-03-31T21:59:59+00:00"
@@ -140,7 +140,7 @@ def test_a_grants_validity_is_kept_in_utc(pending: Authorization) -> None:
 
 
 def test_a_refusal_records_its_reasons_and_grants_nothing(pending: Authorization) -> None:
-    refuse(pending, "dual criminality not met")
+    refuse_authorization(pending, "dual criminality not met")
     assert pending.status == "refused"
     assert pending.granted_by is None
     assert pending.conditions is None
@@ -149,7 +149,7 @@ def test_a_refusal_records_its_reasons_and_grants_nothing(pending: Authorization
 
 
 def test_a_revocation_keeps_the_grant_in_the_history(pending: Authorization) -> None:
-    revoke(grant(pending, max_transfers=3), "data found inaccurate")
+    revoke_authorization(grant_authorization(pending, max_transfers=3), "data found inaccurate")
     assert pending.status == "revoked"
     assert pending.granted_by == "DE"
     assert pending.conditions == GrantConditions(max_transfers=3)
@@ -160,7 +160,7 @@ def test_a_revocation_keeps_the_grant_in_the_history(pending: Authorization) -> 
 
 
 def test_uses_are_counted_in_order_and_move_the_version(pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     first_use, second_use = record("FR", "BR").id, record("FR", "BR").id
     version = pending.version
     pending.record_use(first_use)
@@ -170,10 +170,10 @@ def test_uses_are_counted_in_order_and_move_the_version(pending: Authorization) 
 
 
 def test_an_authorization_replays_from_its_events(pending: Authorization) -> None:
-    grant(pending, max_transfers=2)
+    grant_authorization(pending, max_transfers=2)
     use = record("FR", "BR").id
     pending.record_use(use)
-    revoke(pending, "withdrawn")
+    revoke_authorization(pending, "withdrawn")
     rebuilt = replay(pending)
     assert isinstance(rebuilt, Authorization)
     assert (rebuilt.id, rebuilt.version) == (pending.id, pending.version)
@@ -184,7 +184,7 @@ def test_an_authorization_replays_from_its_events(pending: Authorization) -> Non
 
 
 def test_decision_views_are_copies(pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     assert pending.decision is not None
     pending.decision["decision"] = "refused"
     pending.request["origin"] = "FR"

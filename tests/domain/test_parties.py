@@ -19,7 +19,7 @@ from domain.parties import (
     parse_text,
     party_name,
 )
-from tests.domain.builders import assert_error
+from tests.support.builders import assert_error
 
 ISO_3166_ALPHA_2 = frozenset(country.alpha_2 for country in pycountry.countries)
 KNOWN_PARTIES = ISO_3166_ALPHA_2 | frozenset(INTERNATIONAL_ORGANIZATIONS)

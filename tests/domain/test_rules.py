@@ -38,7 +38,7 @@ from domain.values import (
     TransferDraft,
     format_datetime,
 )
-from tests.domain.builders import (
+from tests.support.builders import (
     INSTRUMENT,
     NOW,
     PURPOSE,
@@ -46,12 +46,12 @@ from tests.domain.builders import (
     assert_error,
     decider,
     draft,
-    grant,
+    grant_authorization,
+    pending_authorization,
     record,
-    refuse,
+    refuse_authorization,
     request,
-    request_body,
-    revoke,
+    revoke_authorization,
 )
 
 OTHER_PURPOSE = {"proceeding": "BR-PF-2026-17", "description": "fraud"}
@@ -66,7 +66,7 @@ def first() -> Transfer:
 @pytest.fixture
 def pending(first: Transfer) -> Authorization:
     """FR asks DE to pass the traffic data on to BR."""
-    return request("FR", "BR", first)
+    return pending_authorization("FR", "BR", first)
 
 
 def onward(parent: Transfer, authorization: Authorization | None, *, sender: str = "FR",
@@ -178,7 +178,7 @@ def test_authorization_is_required_for_third_parties_only(
 
 
 def test_a_transfer_under_a_valid_grant_passes(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     check(onward(first, pending), pending)
 
 
@@ -199,7 +199,7 @@ def test_a_pending_request_does_not_authorize(first: Transfer, pending: Authoriz
 
 
 def test_a_refused_request_does_not_authorize(first: Transfer, pending: Authorization) -> None:
-    refuse(pending, "proceeding closed")
+    refuse_authorization(pending, "proceeding closed")
     error = refused(onward(first, pending), pending)
     assert_error(error, rule="authorization-refused", field="authorization_id",
                  values={"status": "refused", "reasons": "proceeding closed"})
@@ -207,21 +207,21 @@ def test_a_refused_request_does_not_authorize(first: Transfer, pending: Authoriz
 
 
 def test_a_revoked_grant_does_not_authorize(first: Transfer, pending: Authorization) -> None:
-    revoke(grant(pending), "data found inaccurate")
+    revoke_authorization(grant_authorization(pending), "data found inaccurate")
     error = refused(onward(first, pending), pending)
     assert_error(error, rule="authorization-revoked", field="authorization_id",
                  values={"status": "revoked", "reasons": "data found inaccurate"})
 
 
 def test_a_revoked_grant_does_not_authorize_even_with_uses_left(first: Transfer, pending: Authorization) -> None:
-    grant(pending, max_transfers=5)
+    grant_authorization(pending, max_transfers=5)
     pending.record_use(record("FR", "BR", parent=first).id)
-    revoke(pending)
+    revoke_authorization(pending)
     assert refused(onward(first, pending), pending).rule == "authorization-revoked"
 
 
 def test_a_grant_expires_when_the_ledger_time_passes_valid_until(first: Transfer, pending: Authorization) -> None:
-    grant(pending, valid_until=format_datetime(NOW + timedelta(hours=1)))
+    grant_authorization(pending, valid_until=format_datetime(NOW + timedelta(hours=1)))
     transfer = onward(first, pending)
     check(transfer, pending, now=NOW + timedelta(hours=1))
     error = refused(transfer, pending, now=NOW + timedelta(hours=1, seconds=1))
@@ -230,7 +230,7 @@ def test_a_grant_expires_when_the_ledger_time_passes_valid_until(first: Transfer
 
 
 def test_a_grant_does_not_cover_a_transfer_dated_after_valid_until(first: Transfer, pending: Authorization) -> None:
-    grant(pending, valid_until=format_datetime(NOW))
+    grant_authorization(pending, valid_until=format_datetime(NOW))
     check(onward(first, pending, transferred_at=format_datetime(NOW)), pending)
     late = onward(first, pending, transferred_at=format_datetime(NOW + timedelta(minutes=2)))
     error = refused(late, pending, now=NOW)
@@ -239,7 +239,7 @@ def test_a_grant_does_not_cover_a_transfer_dated_after_valid_until(first: Transf
 
 
 def test_a_grant_is_used_up_after_max_transfers(first: Transfer, pending: Authorization) -> None:
-    grant(pending, max_transfers=2)
+    grant_authorization(pending, max_transfers=2)
     pending.record_use(record("FR", "BR", parent=first).id)
     check(onward(first, pending), pending)
     pending.record_use(record("FR", "BR", parent=first).id)
@@ -249,15 +249,16 @@ def test_a_grant_is_used_up_after_max_transfers(first: Transfer, pending: Author
 
 
 def test_a_grant_without_a_limit_is_never_used_up(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     for _ in range(5):
         pending.record_use(record("FR", "BR", parent=first).id)
     check(onward(first, pending), pending)
 
 
 def test_a_grant_covers_only_the_categories_it_names(first: Transfer) -> None:
-    authorization = grant(request("FR", "BR", first, data_categories=["subscriber", "traffic"]),
-                          data_categories=["traffic"])
+    authorization = grant_authorization(
+        pending_authorization("FR", "BR", first, data_categories=["subscriber", "traffic"]),
+        data_categories=["traffic"])
     check(onward(first, authorization, data_categories=["traffic"]), authorization)
     error = refused(onward(first, authorization, data_categories=["subscriber", "traffic"]), authorization)
     assert_error(error, rule="category-not-authorized", field="data_categories",
@@ -265,14 +266,14 @@ def test_a_grant_covers_only_the_categories_it_names(first: Transfer) -> None:
 
 
 def test_a_grant_without_categories_covers_those_requested(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     error = refused(onward(first, pending, data_categories=["subscriber", "traffic"]), pending)
     assert_error(error, rule="category-not-authorized", field="data_categories",
                  values={"not_authorized": ["subscriber"], "authorized": ["traffic"]})
 
 
 def test_a_grant_for_another_proceeding_does_not_cover_this_one(first: Transfer, pending: Authorization) -> None:
-    grant(pending, purpose=OTHER_PURPOSE)
+    grant_authorization(pending, purpose=OTHER_PURPOSE)
     check(onward(first, pending, purpose=OTHER_PURPOSE), pending)
     error = refused(onward(first, pending, purpose=PURPOSE), pending)
     assert_error(error, rule="purpose-not-authorized", field="purpose.proceeding",
@@ -281,7 +282,7 @@ def test_a_grant_for_another_proceeding_does_not_cover_this_one(first: Transfer,
 
 
 def test_a_grant_without_a_purpose_covers_the_purpose_requested(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     check(onward(first, pending, purpose={"proceeding": PURPOSE["proceeding"], "description": "other words"}),
           pending)
     error = refused(onward(first, pending, purpose=OTHER_PURPOSE), pending)
@@ -290,7 +291,7 @@ def test_a_grant_without_a_purpose_covers_the_purpose_requested(first: Transfer,
 
 
 def test_a_grant_covers_only_the_recipient_requested(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     error = refused(onward(first, pending, recipient="US"), pending)
     assert_error(error, rule="recipient-not-authorized", field="recipient.party",
                  values={"authorized": "BR", "recipient": "US"})
@@ -298,27 +299,27 @@ def test_a_grant_covers_only_the_recipient_requested(first: Transfer, pending: A
 
 def test_a_grant_for_another_parent_does_not_cover_this_transfer(first: Transfer) -> None:
     other_parent = record("DE", "FR", data_categories=["traffic"])
-    authorization = grant(request("FR", "BR", other_parent))
+    authorization = grant_authorization(pending_authorization("FR", "BR", other_parent))
     error = refused(onward(first, authorization), authorization)
     assert_error(error, rule="authorization-not-for-this-transfer", field="authorization_id",
                  values={"authorization_parent": str(other_parent.id), "authorization_holder": "FR"})
 
 
 def test_a_grant_to_another_holder_does_not_cover_this_transfer(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     error = refused(onward(first, pending, sender="NL"), pending)
     assert_error(error, rule="authorization-not-for-this-transfer", field="authorization_id",
                  values={"authorization_parent": str(first.id), "authorization_holder": "FR"})
 
 
 def test_a_grant_by_anyone_but_the_origin_does_not_authorize(first: Transfer, pending: Authorization) -> None:
-    grant(pending, by="FR")  # the intermediate Party, not the origin
+    grant_authorization(pending, by="FR")  # the intermediate Party, not the origin
     error = refused(onward(first, pending), pending)
     assert_error(error, rule="not-origin", field="authorization_id", values={"granted_by": "FR", "origin": "DE"})
 
 
 def test_written_form_needs_a_written_instrument(first: Transfer, pending: Authorization) -> None:
-    grant(pending)
+    grant_authorization(pending)
     check(onward(first, pending), pending, written_required=False)
     error = refused(onward(first, pending), pending, written_required=True)
     assert_error(error, rule="written-instrument-required", field="conditions.written_instrument",
@@ -326,24 +327,24 @@ def test_written_form_needs_a_written_instrument(first: Transfer, pending: Autho
 
 
 def test_a_grant_in_writing_satisfies_written_form(first: Transfer, pending: Authorization) -> None:
-    grant(pending, written_instrument=INSTRUMENT)
+    grant_authorization(pending, written_instrument=INSTRUMENT)
     check(onward(first, pending), pending, written_required=True)
 
 
 def test_a_grant_with_every_condition_met_passes(first: Transfer, pending: Authorization) -> None:
-    grant(pending, valid_until=format_datetime(NOW + timedelta(days=30)), max_transfers=1,
+    grant_authorization(pending, valid_until=format_datetime(NOW + timedelta(days=30)), max_transfers=1,
           data_categories=["traffic"], purpose=PURPOSE, written_instrument=INSTRUMENT)
     check(onward(first, pending), pending, written_required=True)
 
 
 def test_a_multi_hop_transfer_needs_the_origins_grant_not_the_intermediates(first: Transfer) -> None:
     to_br = record("FR", "BR", parent=first)
-    authorization = request("BR", "US", to_br)
+    authorization = pending_authorization("BR", "US", to_br)
     assert authorization.origin == "DE"
-    grant(authorization, by="FR")
+    grant_authorization(authorization, by="FR")
     transfer = onward(to_br, authorization, sender="BR", recipient="US")
     assert refused(transfer, authorization).rule == "not-origin"
-    granted_by_origin = grant(request("BR", "US", to_br))
+    granted_by_origin = grant_authorization(pending_authorization("BR", "US", to_br))
     check(onward(to_br, granted_by_origin, sender="BR", recipient="US"), granted_by_origin)
 
 
@@ -351,7 +352,7 @@ def test_a_multi_hop_transfer_needs_the_origins_grant_not_the_intermediates(firs
 
 
 def request_draft(holder: str, recipient: str, parent: Transfer, **overrides: Any) -> AuthorizationRequestDraft:
-    return AuthorizationRequestDraft.parse(request_body(holder, recipient, parent, **overrides))
+    return AuthorizationRequestDraft.parse(request(holder, recipient, parent, **overrides))
 
 
 def test_a_request_by_the_holder_for_a_third_party_is_consistent(first: Transfer) -> None:
@@ -403,7 +404,7 @@ def test_no_one_but_the_origin_decides_or_revokes(pending: Authorization, field:
 
 
 def test_the_origin_decides_on_a_further_hop_too(first: Transfer) -> None:
-    authorization = request("BR", "US", record("FR", "BR", parent=first))
+    authorization = pending_authorization("BR", "US", record("FR", "BR", parent=first))
     check_decided_by_origin(decider("DE"), authorization, "decided_by")
     with pytest.raises(RuleViolation, match=r"\[not-origin\]"):
         check_decided_by_origin(decider("FR"), authorization, "decided_by")
@@ -415,7 +416,8 @@ def test_a_pending_request_can_be_decided(pending: Authorization) -> None:
 
 @pytest.mark.parametrize(
     ("decide", "status"),
-    [(grant, "granted"), (refuse, "refused"), (lambda a: revoke(grant(a)), "revoked")],
+    [(grant_authorization, "granted"), (refuse_authorization, "refused"),
+     (lambda a: revoke_authorization(grant_authorization(a)), "revoked")],
 )
 def test_a_decided_request_cannot_be_decided_again(pending: Authorization, decide: Any, status: str) -> None:
     decide(pending)
@@ -441,7 +443,7 @@ def test_a_reasoned_refusal_and_an_unreasoned_grant_pass() -> None:
 
 
 def test_a_grant_may_narrow_the_requested_categories(first: Transfer) -> None:
-    authorization = request("FR", "BR", first, data_categories=["subscriber", "traffic"])
+    authorization = pending_authorization("FR", "BR", first, data_categories=["subscriber", "traffic"])
     check_conditions_within_request(GrantConditions(data_categories=("traffic",)), authorization)
     check_conditions_within_request(GrantConditions(data_categories=("subscriber", "traffic")), authorization)
     check_conditions_within_request(GrantConditions(), authorization)
@@ -455,12 +457,13 @@ def test_a_grant_may_not_widen_the_requested_categories(pending: Authorization) 
 
 
 def test_a_grant_can_be_revoked(pending: Authorization) -> None:
-    check_revocable(grant(pending))
+    check_revocable(grant_authorization(pending))
 
 
 @pytest.mark.parametrize(
     ("decide", "status"),
-    [(lambda a: a, "pending"), (refuse, "refused"), (lambda a: revoke(grant(a)), "revoked")],
+    [(lambda a: a, "pending"), (refuse_authorization, "refused"),
+     (lambda a: revoke_authorization(grant_authorization(a)), "revoked")],
 )
 def test_only_a_grant_can_be_revoked(pending: Authorization, decide: Any, status: str) -> None:
     decide(pending)

@@ -32,7 +32,7 @@ from domain.values import (
     parse_legal_basis,
     parse_sha256,
 )
-from tests.domain.builders import (
+from tests.support.builders import (
     DIGEST,
     INSTRUMENT,
     MISSING,
@@ -40,14 +40,14 @@ from tests.domain.builders import (
     PURPOSE,
     actor,
     assert_error,
-    transfer_body,
+    transfer,
 )
 
 # -- transfers ----------------------------------------------------------------------
 
 
 def test_a_minimal_transfer_parses_with_defaults() -> None:
-    parsed = TransferDraft.parse(transfer_body("DE", "FR"), now=NOW)
+    parsed = TransferDraft.parse(transfer("DE", "FR"), now=NOW)
     assert parsed.sender == Actor("DE", "DE/BKA", "Insp. K. Weber")
     assert parsed.recipient == Actor("FR", "FR/OFAC", None)
     assert parsed.legal_basis == "art44"
@@ -65,7 +65,7 @@ def test_a_minimal_transfer_parses_with_defaults() -> None:
 def test_a_full_transfer_parses_to_normalized_values() -> None:
     parent, grant = uuid4(), uuid4()
     parsed = TransferDraft.parse(
-        transfer_body(
+        transfer(
             "FR",
             "BR",
             legal_basis="treaty:FR-BR MLAT 1996",
@@ -164,7 +164,7 @@ BAD_TRANSFERS: list[tuple[str, dict[str, Any], str, str]] = [
 )
 def test_a_bad_transfer_is_refused_naming_rule_and_field(overrides: dict[str, Any], rule: str, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        TransferDraft.parse(transfer_body(**overrides), now=NOW)
+        TransferDraft.parse(transfer(**overrides), now=NOW)
     assert_error(caught.value, rule=rule, field=field)
 
 
@@ -178,7 +178,7 @@ def test_a_transfer_must_be_an_object(body: Any) -> None:
 
 def test_an_unknown_category_error_carries_the_value() -> None:
     with pytest.raises(InvalidInput) as caught:
-        TransferDraft.parse(transfer_body(data_categories=["ip_address"]), now=NOW)
+        TransferDraft.parse(transfer(data_categories=["ip_address"]), now=NOW)
     assert_error(caught.value, rule="unknown-data-category", field="data_categories[0]",
                  values={"value": "ip_address"})
     assert "subscriber, traffic, content, other_personal" in caught.value.detail
@@ -186,29 +186,29 @@ def test_an_unknown_category_error_carries_the_value() -> None:
 
 def test_a_transfer_may_be_dated_up_to_the_clock_skew_ahead() -> None:
     at_limit = format_datetime(NOW + CLOCK_SKEW)
-    assert TransferDraft.parse(transfer_body(transferred_at=at_limit), now=NOW).transferred_at == NOW + CLOCK_SKEW
+    assert TransferDraft.parse(transfer(transferred_at=at_limit), now=NOW).transferred_at == NOW + CLOCK_SKEW
     beyond = format_datetime(NOW + CLOCK_SKEW + timedelta(microseconds=1))
     with pytest.raises(InvalidInput) as caught:
-        TransferDraft.parse(transfer_body(transferred_at=beyond), now=NOW)
+        TransferDraft.parse(transfer(transferred_at=beyond), now=NOW)
     assert_error(caught.value, rule="time-in-future", field="transferred_at")
     assert "ledger time 2026-03-01T12:00:00Z" in caught.value.detail
 
 
 def test_a_transfer_in_the_past_is_accepted() -> None:
-    parsed = TransferDraft.parse(transfer_body(transferred_at="2025-12-31T23:59:59Z"), now=NOW)
+    parsed = TransferDraft.parse(transfer(transferred_at="2025-12-31T23:59:59Z"), now=NOW)
     assert parsed.transferred_at == datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("count", [-1, -1000])
 def test_item_count_error_names_the_value(count: int) -> None:
     with pytest.raises(InvalidInput) as caught:
-        TransferDraft.parse(transfer_body(item_count=count), now=NOW)
+        TransferDraft.parse(transfer(item_count=count), now=NOW)
     assert repr(count) in caught.value.detail
 
 
 @given(st.integers(min_value=0, max_value=2**63))
 def test_any_non_negative_item_count_is_kept(count: int) -> None:
-    assert TransferDraft.parse(transfer_body(item_count=count), now=NOW).item_count == count
+    assert TransferDraft.parse(transfer(item_count=count), now=NOW).item_count == count
 
 
 # -- legal bases -----------------------------------------------------------------------

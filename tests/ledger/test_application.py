@@ -14,7 +14,7 @@ import pytest
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
-from tests.scenario import (
+from tests.support.builders import (
     actor,
     grant,
     granted_chain,

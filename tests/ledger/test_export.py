@@ -1,6 +1,6 @@
 """Audit bundles: `transfer-ledger export` and `transfer-ledger verify-export`.
 
-A realistic ledger (tests/scenario.py) is exported on the backend under test;
+A realistic ledger (tests/support/builders.py) is exported on the backend under test;
 the bundle must verify offline, as a real process, with nothing but its files
 and the verifier key. Then the bundle is tampered with, file by file, and
 verify-export must exit 1 naming the first bad ``file:line``. Malformed
@@ -56,7 +56,8 @@ from ledger.tlog.tlog_proof import (
     parse_tlog_proof,
     verify_tlog_proof,
 )
-from tests.scenario import (
+from tests.support.backends import Backend
+from tests.support.builders import (
     actor,
     grant,
     granted_chain,
@@ -66,7 +67,6 @@ from tests.scenario import (
     revocation,
     transfer,
 )
-from tests.support.backends import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_MD = ROOT / "docs" / "FORMAT.md"

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.keys import parse_signing_key
-from tests.scenario import actor, granted_chain, onward, transfer
+from tests.support.builders import actor, granted_chain, onward, transfer
 
 FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 

@@ -21,7 +21,7 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import AlreadyDone, TransferLedger
 from ledger.service.group_commit import GroupCommitter, Overloaded
 from ledger.storage.idempotency import IdempotencyClaim
-from tests.scenario import granted_chain, onward, revocation, transfer
+from tests.support.builders import granted_chain, onward, revocation, transfer
 from tests.support.group_commit import Call, committer_held, queued
 from tests.support.races import threads_racing_a_revocation, threads_racing_for_the_last_permitted_transfers
 

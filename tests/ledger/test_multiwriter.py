@@ -44,7 +44,7 @@ from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.storage.sql import DDL_LOCK
 from ledger.tlog.keys import create_signing_key
 from ledger.tlog.note import open_checkpoint
-from tests import scenario
+from tests.support import builders
 from tests.support.api import ORIGIN_LINE, Initialized, run_init
 from tests.support.server import Server, add_keys, clean_env, cli
 
@@ -120,7 +120,7 @@ def api_client(url: str, key: str) -> httpx.Client:
 def first_transfer(i: int) -> dict[str, Any]:
     sender = SENDERS[i % len(SENDERS)]
     recipient = [r for r in RECIPIENTS if r != sender][i % (len(RECIPIENTS) - 1)]
-    return scenario.transfer(sender, recipient, request_reference=f"MLA-2026-{i:05d}")
+    return builders.transfer(sender, recipient, request_reference=f"MLA-2026-{i:05d}")
 
 
 @contextmanager
@@ -199,7 +199,7 @@ def run_load(urls: list[str], keys: dict[str, str], settings: Settings, grant: d
                                      json=body, headers={"Idempotency-Key": f"first-{i}"})
         elif kind == "onward":
             response, retried = send(client(url, "FR-recorder"), "POST", "/v1/transfers",
-                                     json=scenario.onward("FR", "NL", root, grant),
+                                     json=builders.onward("FR", "NL", root, grant),
                                      headers={"Idempotency-Key": f"onward-{i}"})
         else:
             response, retried = send(client(url, "*-auditor"), "GET", "/v1/checkpoint")
@@ -237,14 +237,14 @@ def set_up_grant(url: str, keys: dict[str, str], max_uses: int) -> tuple[dict[st
         return api_client(url, keys[who])
 
     with as_("DE-recorder") as de, as_("FR-recorder") as fr, as_("DE-authority") as de_authority:
-        response, _ = send(de, "POST", "/v1/transfers", json=scenario.transfer("DE", "FR"))
+        response, _ = send(de, "POST", "/v1/transfers", json=builders.transfer("DE", "FR"))
         assert response.status_code == 201, response.text
         root = response.json()
-        response, _ = send(fr, "POST", "/v1/authorization-requests", json=scenario.request("FR", "NL", root))
+        response, _ = send(fr, "POST", "/v1/authorization-requests", json=builders.request("FR", "NL", root))
         assert response.status_code == 201, response.text
         request = response.json()
         response, _ = send(de_authority, "POST", f"/v1/authorization-requests/{request['id']}/decision",
-                           json=scenario.grant("DE", max_transfers=max_uses))
+                           json=builders.grant("DE", max_transfers=max_uses))
         assert response.status_code == 200, response.text
         grant = response.json()
         assert grant["status"] == "granted" and grant["conditions"]["max_transfers"] == max_uses
@@ -396,10 +396,10 @@ class _SignedMeanwhile:
 
 def test_a_checkpoint_signed_meanwhile_by_another_process(ledger: TransferLedger, tmp_path: Path) -> None:
     signer = create_signing_key(tmp_path / "signing.key", "transfer-ledger.example/ledger")
-    ledger.record_transfer(scenario.transfer("DE", "FR"))
+    ledger.record_transfer(builders.transfer("DE", "FR"))
 
     def another_process_appends_and_signs() -> None:
-        ledger.record_transfer(scenario.transfer("FR", "NL"))
+        ledger.record_transfer(builders.transfer("FR", "NL"))
         sign_current_checkpoint(ledger.store, signer)
 
     stored = sign_current_checkpoint(_SignedMeanwhile(ledger.store, another_process_appends_and_signs), signer)

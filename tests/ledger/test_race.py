@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
-from tests.scenario import granted_chain, revocation
+from tests.support.builders import granted_chain, revocation
 from tests.support.races import (
     ATTEMPTS,
     _assert_no_use_after_revocation,

@@ -15,7 +15,7 @@ from ledger.audit.verify import verify_ledger
 from ledger.service.application import TransferLedger, signed_decision_bytes
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer, open_checkpoint
-from tests.scenario import actor, grant, onward, refuse, request, transfer
+from tests.support.builders import actor, grant, onward, refuse, request, transfer
 
 DE_KEY = Signer.from_seed("bfj.bund.example/decisions", bytes(range(32)))
 FR_KEY = Signer.from_seed("ofac.example/decisions", bytes(range(1, 33)))

@@ -32,8 +32,8 @@ from ledger.service.application import TransferLedger
 from ledger.tlog.leaf import ZERO_HASH, encode_leaf, originator_id_text
 from ledger.tlog.merkle import CompactRange, leaf_hash
 from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
-from tests.scenario import actor, grant, onward, refuse, request, revocation, transfer
 from tests.support.backends import Backend
+from tests.support.builders import actor, grant, onward, refuse, request, revocation, transfer
 
 ROOT = Path(__file__).resolve().parents[2]
 GRANTED = "transfer-ledger:AuthorizationGranted:v1"

@@ -14,8 +14,8 @@ from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
-from tests.scenario import granted_chain, onward, transfer
 from tests.support.backends import Backend
+from tests.support.builders import granted_chain, onward, transfer
 
 SIGNER = Signer.from_seed("ledger.example/incremental", bytes(range(32)))
 

@@ -28,8 +28,8 @@ from ledger.audit.verify import (
 )
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
-from tests.scenario import transfer
 from tests.support.backends import PG_URL, Backend, fresh_backend
+from tests.support.builders import transfer
 from tests.support.tamper import TwoStreamsOnly
 
 

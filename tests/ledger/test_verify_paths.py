@@ -16,8 +16,8 @@ from ledger.audit.verify import _canonical, _plain_object, verify_ledger
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer
-from tests.scenario import granted_chain, onward, refuse, request, transfer
 from tests.support.backends import Backend
+from tests.support.builders import granted_chain, onward, refuse, request, transfer
 from tests.support.tamper import TwoStreamsOnly
 
 SIGNER = Signer.from_seed("ledger.example/paths", bytes(range(32)))

@@ -20,7 +20,7 @@ from projections import queries
 from projections.events import now_time
 from projections.replay import replay
 from projections.runner import ProjectionRunner
-from tests import scenario
+from tests.support import builders
 from tests.support.world import around, around_grant, build_world, dump
 
 FAR_FUTURE = "2999-01-01T00:00:00.000000Z"
@@ -43,16 +43,16 @@ def one(items: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 
 
 def test_the_application_alone_raises_no_grant_finding(ledger: TransferLedger, runner: ProjectionRunner) -> None:
-    root, a1 = scenario.granted_chain(ledger, max_transfers=1)
-    ledger.record_transfer(scenario.onward("FR", "INTERPOL", root, a1))
-    ledger.record_transfer(scenario.onward("FR", "DE", root))  # back to the origin: no grant needed
+    root, a1 = builders.granted_chain(ledger, max_transfers=1)
+    ledger.record_transfer(builders.onward("FR", "INTERPOL", root, a1))
+    ledger.record_transfer(builders.onward("FR", "DE", root))  # back to the origin: no grant needed
     assert findings(runner) == []
 
 
 def test_onward_transfer_without_any_grant_written_around_the_application(
     ledger: TransferLedger, runner: ProjectionRunner
 ) -> None:
-    root = ledger.record_transfer(scenario.transfer("DE", "FR"))
+    root = ledger.record_transfer(builders.transfer("DE", "FR"))
     forged = around(ledger, "FR", "INTERPOL", root)
     f = one(findings(runner), rule="onward-transfer-not-authorized")
     assert f["article"] == "art. 36 §3" and f["reason"] == "onward-transfer-not-authorized"
@@ -66,8 +66,8 @@ def test_onward_transfer_without_any_grant_written_around_the_application(
                                   "purpose", "other-recipient", "other-parent", "not-origin", "unknown",
                                   "written"])
 def test_each_way_a_grant_fails_to_cover(ledger: TransferLedger, runner: ProjectionRunner, case: str) -> None:
-    root = ledger.record_transfer(scenario.transfer("DE", "FR"))
-    request = ledger.request_authorization(scenario.request("FR", "INTERPOL", root))
+    root = ledger.record_transfer(builders.transfer("DE", "FR"))
+    request = ledger.request_authorization(builders.request("FR", "INTERPOL", root))
     grant_id = request["id"]
     extra: dict[str, Any] = {}
     expected = {
@@ -79,33 +79,33 @@ def test_each_way_a_grant_fails_to_cover(ledger: TransferLedger, runner: Project
     }[case]
     recipient, parent = "INTERPOL", root
     if case == "revoked":
-        ledger.decide(grant_id, scenario.grant("DE"))
-        ledger.revoke(grant_id, scenario.revocation("DE"))
+        ledger.decide(grant_id, builders.grant("DE"))
+        ledger.revoke(grant_id, builders.revocation("DE"))
     elif case == "refused":
-        ledger.decide(grant_id, scenario.refuse("DE"))
+        ledger.decide(grant_id, builders.refuse("DE"))
     elif case == "exhausted":
-        ledger.decide(grant_id, scenario.grant("DE", max_transfers=1))
-        ledger.record_transfer(scenario.onward("FR", "INTERPOL", root, request))
+        ledger.decide(grant_id, builders.grant("DE", max_transfers=1))
+        ledger.record_transfer(builders.onward("FR", "INTERPOL", root, request))
     elif case == "expired":
-        ledger.decide(grant_id, scenario.grant("DE", valid_until="2020-01-01T00:00:00Z"))
+        ledger.decide(grant_id, builders.grant("DE", valid_until="2020-01-01T00:00:00Z"))
     elif case == "category":
-        ledger.decide(grant_id, scenario.grant("DE"))
+        ledger.decide(grant_id, builders.grant("DE"))
         extra["data_categories"] = ["traffic", "subscriber"]
     elif case == "purpose":
-        ledger.decide(grant_id, scenario.grant("DE"))
+        ledger.decide(grant_id, builders.grant("DE"))
         extra["purpose"] = {"proceeding": "another proceeding"}
     elif case == "other-recipient":
-        ledger.decide(grant_id, scenario.grant("DE"))
+        ledger.decide(grant_id, builders.grant("DE"))
         recipient = "BR"
     elif case == "other-parent":
-        ledger.decide(grant_id, scenario.grant("DE"))
-        parent = ledger.record_transfer(scenario.transfer("DE", "FR"))
+        ledger.decide(grant_id, builders.grant("DE"))
+        parent = ledger.record_transfer(builders.transfer("DE", "FR"))
     elif case == "not-origin":
         around_grant(ledger, grant_id, "FR")  # the holder grants itself
     elif case == "unknown":
         grant_id = str(uuid4())
     elif case == "written":
-        ledger.set_party_policy("DE", written_authorization_required=True, set_by=scenario.actor("DE"))
+        ledger.set_party_policy("DE", written_authorization_required=True, set_by=builders.actor("DE"))
         around_grant(ledger, grant_id, "DE")  # a grant without a written instrument
     forged = around(ledger, "FR", recipient, parent, grant_id, use=case != "unknown", **extra)
     f = one(findings(runner, "onward-transfer-not-authorized"), transfer_id=forged)
@@ -120,7 +120,7 @@ def test_each_way_a_grant_fails_to_cover(ledger: TransferLedger, runner: Project
 
 
 def test_lineage_that_does_not_hold(ledger: TransferLedger, runner: ProjectionRunner) -> None:
-    root = ledger.record_transfer(scenario.transfer("DE", "FR"))
+    root = ledger.record_transfer(builders.transfer("DE", "FR"))
     not_holder = around(ledger, "NL", "DE", root)  # NL never received it
     wrong_origin = around(ledger, "FR", "DE", root, origin="FR")
     dangling = around(ledger, "FR", "DE", {"id": str(uuid4()), "origin": "DE", "root_transfer_id": root["id"],
@@ -152,22 +152,22 @@ def test_flow_after_a_revocation(ledger: TransferLedger, runner: ProjectionRunne
 def test_no_flow_finding_when_the_origin_grants_the_hop_after_the_revocation(
     ledger: TransferLedger, runner: ProjectionRunner
 ) -> None:
-    root, a1 = scenario.granted_chain(ledger)
-    t1 = ledger.record_transfer(scenario.onward("FR", "INTERPOL", root, a1))
-    ledger.revoke(a1["id"], scenario.revocation("DE"))
-    a2 = ledger.request_authorization(scenario.request("INTERPOL", "BR", t1))
-    a2 = ledger.decide(a2["id"], scenario.grant("DE"))  # DE knows, and still allows it
-    ledger.record_transfer(scenario.onward("INTERPOL", "BR", t1, a2))
+    root, a1 = builders.granted_chain(ledger)
+    t1 = ledger.record_transfer(builders.onward("FR", "INTERPOL", root, a1))
+    ledger.revoke(a1["id"], builders.revocation("DE"))
+    a2 = ledger.request_authorization(builders.request("INTERPOL", "BR", t1))
+    a2 = ledger.decide(a2["id"], builders.grant("DE"))  # DE knows, and still allows it
+    ledger.record_transfer(builders.onward("INTERPOL", "BR", t1, a2))
     assert findings(runner, "flow-after-revocation") == []
 
 
 def test_passed_on_after_the_retention_date(ledger: TransferLedger, runner: ProjectionRunner) -> None:
-    root, a1 = scenario.granted_chain(ledger)
-    ledger.record_transfer(scenario.transfer("DE", "FR"))  # unrelated
-    kept = ledger.record_transfer(scenario.transfer("DE", "FR", retention_until="2020-01-31"))
-    a = ledger.request_authorization(scenario.request("FR", "INTERPOL", kept))
-    a = ledger.decide(a["id"], scenario.grant("DE"))
-    late = ledger.record_transfer(scenario.onward("FR", "INTERPOL", kept, a))
+    root, a1 = builders.granted_chain(ledger)
+    ledger.record_transfer(builders.transfer("DE", "FR"))  # unrelated
+    kept = ledger.record_transfer(builders.transfer("DE", "FR", retention_until="2020-01-31"))
+    a = ledger.request_authorization(builders.request("FR", "INTERPOL", kept))
+    a = ledger.decide(a["id"], builders.grant("DE"))
+    late = ledger.record_transfer(builders.onward("FR", "INTERPOL", kept, a))
     f = one(findings(runner), rule="onward-transfer-after-retention")
     assert f["article"] == "Order 949 §12, §15" and f["transfer_id"] == late["id"]
     assert [e["leaf_index"] for e in f["evidence"]] == [late["leaf_index"], kept["leaf_index"]]
@@ -180,10 +180,10 @@ def test_passed_on_after_the_retention_date(ledger: TransferLedger, runner: Proj
 
 
 def test_requests_pending_past_the_deadline(ledger: TransferLedger, runner: ProjectionRunner) -> None:
-    root = ledger.record_transfer(scenario.transfer("DE", "FR"))
-    pending = ledger.request_authorization(scenario.request("FR", "INTERPOL", root))
-    decided = ledger.request_authorization(scenario.request("FR", "BR", root))
-    ledger.decide(decided["id"], scenario.refuse("DE"))
+    root = ledger.record_transfer(builders.transfer("DE", "FR"))
+    pending = ledger.request_authorization(builders.request("FR", "INTERPOL", root))
+    decided = ledger.request_authorization(builders.request("FR", "BR", root))
+    ledger.decide(decided["id"], builders.refuse("DE"))
     assert findings(runner, "request-pending-too-long") == []  # 30 days by default
     items = findings(runner, "request-pending-too-long", now=FAR_FUTURE)
     f = one(items, authorization_id=pending["id"])
@@ -197,7 +197,7 @@ def test_requests_pending_past_the_deadline(ledger: TransferLedger, runner: Proj
 
 
 def test_malformed_events(ledger: TransferLedger, runner: ProjectionRunner) -> None:
-    ledger.record_transfer(scenario.transfer("DE", "FR"))
+    ledger.record_transfer(builders.transfer("DE", "FR"))
     ledger.recorder.insert_events([
         StoredEvent(uuid4(), 1, Transfer.Recorded.TOPIC, b'{"sender": "DE"}'),
         StoredEvent(uuid4(), 1, Transfer.Recorded.TOPIC, b"not json"),

@@ -8,7 +8,7 @@ from ledger.service.application import TransferLedger
 from projections import queries
 from projections.replay import ReplayError, covering_checkpoint, replay
 from projections.runner import ProjectionRunner
-from tests import scenario
+from tests.support import builders
 from tests.support.world import around, build_world, dump
 
 
@@ -26,10 +26,10 @@ def test_the_state_as_of_n_does_not_change_when_later_events_arrive(
     assert state["authorizations"]["counts"] == {"pending": 0, "granted": 1, "refused": 0, "revoked": 0, "total": 1}
     assert state["lineage"]["transfers"] == 2
     # Later: the grant is used again, a pending request is decided, a forged transfer, a revocation.
-    ledger.decide(w["pending"]["id"], scenario.grant("DE"))
+    ledger.decide(w["pending"]["id"], builders.grant("DE"))
     around(ledger, "FR", "INTERPOL", w["root"])
-    ledger.record_transfer(scenario.onward("FR", "NL", w["root"], w["pending"]))
-    ledger.revoke(w["a2"]["id"], scenario.revocation("DE"))
+    ledger.record_transfer(builders.onward("FR", "NL", w["root"], w["pending"]))
+    ledger.revoke(w["a2"]["id"], builders.revocation("DE"))
     after = replay(ledger.store, at_index=n)
     try:
         assert after.at_index == n and after.tree_size == n + 1
@@ -68,8 +68,8 @@ def test_as_of_a_time(ledger: TransferLedger) -> None:
 
 
 def test_time_dependent_findings_are_judged_at_leaf_n(ledger: TransferLedger) -> None:
-    root = ledger.record_transfer(scenario.transfer("DE", "FR", retention_until="2020-01-31"))
-    ledger.request_authorization(scenario.request("FR", "INTERPOL", root))
+    root = ledger.record_transfer(builders.transfer("DE", "FR", retention_until="2020-01-31"))
+    ledger.request_authorization(builders.request("FR", "INTERPOL", root))
     replayed = replay(ledger.store, at_index=1)
     try:
         found = replayed.state(models=("findings",), pending_deadline_days=1.0)["findings"]
@@ -94,7 +94,7 @@ def test_replay_at_head_equals_the_live_models(ledger: TransferLedger, runner: P
 
 
 def test_points_outside_the_ledger(ledger: TransferLedger) -> None:
-    ledger.record_transfer(scenario.transfer("DE", "FR"))
+    ledger.record_transfer(builders.transfer("DE", "FR"))
     for index in (-1, 1, 10**9):
         with pytest.raises(ReplayError, match="not a leaf"):
             replay(ledger.store, at_index=index)
@@ -104,13 +104,13 @@ def test_points_outside_the_ledger(ledger: TransferLedger) -> None:
 
 def test_the_checkpoint_that_covers_a_leaf(ledger: TransferLedger) -> None:
     for _ in range(3):
-        ledger.record_transfer(scenario.transfer("DE", "FR"))
+        ledger.record_transfer(builders.transfer("DE", "FR"))
     ledger.store.save_checkpoint(2, b"\x00" * 32, "note at 2\n")
     ledger.store.save_checkpoint(3, b"\x01" * 32, "note at 3\n")
     first = covering_checkpoint(ledger.store, 0)
     assert first is not None and first.tree_size == 2
     assert covering_checkpoint(ledger.store, 2).tree_size == 3  # type: ignore[union-attr]
-    ledger.record_transfer(scenario.transfer("DE", "FR"))
+    ledger.record_transfer(builders.transfer("DE", "FR"))
     assert covering_checkpoint(ledger.store, 3) is None
 
 

@@ -24,7 +24,7 @@ from domain.errors import DomainError
 from domain.rules import authorization_required
 from ledger.config import eventsourcing_env
 from ledger.service.application import TransferLedger
-from tests import scenario
+from tests.support import builders
 from tests.support.backends import PG_URL, fresh_backend
 from tests.support.world import around, around_grant, make_runner
 
@@ -33,7 +33,7 @@ from tests.support.world import around, around_grant, make_runner
 MIRRORED = ("onward-transfer-not-authorized", "lineage-inconsistent")
 PARTIES = ["FR", "INTERPOL", "NL", "US", "BR", "DE"]
 CATEGORIES = [["traffic"], ["subscriber"], ["subscriber", "traffic"], ["content"], ["traffic", "content"]]
-PROCEEDINGS = [scenario.PURPOSE["proceeding"], "another proceeding"]
+PROCEEDINGS = [builders.PURPOSE["proceeding"], "another proceeding"]
 VALID_UNTIL = [None, "2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]
 
 #: Where requests mostly go (a request to the origin, or to oneself, is refused as input).
@@ -83,8 +83,8 @@ def pick(items: list[Any], index: int) -> Any:
 def run_history(ledger: TransferLedger, written_policy: bool, steps: list[tuple[Any, ...]]) -> dict[str, str]:
     """Play the steps; the transfers written around the application, with the rule it refused each by."""
     if written_policy:
-        ledger.set_party_policy("DE", written_authorization_required=True, set_by=scenario.actor("DE"))
-    transfers = [ledger.record_transfer(scenario.transfer("DE", "FR"))]
+        ledger.set_party_policy("DE", written_authorization_required=True, set_by=builders.actor("DE"))
+    transfers = [ledger.record_transfer(builders.transfer("DE", "FR"))]
     requests: list[dict[str, Any]] = []
     refused: dict[str, str] = {}
     for kind, *args in steps:
@@ -94,7 +94,7 @@ def run_history(ledger: TransferLedger, written_policy: bool, steps: list[tuple[
                 parent = pick(transfers, parent_index)
                 if by_holder:  # mostly, the Party that holds the data asks
                     holder = parent["recipient"]["party"]
-                requests.append(ledger.request_authorization(scenario.request(
+                requests.append(ledger.request_authorization(builders.request(
                     holder, recipient, parent, data_categories=categories)))
             elif kind == "grant" and requests:
                 index, most, until, categories, proceeding, written = args
@@ -104,11 +104,11 @@ def run_history(ledger: TransferLedger, written_policy: bool, steps: list[tuple[
                     conditions["purpose"] = {"proceeding": proceeding, "description": "granted purpose"}
                 if written:
                     conditions["written_instrument"] = {"reference": "BfJ 1/26", "sha256": "ab" * 32}
-                ledger.decide(pick(requests, index)["id"], scenario.grant("DE", **conditions))
+                ledger.decide(pick(requests, index)["id"], builders.grant("DE", **conditions))
             elif kind == "refuse" and requests:
-                ledger.decide(pick(requests, args[0])["id"], scenario.refuse("DE"))
+                ledger.decide(pick(requests, args[0])["id"], builders.refuse("DE"))
             elif kind == "revoke" and requests:
-                ledger.revoke(pick(requests, args[0])["id"], scenario.revocation("DE"))
+                ledger.revoke(pick(requests, args[0])["id"], builders.revocation("DE"))
             elif kind == "grant-around" and requests:
                 request = ledger.get_authorization(pick(requests, args[0])["id"])
                 if request["status"] == "pending":
@@ -130,7 +130,7 @@ def run_history(ledger: TransferLedger, written_policy: bool, steps: list[tuple[
         if grant is not None and not authorization_required(parent["origin"], sender, recipient):
             grant = None  # naming a grant where none is needed (to the origin, or by it) is refused as input
         purpose = {"proceeding": proceeding, "description": "ransomware"}
-        body = scenario.onward(sender, recipient, parent, grant, data_categories=categories, purpose=purpose)
+        body = builders.onward(sender, recipient, parent, grant, data_categories=categories, purpose=purpose)
         try:
             transfers.append(ledger.record_transfer(body))
         except DomainError as refusal:

@@ -13,7 +13,7 @@ from projections import runner as runner_module
 from projections.replay import replay
 from projections.runner import PositionConflict, ProjectionError, ProjectionRunner
 from projections.schema import MODELS
-from tests import scenario
+from tests.support import builders
 from tests.support.backends import Backend
 from tests.support.world import build_world, dump, make_runner
 
@@ -23,12 +23,12 @@ def test_live_equals_rebuilt_equals_replayed(ledger: TransferLedger) -> None:
     a rebuild from zero, and as a replay of the whole ledger in memory."""
     live = make_runner(ledger, batch_size=3)
     live.catch_up()  # nothing yet
-    root, a1 = scenario.granted_chain(ledger, max_transfers=2)
+    root, a1 = builders.granted_chain(ledger, max_transfers=2)
     live.run_batch()
-    t1 = ledger.record_transfer(scenario.onward("FR", "INTERPOL", root, a1))
+    t1 = ledger.record_transfer(builders.onward("FR", "INTERPOL", root, a1))
     live.catch_up()
     build_world(ledger)
-    ledger.record_transfer(scenario.onward("FR", "INTERPOL", root, a1))  # a second use
+    ledger.record_transfer(builders.onward("FR", "INTERPOL", root, a1))  # a second use
     while live.run_batch():
         pass
     assert live.position() == ledger.store.head().size - 1
@@ -203,7 +203,7 @@ def test_a_leaf_whose_event_row_is_gone(ledger: TransferLedger, backend: Backend
 
 
 def test_the_last_leaf_without_its_event_stops_the_runner(ledger: TransferLedger, backend: Backend) -> None:
-    ledger.record_transfer(scenario.transfer("DE", "FR"))
+    ledger.record_transfer(builders.transfer("DE", "FR"))
     backend.execute(f"DELETE FROM {backend.events_table}")
     with pytest.raises(ProjectionError, match="leaf 0 of 1 has no event row"):
         make_runner(ledger).catch_up()
@@ -217,9 +217,9 @@ def test_follow_keeps_up_until_stopped(ledger: TransferLedger) -> None:
                               kwargs={"interval": 0.05, "on_batch": lambda n, p: batches.append(p)})
     thread.start()
     try:
-        root = ledger.record_transfer(scenario.transfer("DE", "FR"))
+        root = ledger.record_transfer(builders.transfer("DE", "FR"))
         _until(lambda: runner.position() == 0)
-        ledger.request_authorization(scenario.request("FR", "INTERPOL", root))
+        ledger.request_authorization(builders.request("FR", "INTERPOL", root))
         _until(lambda: runner.position() == 1)
     finally:
         stop.set()
@@ -230,7 +230,7 @@ def test_follow_keeps_up_until_stopped(ledger: TransferLedger) -> None:
 
 def test_wait_for_a_leaf(ledger: TransferLedger) -> None:
     runner = make_runner(ledger)
-    root = ledger.record_transfer(scenario.transfer("DE", "FR"))
+    root = ledger.record_transfer(builders.transfer("DE", "FR"))
     assert runner.wait_for(root["leaf_index"], timeout=5) >= root["leaf_index"]
     assert runner.wait_for(5, timeout=0.1) == 0  # not in the ledger: gives up after the timeout
 

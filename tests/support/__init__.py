@@ -1,1 +1,1 @@
-"""Helpers shared by the tests: backends, the API in process and as a server, load, builders of histories."""
+"""Helpers shared by the tests: builders of inputs, backends, the API in process and as a server, load, histories."""

@@ -18,7 +18,7 @@ from api.app import create_app
 from ledger.cli import app as cli
 from ledger.config import Settings
 from ledger.tlog.note import Checkpoint, Verifier, open_checkpoint
-from tests import scenario
+from tests.support import builders
 from tests.support.backends import PG_URL
 
 PARTIES = ("DE", "FR", "INTERPOL", "BR", "NL")
@@ -145,16 +145,16 @@ class Api:
         return response.json()  # type: ignore[no-any-return]
 
     def transfer(self, sender: str, recipient: str, **overrides: Any) -> dict[str, Any]:
-        return self.ok(self.post("/v1/transfers", scenario.transfer(sender, recipient, **overrides),
+        return self.ok(self.post("/v1/transfers", builders.transfer(sender, recipient, **overrides),
                                  f"{sender}-recorder"), 201)
 
     def onward(self, sender: str, recipient: str, parent: dict[str, Any], auth: dict[str, Any] | None = None,
                **overrides: Any) -> dict[str, Any]:
-        body = scenario.onward(sender, recipient, parent, auth, **overrides)
+        body = builders.onward(sender, recipient, parent, auth, **overrides)
         return self.ok(self.post("/v1/transfers", body, f"{sender}-recorder"), 201)
 
     def request(self, holder: str, recipient: str, parent: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-        body = scenario.request(holder, recipient, parent, **overrides)
+        body = builders.request(holder, recipient, parent, **overrides)
         return self.ok(self.post("/v1/authorization-requests", body, f"{holder}-recorder"), 201)
 
     def decide(self, auth: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -163,10 +163,10 @@ class Api:
                                  f"{party}-authority"), 200)
 
     def grant(self, auth: dict[str, Any], by: str = "DE", **conditions: Any) -> dict[str, Any]:
-        return self.decide(auth, scenario.grant(by, **conditions))
+        return self.decide(auth, builders.grant(by, **conditions))
 
     def revoke(self, auth: dict[str, Any], by: str = "DE") -> dict[str, Any]:
-        return self.ok(self.post(f"/v1/authorizations/{auth['id']}/revocation", scenario.revocation(by),
+        return self.ok(self.post(f"/v1/authorizations/{auth['id']}/revocation", builders.revocation(by),
                                  f"{by}-authority"), 200)
 
     def chain(self, **conditions: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
-from tests import scenario
+from tests.support import builders
 
 
 def transfer_for(key: str) -> dict[str, Any]:
     """The transfer a client sends under ``key``: the same body on every retry."""
-    return scenario.transfer("DE", "FR", purpose={"proceeding": key, "description": "load"})
+    return builders.transfer("DE", "FR", purpose={"proceeding": key, "description": "load"})
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from uuid import UUID
 from domain.errors import RuleViolation
 from domain.model import Authorization, Transfer
 from ledger.service.application import TransferLedger
-from tests.scenario import granted_chain, onward, revocation
+from tests.support.builders import granted_chain, onward, revocation
 
 
 def threads_racing_a_revocation(ledger: TransferLedger) -> None:

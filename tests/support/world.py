@@ -14,7 +14,7 @@ from projections import runner_for
 from projections.db import Db
 from projections.runner import ProjectionRunner
 from projections.schema import MODEL_TABLES
-from tests import scenario
+from tests.support import builders
 
 
 def make_runner(ledger: TransferLedger, **options: Any) -> ProjectionRunner:
@@ -37,18 +37,18 @@ def build_world(ledger: TransferLedger) -> dict[str, Any]:
     """A ledger with every kind of event: chains, a refusal, a pending request,
     a revocation with a flow after it, a policy, a retention date passed."""
     w: dict[str, Any] = {}
-    w["root"], w["a1"] = scenario.granted_chain(ledger, max_transfers=2)
-    w["t1"] = ledger.record_transfer(scenario.onward("FR", "INTERPOL", w["root"], w["a1"]))
-    w["a2"] = ledger.request_authorization(scenario.request("INTERPOL", "BR", w["t1"]))
-    w["a2"] = ledger.decide(w["a2"]["id"], scenario.grant("DE"))
-    w["refused"] = ledger.request_authorization(scenario.request("FR", "US", w["root"]))
-    w["refused"] = ledger.decide(w["refused"]["id"], scenario.refuse("DE", "no proceeding in US"))
-    w["pending"] = ledger.request_authorization(scenario.request("FR", "NL", w["root"]))
-    ledger.revoke(w["a1"]["id"], scenario.revocation("DE", "proceeding closed"))
-    w["t2"] = ledger.record_transfer(scenario.onward("INTERPOL", "BR", w["t1"], w["a2"]))  # after the revocation
-    w["back"] = ledger.record_transfer(scenario.onward("BR", "DE", w["t2"]))  # back to the origin: no grant needed
-    ledger.set_party_policy("NL", written_authorization_required=True, set_by=scenario.actor("NL"))
-    w["nl"] = ledger.record_transfer(scenario.transfer("NL", "FR", retention_until="2020-01-31",
+    w["root"], w["a1"] = builders.granted_chain(ledger, max_transfers=2)
+    w["t1"] = ledger.record_transfer(builders.onward("FR", "INTERPOL", w["root"], w["a1"]))
+    w["a2"] = ledger.request_authorization(builders.request("INTERPOL", "BR", w["t1"]))
+    w["a2"] = ledger.decide(w["a2"]["id"], builders.grant("DE"))
+    w["refused"] = ledger.request_authorization(builders.request("FR", "US", w["root"]))
+    w["refused"] = ledger.decide(w["refused"]["id"], builders.refuse("DE", "no proceeding in US"))
+    w["pending"] = ledger.request_authorization(builders.request("FR", "NL", w["root"]))
+    ledger.revoke(w["a1"]["id"], builders.revocation("DE", "proceeding closed"))
+    w["t2"] = ledger.record_transfer(builders.onward("INTERPOL", "BR", w["t1"], w["a2"]))  # after the revocation
+    w["back"] = ledger.record_transfer(builders.onward("BR", "DE", w["t2"]))  # back to the origin: no grant needed
+    ledger.set_party_policy("NL", written_authorization_required=True, set_by=builders.actor("NL"))
+    w["nl"] = ledger.record_transfer(builders.transfer("NL", "FR", retention_until="2020-01-31",
                                                        legal_basis="art41", data_categories=["content"]))
     return w
 
@@ -59,9 +59,9 @@ def around(ledger: TransferLedger, sender: str, recipient: str, parent: dict[str
     (as a writer around the application would); with ``grant_id``, also its use."""
     transfer_id = uuid4()
     fields = {
-        "sender": scenario.actor(sender), "recipient": {"party": recipient, "authority": f"{recipient}/POLICE"},
-        "legal_basis": "art47", "request_reference": None, "purpose": dict(scenario.PURPOSE),
-        "data_categories": ["traffic"], "subjects": [], "dataset_sha256": scenario.DIGEST, "item_count": None,
+        "sender": builders.actor(sender), "recipient": {"party": recipient, "authority": f"{recipient}/POLICE"},
+        "legal_basis": "art47", "request_reference": None, "purpose": dict(builders.PURPOSE),
+        "data_categories": ["traffic"], "subjects": [], "dataset_sha256": builders.DIGEST, "item_count": None,
         "handling": {"confidential": False, "written_authorization_required": False, "use_restrictions": []},
         "retention_until": None, "transferred_at": format_datetime(ledger.clock()), "justification": None,
         "ordered_by": None, "parent_transfer_id": parent["id"] if parent else None, "authorization_id": grant_id,
@@ -85,5 +85,5 @@ def around_grant(ledger: TransferLedger, request_id: str, by: str) -> None:
     grant: Authorization = ledger.repository.get(UUID(request_id))
     from domain.values import GrantConditions
 
-    grant.grant(Actor.from_dict(scenario.actor(by)), GrantConditions(), None)
+    grant.grant(Actor.from_dict(builders.actor(by)), GrantConditions(), None)
     ledger.save(grant)

@@ -1,14 +1,22 @@
-"""Request bodies and aggregates for the domain tests, built as the ledger builds them.
+"""The tests' inputs, realistic and easy to vary: request bodies, and domain aggregates.
 
-Bodies are realistic and easy to vary (``MISSING`` drops a field). Aggregates
-are made with the domain's own event classes, their lineage fields filled the
-way ``ledger.service.application`` fills them, without any store.
+**Bodies** are what the API and the application take (``transfer``, ``onward``,
+``request``, ``grant``, ``refuse``, ``revocation``; ``granted_chain`` records
+one on a ledger). An override replaces a field; ``MISSING`` leaves it out.
+
+**Aggregates** are made with the domain's own event classes, their lineage
+fields filled the way ``ledger.service.application`` fills them, without any
+store: ``draft`` (a parsed transfer), ``record`` and ``recorded`` (a Transfer),
+``pending_authorization`` (an Authorization requested), then
+``grant_authorization``, ``refuse_authorization``, ``revoke_authorization``
+(by its origin). ``assert_error`` checks what a refusal says.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from domain.errors import DomainError
@@ -22,7 +30,10 @@ from domain.values import (
     format_datetime,
 )
 
-#: The ledger's clock in these tests.
+if TYPE_CHECKING:
+    from ledger.service.application import TransferLedger
+
+#: The ledger's clock in the domain tests.
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DIGEST = "5d" * 32
 PURPOSE = {"proceeding": "FR-PNC-2026-0417", "description": "ransomware"}
@@ -31,14 +42,17 @@ INSTRUMENT = {"reference": "DE-BfJ-2026-114", "sha256": "ab" * 32}
 AUTHORITIES = {
     "DE": "DE/BKA",
     "FR": "FR/OFAC",
+    "INTERPOL": "INTERPOL/IPSG",
     "BR": "BR/PF",
     "US": "US/FBI",
     "NL": "NL/NHTCU",
-    "INTERPOL": "INTERPOL/IPSG",
 }
 
 #: Put as an override's value to leave the field out of the body.
 MISSING: Any = object()
+
+#: A transfer as the tests hold it: the ledger's answer (a dict with its ``id``) or an aggregate.
+Recorded = Mapping[str, Any] | Transfer
 
 
 def _apply(body: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +64,13 @@ def _apply(body: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _id_of(recorded: Recorded) -> str:
+    return str(recorded.id) if isinstance(recorded, Transfer) else str(recorded["id"])
+
+
+# -- bodies ------------------------------------------------------------------------
+
+
 def actor(party: str, officer: str | None = "Insp. K. Weber") -> dict[str, str]:
     out = {"party": party, "authority": AUTHORITIES.get(party, f"{party}/POLICE")}
     if officer is not None:
@@ -57,7 +78,7 @@ def actor(party: str, officer: str | None = "Insp. K. Weber") -> dict[str, str]:
     return out
 
 
-def transfer_body(sender: str = "DE", recipient: str = "FR", /, **overrides: Any) -> dict[str, Any]:
+def transfer(sender: str = "DE", recipient: str = "FR", /, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "sender": actor(sender),
         "recipient": actor(recipient, officer=None),
@@ -69,9 +90,20 @@ def transfer_body(sender: str = "DE", recipient: str = "FR", /, **overrides: Any
     return _apply(body, overrides)
 
 
-def request_body(holder: str, recipient: str, parent: Transfer, /, **overrides: Any) -> dict[str, Any]:
+def onward(sender: str, recipient: str, parent: Recorded, auth: Mapping[str, Any] | None = None,
+           /, **overrides: Any) -> dict[str, Any]:
+    """An onward transfer of ``parent`` (under ``auth``, the ledger's answer for an authorization)."""
+    fields = {"parent_transfer_id": _id_of(parent), "legal_basis": "art47", "data_categories": ["traffic"]}
+    body = transfer(sender, recipient, **{**fields, **overrides})
+    if auth is not None:
+        body["authorization_id"] = auth["id"]
+    return body
+
+
+def request(holder: str, recipient: str, parent: Recorded, /, **overrides: Any) -> dict[str, Any]:
+    """``holder`` asks ``parent``'s origin to pass its data on to ``recipient`` (art. 36 §3)."""
     body: dict[str, Any] = {
-        "parent_transfer_id": str(parent.id),
+        "parent_transfer_id": _id_of(parent),
         "requested_by": actor(holder),
         "recipient": actor(recipient, officer=None),
         "purpose": dict(PURPOSE),
@@ -79,6 +111,29 @@ def request_body(holder: str, recipient: str, parent: Transfer, /, **overrides: 
         "justification": "cross-match against national databases",
     }
     return _apply(body, overrides)
+
+
+def grant(by: str, **conditions: Any) -> dict[str, Any]:
+    return {"decision": "granted", "decided_by": actor(by), "conditions": conditions}
+
+
+def refuse(by: str, reasons: str = "no proceeding named") -> dict[str, Any]:
+    return {"decision": "refused", "decided_by": actor(by), "reasons": reasons}
+
+
+def revocation(by: str, reasons: str = "proceeding closed") -> dict[str, Any]:
+    return {"revoked_by": actor(by), "reasons": reasons}
+
+
+def granted_chain(ledger: TransferLedger, **conditions: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """DE -> FR recorded, FR asked DE to pass it to INTERPOL, DE granted."""
+    root = ledger.record_transfer(transfer("DE", "FR"))
+    auth = ledger.request_authorization(request("FR", "INTERPOL", root))
+    auth = ledger.decide(auth["id"], grant("DE", **conditions))
+    return root, auth
+
+
+# -- aggregates --------------------------------------------------------------------
 
 
 def draft(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | None = None,
@@ -90,7 +145,7 @@ def draft(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | No
         overrides.setdefault("data_categories", ["traffic"])
     if authorization is not None:
         overrides.setdefault("authorization_id", str(authorization.id))
-    return TransferDraft.parse(transfer_body(sender, recipient, **overrides), now=now)
+    return TransferDraft.parse(transfer(sender, recipient, **overrides), now=now)
 
 
 def recorded(transfer: TransferDraft, parent: Transfer | None = None) -> Transfer:
@@ -132,9 +187,9 @@ def record(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | N
     return recorded(draft(sender, recipient, parent=parent, **overrides), parent)
 
 
-def request(holder: str, recipient: str, parent: Transfer, /, **overrides: Any) -> Authorization:
+def pending_authorization(holder: str, recipient: str, parent: Transfer, /, **overrides: Any) -> Authorization:
     """A pending authorization request by ``holder`` to pass ``parent``'s data on."""
-    parsed = AuthorizationRequestDraft.parse(request_body(holder, recipient, parent, **overrides))
+    parsed = AuthorizationRequestDraft.parse(request(holder, recipient, parent, **overrides))
     return Authorization._create(
         Authorization.Requested,
         id=uuid4(),
@@ -153,19 +208,19 @@ def decider(party: str) -> Actor:
     return Actor.parse(actor(party), "decided_by", officer_required=True)
 
 
-def grant(authorization: Authorization, *, by: str | None = None, reasons: str | None = None,
-          **conditions: Any) -> Authorization:
+def grant_authorization(authorization: Authorization, *, by: str | None = None, reasons: str | None = None,
+                        **conditions: Any) -> Authorization:
     """Grant ``authorization`` (by its origin unless ``by`` says otherwise)."""
     authorization.grant(decider(by or authorization.origin), GrantConditions.parse(conditions), reasons)
     return authorization
 
 
-def refuse(authorization: Authorization, reasons: str = "proceeding closed") -> Authorization:
+def refuse_authorization(authorization: Authorization, reasons: str = "proceeding closed") -> Authorization:
     authorization.refuse(decider(authorization.origin), reasons)
     return authorization
 
 
-def revoke(authorization: Authorization, reasons: str = "data found inaccurate") -> Authorization:
+def revoke_authorization(authorization: Authorization, reasons: str = "data found inaccurate") -> Authorization:
     authorization.revoke(decider(authorization.origin), reasons)
     return authorization
 
