@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
+from domain.validation import is_rule_error, rule_detail, rule_values
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -126,11 +127,20 @@ def install(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             where = first.get("ctx", {}).get("error", "")
             return _malformed_json(request, f"the body is not valid JSON: {where}".rstrip(": "))
+        shape = [e for e in errors if not is_rule_error(e)]
+        if errors and not shape:  # well-formed JSON that a rule of the domain refuses: that rule's problem
+            refused = errors[0]
+            field = _field_of(tuple(refused.get("loc", ())))
+            status, body = domain_problem(InvalidInput(
+                rule_detail(refused, field), rule=refused["type"], field=field, values=rule_values(refused),
+            ), request.url.path)
+            return problem_response(status, body)
+        first = shape[0]
         field = _field_of(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid"))
         detail = f"{field}: {message}" if field else message
         invalid = [
-            {"field": _field_of(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in errors[:20]
+            {"field": _field_of(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in shape[:20]
         ]
         return problem_response(
             422, problem(422, "invalid-input", detail, field=field, extra={"errors": invalid},

@@ -132,8 +132,9 @@ def _stored(status: int, body: dict[str, Any]) -> Response:
     return JSONResponse(body, status_code=status, media_type=media)
 
 
-def _body(model: Any) -> dict[str, Any]:
-    return model.model_dump(exclude_none=True)  # type: ignore[no-any-return]
+def _fingerprinted(body: Any) -> dict[str, Any]:
+    """What an idempotency key's request is compared by: the checked body, as JSON, without the fields left out."""
+    return body.model_dump(mode="json", exclude_none=True)  # type: ignore[no-any-return]
 
 
 # -- transfers -------------------------------------------------------------------
@@ -145,9 +146,8 @@ async def record_transfer(body: TransferIn, request: Request, principal: Current
                           idempotency_key: IdempotencyKey = None) -> Response:
     ledger = ledger_of(request)
     views.may_record_transfer(ledger, principal, body)
-    data = _body(body)
-    return await _command(request, ledger, principal, idempotency_key, data, 201,
-                          lambda claim: ledger.plan_record_transfer(data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, _fingerprinted(body), 201,
+                          lambda claim: ledger.plan_record_transfer(body, idempotency=claim))
 
 
 @router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_READ,
@@ -210,9 +210,8 @@ async def request_authorization(body: AuthorizationRequestIn, request: Request, 
                                 idempotency_key: IdempotencyKey = None) -> Response:
     ledger = ledger_of(request)
     views.may_request_authorization(ledger, principal, body)
-    data = _body(body)
-    return await _command(request, ledger, principal, idempotency_key, data, 201,
-                          lambda claim: ledger.plan_request_authorization(data, idempotency=claim))
+    return await _command(request, ledger, principal, idempotency_key, _fingerprinted(body), 201,
+                          lambda claim: ledger.plan_request_authorization(body, idempotency=claim))
 
 
 @router.post("/v1/authorization-requests/{authorization_id}/decision", response_model=AuthorizationOut,
@@ -238,9 +237,8 @@ async def _by_origin(request: Request, principal: Principal, path_id: str, key: 
     (``actor_party``, in ``field``, is who it names as acting); it changes one, so it answers 200."""
     ledger = ledger_of(request)
     auth_id = views.authorization_for_origin(ledger, principal, path_id, actor_party, field)
-    data = _body(body)
-    return await _command(request, ledger, principal, key, data, 200,
-                          lambda claim: plan(ledger, auth_id, data, idempotency=claim))
+    return await _command(request, ledger, principal, key, _fingerprinted(body), 200,
+                          lambda claim: plan(ledger, auth_id, body, idempotency=claim))
 
 
 @router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_READ,

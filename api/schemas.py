@@ -1,117 +1,152 @@
 """Public request and response schemas (docs/API.md, "Bodies": field names are a contract).
 
-These shape and document the JSON; the domain parses the values (Party
-codes, dates, categories...) and refuses bad ones with a precise rule, so
-constraints here stay at the level of JSON types, lengths and enumerations.
+A request body is one of the domain's own values (``domain/values.py``), under
+the name the OpenAPI document has always given it: FastAPI validates it once,
+with every check of the domain, and the route hands the validated value to the
+application. Answers are shaped here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+import functools
+import operator
+import types
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-DataCategory = Literal["subscriber", "traffic", "content", "other_personal"]
+from domain.model import Transfer
+from domain.parties import Actor, Official
+from domain.validation import Value
+from domain.values import (
+    AuthorizationRequestDraft,
+    DecisionDraft,
+    DecisionSignature,
+    GrantConditions,
+    Handling,
+    Purpose,
+    RevocationDraft,
+    TransferDraft,
+    WrittenInstrument,
+)
 
-_TEXT = Field(min_length=1, max_length=2000)
-_SHORT = Field(min_length=1, max_length=200)
-
-
-class Strict(BaseModel):
-    """Input: no unknown fields, and no coercion (``"yes"`` is not a boolean, ``"5"`` not an integer),
-    so the API accepts exactly what its schema describes."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class SenderIn(Strict):
-    party: str = Field(min_length=1, max_length=16, description="ISO 3166-1 alpha-2 code or organization, e.g. DE")
-    authority: str = Field(min_length=3, max_length=140, description="<PARTY>/<NAME>, e.g. DE/BKA")
-    officer: str = Field(min_length=1, max_length=200, description="The person acting")
-
-
-class RecipientIn(Strict):
-    party: str = Field(min_length=1, max_length=16)
-    authority: str = Field(min_length=3, max_length=140)
-    officer: str | None = Field(default=None, min_length=1, max_length=200)
+# -- requests: the domain's own values (domain/validation.py), under the contract's names --
 
 
-class PurposeIn(Strict):
-    proceeding: str = _SHORT
-    description: str | None = Field(default=None, max_length=2000)
+def _swap(annotation: Any, names: dict[type, type]) -> Any:
+    """``annotation`` with each domain model in ``names`` replaced by its contract model."""
+    if isinstance(annotation, type) and annotation in names:
+        return names[annotation]
+    args = get_args(annotation)
+    if not args:
+        return annotation
+    swapped = tuple(_swap(arg, names) for arg in args)
+    if swapped == args:
+        return annotation
+    if isinstance(annotation, types.UnionType) or get_origin(annotation) is Union:
+        return functools.reduce(operator.or_, swapped)
+    return get_origin(annotation)[swapped]
 
 
-class HandlingIn(Strict):
-    confidential: bool = False
-    written_authorization_required: bool = Field(
-        default=False, description="The sender requires onward transfers to be authorized in writing"
-    )
-    use_restrictions: list[str] = Field(default_factory=list, max_length=100)
+def contract(model: type[Value], name: str, *, names: dict[type, type] | None = None,
+             descriptions: dict[str, str] | None = None, example: dict[str, Any] | None = None) -> type[Value]:
+    """The domain model ``model``, named ``name`` in the OpenAPI document (docs/API.md, "Bodies").
+
+    It validates exactly as ``model`` does (it is a subclass that adds no check); nested domain
+    models are replaced by their contract models (``names``), ``descriptions`` document fields,
+    and ``example`` is the schema's example.
+    """
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__doc__": None}  # no description
+    for field_name, info in model.model_fields.items():
+        annotation = _swap(info.annotation, names or {})
+        description = (descriptions or {}).get(field_name)
+        if annotation is info.annotation and description is None:
+            continue
+        field = copy.copy(info)
+        if description is not None:
+            field.description = description
+        annotations[field_name] = annotation
+        namespace[field_name] = field
+    namespace["__annotations__"] = annotations
+    if example is not None:
+        namespace["model_config"] = ConfigDict(json_schema_extra={"examples": [example]})
+    return type(name, (model,), namespace)
 
 
-class TransferIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "sender": {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"},
-        "recipient": {"party": "FR", "authority": "FR/OFAC"},
-        "legal_basis": "art44",
-        "request_reference": "FR-MLA-2026-117",
-        "purpose": {"proceeding": "FR-PNC-2026-0417", "description": "ransomware investigation"},
-        "data_categories": ["subscriber", "traffic"],
-        "subjects": ["subject-1"],
-        "dataset_sha256": "5d" * 32,
-        "handling": {"written_authorization_required": True},
-    }]})
+SenderIn = contract(Official, "SenderIn", descriptions={
+    "party": "ISO 3166-1 alpha-2 code or organization, e.g. DE",
+    "authority": "<PARTY>/<NAME>, e.g. DE/BKA",
+    "officer": "The person acting",
+})
+RecipientIn = contract(Actor, "RecipientIn")
+ActorIn = contract(Official, "ActorIn")
+PurposeIn = contract(Purpose, "PurposeIn")
+HandlingIn = contract(Handling, "HandlingIn")
+WrittenInstrumentIn = contract(WrittenInstrument, "WrittenInstrumentIn")
+ConditionsIn = contract(GrantConditions, "ConditionsIn",
+                        names={Purpose: PurposeIn, WrittenInstrument: WrittenInstrumentIn})
+DecisionSignatureIn = contract(DecisionSignature, "DecisionSignatureIn")
 
-    sender: SenderIn
-    recipient: RecipientIn
-    legal_basis: str = Field(
-        min_length=1, max_length=206,
-        description="art40, art40-4 (spontaneous), art41 ... art47, or treaty:<reference>",
-    )
-    request_reference: str | None = Field(default=None, max_length=200)
-    purpose: PurposeIn
-    data_categories: list[DataCategory] = Field(min_length=1, max_length=4)
-    subjects: list[str] = Field(default_factory=list, max_length=1000, description="References to persons")
-    dataset_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the data transferred")
-    item_count: int | None = Field(default=None, ge=0, le=2**53 - 1)
-    handling: HandlingIn | None = None
-    retention_until: str | None = Field(default=None, description="YYYY-MM-DD", max_length=10,
-                                         json_schema_extra={"format": "date"})
-    transferred_at: str | None = Field(
-        default=None, max_length=40, description="RFC 3339 date-time; defaults to the time of recording",
-        json_schema_extra={"format": "date-time"},
-    )
-    justification: str | None = Field(default=None, max_length=2000)
-    ordered_by: str | None = Field(default=None, max_length=200, description="Who ordered the transfer")
-    parent_transfer_id: str | None = Field(default=None, max_length=64, description="Set for onward transfers")
-    authorization_id: str | None = Field(
-        default=None, max_length=64, description="The origin's grant covering this onward transfer"
-    )
+TransferIn = contract(TransferDraft, "TransferIn", names={
+    Official: SenderIn, Actor: RecipientIn, Purpose: PurposeIn, Handling: HandlingIn,
+}, example={
+    "sender": {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"},
+    "recipient": {"party": "FR", "authority": "FR/OFAC"},
+    "legal_basis": "art44",
+    "request_reference": "FR-MLA-2026-117",
+    "purpose": {"proceeding": "FR-PNC-2026-0417", "description": "ransomware investigation"},
+    "data_categories": ["subscriber", "traffic"],
+    "subjects": ["subject-1"],
+    "dataset_sha256": "5d" * 32,
+    "handling": {"written_authorization_required": True},
+})
+AuthorizationRequestIn = contract(AuthorizationRequestDraft, "AuthorizationRequestIn", names={
+    Official: ActorIn, Actor: RecipientIn, Purpose: PurposeIn,
+}, example={
+    "parent_transfer_id": "0b5c6a4e-3f4d-4b8a-9c1e-2d7f8a9b0c1d",
+    "requested_by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
+    "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
+    "purpose": {"proceeding": "FR-PNC-2026-0417"},
+    "data_categories": ["traffic"],
+    "justification": "cross-match against INTERPOL databases",
+})
+DecisionIn = contract(DecisionDraft, "DecisionIn", names={
+    Official: ActorIn, GrantConditions: ConditionsIn, DecisionSignature: DecisionSignatureIn,
+}, example={
+    "decision": "granted",
+    "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
+    "conditions": {
+        "max_transfers": 1,
+        "data_categories": ["traffic"],
+        "written_instrument": {"reference": "BfJ-2026-0311", "sha256": "ab" * 32},
+    },
+})
+RevocationIn = contract(RevocationDraft, "RevocationIn", names={Official: ActorIn}, example={
+    "revoked_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
+    "reasons": "the proceeding was closed",
+})
 
 
-class TransferOut(BaseModel):
-    id: str
-    sender: dict[str, str]
-    recipient: dict[str, str]
-    legal_basis: str
-    request_reference: str | None
-    purpose: dict[str, Any]
-    data_categories: list[str]
-    subjects: list[str]
-    dataset_sha256: str
-    item_count: int | None
-    handling: dict[str, Any]
-    retention_until: str | None
-    transferred_at: str
-    justification: str | None
-    ordered_by: str | None
-    parent_transfer_id: str | None
-    authorization_id: str | None
-    origin: str = Field(description="The first transferring Party of the data's lineage (art. 36 §3)")
-    root_transfer_id: str
-    depth: int = Field(description="Hops from the lineage's root (0 for a first transfer)")
-    leaf_index: int | None = Field(description="Index of the transfer's leaf in the ledger")
-    recorded_at: str | None
+# -- answers ---------------------------------------------------------------------
+
+
+#: A transfer's answer: its id, the fields of its TransferRecorded event as stored (domain/model.py,
+#: but whether the origin requires written form, which the authorization shows), where it is in the ledger.
+_TRANSFER_DESCRIPTIONS = {
+    "origin": "The first transferring Party of the data's lineage (art. 36 §3)",
+    "depth": "Hops from the lineage's root (0 for a first transfer)",
+}
+TransferOut: type[BaseModel] = create_model(
+    "TransferOut",
+    id=(str, ...),
+    **{name: (hint, Field(description=_TRANSFER_DESCRIPTIONS.get(name)))
+       for name, hint in get_type_hints(Transfer.Recorded).items()
+       if name in Transfer.Recorded.__annotations__ and name != "origin_requires_written_form"},
+    leaf_index=(int | None, Field(description="Index of the transfer's leaf in the ledger")),
+    recorded_at=(str | None, ...),
+)
 
 
 class TransferDetailOut(TransferOut):
@@ -135,83 +170,6 @@ class LineageOut(BaseModel):
 class TransferPage(BaseModel):
     items: list[TransferOut]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
-
-
-class ActorIn(Strict):
-    party: str = Field(min_length=1, max_length=16)
-    authority: str = Field(min_length=3, max_length=140)
-    officer: str = Field(min_length=1, max_length=200)
-
-
-class AuthorizationRequestIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "parent_transfer_id": "0b5c6a4e-3f4d-4b8a-9c1e-2d7f8a9b0c1d",
-        "requested_by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
-        "recipient": {"party": "INTERPOL", "authority": "INTERPOL/IPSG"},
-        "purpose": {"proceeding": "FR-PNC-2026-0417"},
-        "data_categories": ["traffic"],
-        "justification": "cross-match against INTERPOL databases",
-    }]})
-
-    parent_transfer_id: str = Field(max_length=64, description="The transfer whose data the holder received")
-    requested_by: ActorIn
-    recipient: RecipientIn
-    purpose: PurposeIn
-    data_categories: list[DataCategory] = Field(min_length=1, max_length=4)
-    justification: str = _TEXT
-
-
-class WrittenInstrumentIn(Strict):
-    reference: str = Field(min_length=1, max_length=500)
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
-
-
-class ConditionsIn(Strict):
-    valid_until: str | None = Field(default=None, max_length=40, description="RFC 3339 date-time",
-                                     json_schema_extra={"format": "date-time"})
-    max_transfers: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    data_categories: list[DataCategory] | None = Field(default=None, min_length=1, max_length=4)
-    purpose: PurposeIn | None = None
-    written_instrument: WrittenInstrumentIn | None = None
-    further_conditions: list[str] = Field(default_factory=list, max_length=100)
-
-
-class DecisionSignatureIn(Strict):
-    key: str = Field(min_length=3, max_length=400,
-                     description="<key name>+<8 hex key id>: a key the origin registered to sign decisions with")
-    value: str = Field(
-        pattern=r"^[A-Za-z0-9+/]{86}==$",
-        description="Standard base64 of the 64-byte Ed25519 signature over the canonical decision document "
-        "(docs/FORMAT.md); a grant signed by the origin counts as its written instrument",
-    )
-
-
-class DecisionIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "decision": "granted",
-        "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
-        "conditions": {
-            "max_transfers": 1,
-            "data_categories": ["traffic"],
-            "written_instrument": {"reference": "BfJ-2026-0311", "sha256": "ab" * 32},
-        },
-    }]})
-
-    decision: Literal["granted", "refused"]
-    decided_by: ActorIn
-    reasons: str | None = Field(default=None, max_length=2000, description="Required to refuse (art. 40 §25)")
-    conditions: ConditionsIn | None = None
-    signature: DecisionSignatureIn | None = Field(default=None, description="The origin's signature of the decision")
-
-
-class RevocationIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "revoked_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
-        "reasons": "the proceeding was closed",
-    }]})
-
-    revoked_by: ActorIn
-    reasons: str = _TEXT
 
 
 class AuthorizationOut(BaseModel):

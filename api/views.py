@@ -56,8 +56,8 @@ def may_request_authorization(ledger: TransferLedger, principal: Principal, body
     refer_only_to_readable(ledger, principal, body.parent_transfer_id)
 
 
-def refer_only_to_readable(ledger: TransferLedger, principal: Principal, parent_transfer_id: str | None,
-                           authorization_id: str | None = None) -> None:
+def refer_only_to_readable(ledger: TransferLedger, principal: Principal, parent_transfer_id: UUID | str | None,
+                           authorization_id: UUID | str | None = None) -> None:
     """A command naming another Party's transfer or authorization is told it does not exist.
 
     Answered exactly as for an unknown id, so that a refusal (e.g. ``not-holder``) does not

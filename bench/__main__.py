@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -41,40 +42,29 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.http import transfer_body
+from domain.model import Transfer
+from domain.values import TransferDraft
 from ledger.config import Settings, eventsourcing_env, postgres_env
 from ledger.service.application import TransferLedger
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "5000"))
 
 
+def _keep_fields(event: Any, aggregate: Any) -> None:
+    aggregate.fields = dict(event.__dict__)
+
+
 class RawTransfer(Aggregate):
     """A plain eventsourcing aggregate whose one event equals TransferRecorded:
     the same attributes with the same values, saved by the stock recorder."""
 
-    class Recorded(Aggregate.Created):
-        sender: dict[str, str]
-        recipient: dict[str, str]
-        legal_basis: str
-        request_reference: str | None
-        purpose: dict[str, Any]
-        data_categories: list[str]
-        subjects: list[str]
-        dataset_sha256: str
-        item_count: int | None
-        handling: dict[str, Any]
-        retention_until: str | None
-        transferred_at: str
-        justification: str | None
-        ordered_by: str | None
-        parent_transfer_id: str | None
-        authorization_id: str | None
-        origin: str
-        root_transfer_id: str
-        depth: int
-        origin_requires_written_form: bool
-
-        def apply(self, aggregate: Any) -> None:
-            aggregate.fields = dict(self.__dict__)
+    # The same attributes as TransferRecorded, written once (domain/model.py), eventsourcing's
+    # own topic (no TOPIC): a stock aggregate saved by the stock recorder.
+    Recorded = type("Recorded", (Aggregate.Created,), {
+        "__annotations__": dict(Transfer.Recorded.__annotations__),
+        "__module__": __name__, "__qualname__": "RawTransfer.Recorded",
+        "apply": _keep_fields,
+    })
 
 
 class RawApp(Application[Any]):
@@ -83,13 +73,8 @@ class RawApp(Application[Any]):
 
 def recorded_payload(i: int) -> dict[str, Any]:
     """What the ledger stores for transfer_body(i): the same fields, as stored."""
-    body = transfer_body(i)
-    body["handling"] = {"confidential": False, **body["handling"]}  # the parsed form, as stored
-    body.update(
-        transferred_at="2026-11-23T10:00:00.000000Z", parent_transfer_id=None, authorization_id=None,
-        origin="DE", root_transfer_id=str(uuid4()), depth=0, origin_requires_written_form=True,
-    )
-    return body
+    draft = TransferDraft.parse(transfer_body(i), now=datetime(2026, 11, 23, 10, tzinfo=UTC))
+    return Transfer.record(draft, None, draft.sender.party).data
 
 
 def rate(n: int, seconds: float) -> float:

@@ -52,11 +52,11 @@ def create_app() -> Any:
     if ledger_handler_is_async():
         @app.post("/v1/transfers", status_code=201)
         async def record_transfer(body: TransferIn) -> Any:
-            return JSONResponse(body.model_dump(exclude_none=True), status_code=201)
+            return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=201)
     else:
         @app.post("/v1/transfers", status_code=201)
         def record_transfer(body: TransferIn) -> Any:  # type: ignore[misc]
-            return JSONResponse(body.model_dump(exclude_none=True), status_code=201)
+            return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=201)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

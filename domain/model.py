@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from domain.parties import Actor
-from domain.values import GrantConditions, Handling, Purpose
+from domain.values import (
+    AuthorizationRequestDraft,
+    GrantConditions,
+    Handling,
+    Purpose,
+    TransferDraft,
+    format_datetime,
+)
 
 _PREFIX = "transfer-ledger:"
 
@@ -71,6 +78,42 @@ class Transfer(Aggregate):
                 for name in type(self).__annotations__
                 if not name.startswith("_")
             }
+
+    @classmethod
+    def record(cls, draft: TransferDraft, parent: Transfer | None, origin: str,
+               transfer_id: UUID | None = None) -> Transfer:
+        """The transfer ``draft`` describes (as of its ``transferred_at``), with its lineage:
+        ``parent`` (None for a first transfer) and ``origin``, as the art. 36 §3 rules found them."""
+        transfer_id = transfer_id or uuid4()
+        handling = draft.handling or Handling()
+        assert draft.transferred_at is not None, "a draft as of a time (TransferDraft.as_of)"
+        return cls._create(
+            cls.Recorded,
+            id=transfer_id,
+            sender=draft.sender.as_dict(),
+            recipient=draft.recipient.as_dict(),
+            legal_basis=draft.legal_basis,
+            request_reference=draft.request_reference,
+            purpose=draft.purpose.as_dict(),
+            data_categories=list(draft.data_categories),
+            subjects=list(draft.subjects),
+            dataset_sha256=draft.dataset_sha256,
+            item_count=draft.item_count,
+            handling=handling.as_dict(),
+            retention_until=draft.retention_until.isoformat() if draft.retention_until else None,
+            transferred_at=format_datetime(draft.transferred_at),
+            justification=draft.justification,
+            ordered_by=draft.ordered_by,
+            parent_transfer_id=str(parent.id) if parent else None,
+            authorization_id=str(draft.authorization_id) if draft.authorization_id else None,
+            origin=origin,
+            root_transfer_id=str(parent.root_transfer_id if parent else transfer_id),
+            depth=parent.depth + 1 if parent else 0,
+            origin_requires_written_form=(
+                (parent.origin_requires_written_form if parent else False)
+                or (draft.sender.party == origin and handling.written_authorization_required)
+            ),
+        )
 
     @property
     def data(self) -> dict[str, Any]:
@@ -230,6 +273,22 @@ class Authorization(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.uses.append(self.transfer_id)
+
+    @classmethod
+    def requested(cls, draft: AuthorizationRequestDraft, parent: Transfer) -> Authorization:
+        """The holder's request ``draft`` to pass ``parent``'s data on, addressed to its origin."""
+        return cls._create(
+            cls.Requested,
+            id=uuid4(),
+            parent_transfer_id=str(parent.id),
+            requested_by=draft.requested_by.as_dict(),
+            recipient=draft.recipient.as_dict(),
+            purpose=draft.purpose.as_dict(),
+            data_categories=list(draft.data_categories),
+            justification=draft.justification,
+            origin=parent.origin,
+            root_transfer_id=str(parent.root_transfer_id),
+        )
 
     @property
     def request(self) -> dict[str, Any]:

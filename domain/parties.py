@@ -9,13 +9,15 @@ or an international organization, named by its registered short name
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pycountry
+from pydantic import Field, ValidationInfo, field_validator
 
 from domain.errors import InvalidInput
+from domain.validation import FIELD, Value, checked, rule_error
 
 #: International organizations that exchange data under the Convention and
 #: comparable instruments. Art. 36 §3 names transfers "to a third country or
@@ -130,56 +132,64 @@ def parse_text(value: Any, field: str, *, required: bool = True, max_len: int = 
     return value
 
 
-_ACTOR_FIELDS = frozenset({"party", "authority", "officer"})
+class Actor(Value):
+    """Who acts: a Party and one of its authorities, and the officer when named
+    (required of whoever sends, requests or decides: :class:`Official`)."""
 
+    NOUN = "actor"
 
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a Party, one of its authorities, and (for senders) the officer."""
+    party: str = Field(min_length=1, max_length=16)
+    authority: str = Field(min_length=3, max_length=140)
+    officer: str | None = Field(default=None, min_length=1, max_length=200)
 
-    party: str
-    authority: str | None = None
-    officer: str | None = None
-
+    @field_validator("party")
     @classmethod
-    def parse(cls, value: Any, field: str, *, officer_required: bool) -> Actor:
-        if not isinstance(value, dict):
-            raise InvalidInput(
-                f"{field} must be an object with 'party' and 'authority'",
-                rule="invalid-field",
-                field=field,
-            )
-        unknown = () if value.keys() <= _ACTOR_FIELDS else set(value) - _ACTOR_FIELDS
-        if unknown:
-            raise InvalidInput(
-                f"unknown field(s) {sorted(unknown)} in {field}",
-                rule="invalid-field",
-                field=f"{field}.{sorted(unknown)[0]}",
-            )
-        # Each check is tried first without building the field's name; the
-        # parse_* functions give the error (and the same result) otherwise.
-        party = value.get("party")
-        if type(party) is not str or party_name(party) is None:
-            party = parse_party(party, f"{field}.party")
-        authority = value.get("authority")
-        if not _is_authority_of(authority, party):
-            authority = parse_authority(authority, party, f"{field}.authority")
-        officer = value.get("officer")
-        if not is_plain_text(officer, 200):
-            officer = parse_text(officer, f"{field}.officer", required=officer_required, max_len=200)
-        return cls(party=party, authority=authority, officer=officer)
+    def _known_party(cls, value: str) -> str:
+        if party_name(value) is None:
+            checked(parse_party)(value)
+        return value
+
+    @field_validator("authority")
+    @classmethod
+    def _authority_of_party(cls, value: str, info: ValidationInfo) -> str:
+        party = info.data.get("party")
+        if party is not None and not _is_authority_of(value, party):
+            try:
+                parse_authority(value, party, FIELD)
+            except InvalidInput as error:
+                raise rule_error(error) from None
+        return value
+
+    @field_validator("officer")
+    @classmethod
+    def _officer_text(cls, value: str | None) -> str | None:
+        if value is not None and not is_plain_text(value, 200):
+            checked(functools.partial(parse_text, max_len=200))(value)
+        return value
 
     def as_dict(self) -> dict[str, str]:
-        out = {"party": self.party}
-        if self.authority is not None:
-            out["authority"] = self.authority
+        """The stored form (docs/FORMAT.md): no officer when none is named."""
+        out = {"party": self.party, "authority": self.authority}
         if self.officer is not None:
             out["officer"] = self.officer
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> Actor:
-        return cls(data["party"], data.get("authority"), data.get("officer"))
+        """A stored actor, as recorded (not checked again)."""
+        return cls.model_construct(party=data["party"], authority=data.get("authority"),
+                                   officer=data.get("officer"))
+
+
+class Official(Actor):
+    """An actor whose officer is named: who sends, requests, decides or revokes."""
+
+    officer: str = Field(min_length=1, max_length=200)
+
+
+def parse_actor(value: Any, field: str, *, officer_required: bool) -> Actor:
+    """``value`` as an :class:`Official` (``officer_required``) or an :class:`Actor`."""
+    return (Official if officer_required else Actor).parse(value, field)
 
 
 def _is_authority_of(value: Any, party: str) -> bool:

@@ -458,7 +458,7 @@ def check_onward_transfer_authorized(
         recipient=draft.recipient.party,
         data_categories=draft.data_categories,
         proceeding=draft.purpose.proceeding,
-        transferred_at=draft.transferred_at,
+        transferred_at=draft.transferred_at or now,  # made now unless it says when (TransferDraft.as_of)
     )
     grant = Grant.of(authorization) if authorization is not None else None
     refuse(onward_transfer_not_covered(transfer, origin, grant, written_required=written_required, now=now))

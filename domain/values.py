@@ -8,16 +8,26 @@ layers (HTTP schemas, CLI) only shape requests. A parse error names the field
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal, Self, get_args
 from uuid import UUID
 
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticKnownError
+
 from domain.errors import InvalidInput
-from domain.parties import Actor, is_plain_text, parse_text
+from domain.parties import Actor, Official, is_plain_text, parse_text
+from domain.validation import FIELD, ShapeRule, Value, checked, refusal
 
 #: Art. 2 (c), (d), (f), (g): traffic, content and subscriber data, and other
 #: personal data. Whether a category counts as personal data is policy, not
@@ -49,9 +59,6 @@ _FULL_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 #: How far in the future a reported time may lie (clock skew between systems).
 CLOCK_SKEW = timedelta(minutes=5)
 
-_MAX_LIST = 1000
-
-
 def parse_uuid(value: Any, field: str) -> UUID:
     if isinstance(value, UUID):
         return value
@@ -81,17 +88,19 @@ def parse_categories(value: Any, field: str) -> tuple[str, ...]:
             rule="invalid-field",
             field=field,
         )
-    out: set[str] = set()
-    for i, item in enumerate(value):
-        if item not in DATA_CATEGORIES:
-            raise InvalidInput(
-                f"unknown data category {item!r}; known: {', '.join(DATA_CATEGORIES)}",
-                rule="unknown-data-category",
-                field=f"{field}[{i}]",
-                values={"value": item},
-            )
-        out.add(item)
-    return tuple(sorted(out))
+    return tuple(sorted({parse_category(item, f"{field}[{i}]") for i, item in enumerate(value)}))
+
+
+def parse_category(value: Any, field: str) -> str:
+    """One art. 2 data category."""
+    if value not in DATA_CATEGORIES:
+        raise InvalidInput(
+            f"unknown data category {value!r}; known: {', '.join(DATA_CATEGORIES)}",
+            rule="unknown-data-category",
+            field=field,
+            values={"value": value},
+        )
+    return str(value)
 
 
 def parse_legal_basis(value: Any, field: str = "legal_basis") -> str:
@@ -171,95 +180,108 @@ def parse_sha256(value: Any, field: str) -> str:
     )
 
 
-def parse_string_list(value: Any, field: str, *, max_len: int = 500) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)):
-        raise InvalidInput(f"{field} must be a list of strings", rule="invalid-field", field=field)
-    if len(value) > _MAX_LIST:
-        raise InvalidInput(
-            f"{field} has {len(value)} items; the limit is {_MAX_LIST}",
-            rule="invalid-field",
-            field=field,
-        )
-    return tuple(
-        item if is_plain_text(item, max_len) else parse_text(item, f"{field}[{i}]", max_len=max_len) or ""
-        for i, item in enumerate(value)
-    )
+# -- the values of commands (domain/validation.py: one validation model) ----------
+
+DataCategory = Literal["subscriber", "traffic", "content", "other_personal"]
+assert get_args(DataCategory) == DATA_CATEGORIES
 
 
-def _require_object(value: Any, field: str, allowed: Iterable[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{field} must be an object", rule="invalid-field", field=field)
-    allowed = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
-    if value.keys() <= allowed:
-        return value
-    unknown = set(value) - allowed
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInput(
-            f"unknown field {name!r} in {field}", rule="invalid-field", field=f"{field}.{name}"
-        )
-    return value
+def _not_a_string(value: Any, max_length: int) -> None:
+    """pydantic's own errors for a JSON text field that is not a string or too long."""
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    if len(value) > max_length:
+        raise PydanticKnownError("string_too_long", {"max_length": max_length})
 
 
-_PURPOSE_FIELDS = frozenset({"proceeding", "description"})
-_HANDLING_FIELDS = frozenset({"confidential", "written_authorization_required", "use_restrictions"})
+def _date_time(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        _not_a_string(value, 40)
+    return checked(parse_datetime)(value)
 
 
-@dataclass(frozen=True)
-class Purpose:
+def _date(value: Any) -> date:
+    if not isinstance(value, date):
+        _not_a_string(value, 10)
+    return checked(parse_date)(value)
+
+
+def _id(value: Any) -> UUID:
+    if not isinstance(value, UUID):
+        _not_a_string(value, 64)
+    return checked(parse_uuid)(value)
+
+
+#: An RFC 3339 date-time in JSON (a string of at most 40 characters); a UTC ``datetime`` in the domain.
+_NOT_TEXT = ("string_type", "string_too_long")
+DateTimeText = Annotated[datetime, ShapeRule("malformed-date", _NOT_TEXT, parse_datetime),
+                         PlainValidator(_date_time), PlainSerializer(format_datetime, when_used="json"),
+                         WithJsonSchema({"type": "string", "maxLength": 40})]
+#: A calendar date in JSON, YYYY-MM-DD; a ``date`` in the domain.
+DateText = Annotated[date, ShapeRule("malformed-date", _NOT_TEXT, parse_date),
+                     PlainValidator(_date), PlainSerializer(date.isoformat, when_used="json"),
+                     WithJsonSchema({"type": "string", "maxLength": 10})]
+#: An id in JSON (a string of at most 64 characters); a ``UUID`` in the domain.
+IdText = Annotated[UUID, ShapeRule("invalid-id", _NOT_TEXT, parse_uuid),
+                   PlainValidator(_id), PlainSerializer(str, when_used="json"),
+                   WithJsonSchema({"type": "string", "maxLength": 64})]
+
+
+def _text(max_len: int = 2000, required: bool = True) -> AfterValidator:
+    """Free text (no control characters but newline and tab, not blank); optional text ``""`` is none."""
+    def text(value: str | None) -> str | None:
+        if value is None or is_plain_text(value, max_len):
+            return value
+        return checked(functools.partial(parse_text, max_len=max_len, required=required))(value)
+    return AfterValidator(text)
+
+
+def _categories(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(value)))
+
+
+Text = Annotated[str, _text()]
+OptionalText = Annotated[str | None, _text(required=False)]
+#: A set of art. 2 data categories, kept sorted.
+Categories = Annotated[tuple[DataCategory, ...], ShapeRule("unknown-data-category", ("literal_error",), parse_category),
+                       Field(min_length=1, max_length=4, strict=False), AfterValidator(_categories)]
+_SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+#: A SHA-256 digest, 64 hexadecimal characters, kept in lower case.
+Sha256 = Annotated[str, ShapeRule("invalid-digest", ("string_type", "string_pattern_mismatch"), parse_sha256),
+                   AfterValidator(str.lower)]
+
+
+def _short_text_items(max_len: int) -> Any:
+    return Annotated[str, _text(max_len)]
+
+
+class Purpose(Value):
     """The proceeding and purpose the data serve (art. 40 §15, §19 specialty)."""
 
-    proceeding: str
-    description: str | None = None
+    NOUN = "purpose"
 
-    @classmethod
-    def parse(cls, value: Any, field: str) -> Purpose:
-        data = _require_object(value, field, _PURPOSE_FIELDS)
-        if not data:
-            raise InvalidInput(f"{field} is required", rule="missing-field", field=field)
-        proceeding, description = data.get("proceeding"), data.get("description")
-        if not is_plain_text(proceeding, 200):
-            proceeding = parse_text(proceeding, f"{field}.proceeding", max_len=200) or ""
-        if description is not None and not is_plain_text(description):
-            description = parse_text(description, f"{field}.description", required=False)
-        return cls(proceeding=str(proceeding), description=description)
+    proceeding: Annotated[str, _text(200)] = Field(min_length=1, max_length=200)
+    description: OptionalText = Field(default=None, max_length=2000)
 
     def as_dict(self) -> dict[str, Any]:
         return {"proceeding": self.proceeding, "description": self.description}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Purpose:
-        return cls(data["proceeding"], data.get("description"))
+        return cls.model_construct(proceeding=data["proceeding"], description=data.get("description"))
 
 
-@dataclass(frozen=True)
-class Handling:
+class Handling(Value):
     """Handling conditions set by the sender (art. 40 §5, §20; art. 36 §3)."""
 
-    confidential: bool = False
-    written_authorization_required: bool = False
-    use_restrictions: tuple[str, ...] = ()
+    NOUN = "handling"
 
-    @classmethod
-    def parse(cls, value: Any, field: str) -> Handling:
-        data = _require_object(value, field, _HANDLING_FIELDS)
-        for flag in ("confidential", "written_authorization_required"):
-            if flag in data and not isinstance(data[flag], bool):
-                raise InvalidInput(
-                    f"{field}.{flag} must be true or false", rule="invalid-field",
-                    field=f"{field}.{flag}",
-                )
-        return cls(
-            confidential=bool(data.get("confidential", False)),
-            written_authorization_required=bool(data.get("written_authorization_required", False)),
-            use_restrictions=parse_string_list(
-                data.get("use_restrictions"), f"{field}.use_restrictions"
-            ),
-        )
+    confidential: bool = False
+    written_authorization_required: bool = Field(
+        default=False, description="The sender requires onward transfers to be authorized in writing"
+    )
+    use_restrictions: tuple[_short_text_items(500), ...] = Field(  # type: ignore[valid-type]
+        default_factory=tuple, max_length=100, strict=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -270,89 +292,38 @@ class Handling:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Handling:
-        return cls(
-            data["confidential"],
-            data["written_authorization_required"],
-            tuple(data["use_restrictions"]),
+        return cls.model_construct(
+            confidential=data["confidential"],
+            written_authorization_required=data["written_authorization_required"],
+            use_restrictions=tuple(data["use_restrictions"]),
         )
 
 
-@dataclass(frozen=True)
-class WrittenInstrument:
+class WrittenInstrument(Value):
     """A document reference and the SHA-256 digest of that document (art. 36 §3)."""
 
-    reference: str
-    sha256: str
+    NOUN = "written instrument"
 
-    @classmethod
-    def parse(cls, value: Any, field: str) -> WrittenInstrument | None:
-        if value is None:
-            return None
-        data = _require_object(value, field, ("reference", "sha256"))
-        return cls(
-            reference=parse_text(data.get("reference"), f"{field}.reference", max_len=500) or "",
-            sha256=parse_sha256(data.get("sha256"), f"{field}.sha256"),
-        )
+    reference: Annotated[str, _text(500)] = Field(min_length=1, max_length=500)
+    sha256: Sha256 = Field(pattern=_SHA256_PATTERN)
 
     def as_dict(self) -> dict[str, str]:
         return {"reference": self.reference, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
-class GrantConditions:
+class GrantConditions(Value):
     """Conditions the origin may set on a grant (docs/DOMAIN.md, point 4)."""
 
-    valid_until: datetime | None = None
-    max_transfers: int | None = None
-    data_categories: tuple[str, ...] | None = None
+    NOUN = "conditions"
+
+    valid_until: DateTimeText | None = Field(default=None, description="RFC 3339 date-time",
+                                             json_schema_extra={"format": "date-time"})
+    max_transfers: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    data_categories: Categories | None = None
     purpose: Purpose | None = None
     written_instrument: WrittenInstrument | None = None
-    further_conditions: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, value: Any, field: str = "conditions") -> GrantConditions:
-        data = _require_object(
-            value,
-            field,
-            (
-                "valid_until",
-                "max_transfers",
-                "data_categories",
-                "purpose",
-                "written_instrument",
-                "further_conditions",
-            ),
-        )
-        max_transfers = data.get("max_transfers")
-        if max_transfers is not None and (
-            not isinstance(max_transfers, int) or isinstance(max_transfers, bool) or max_transfers < 1
-        ):
-            raise InvalidInput(
-                f"{field}.max_transfers must be a positive integer, got {max_transfers!r}",
-                rule="invalid-field",
-                field=f"{field}.max_transfers",
-            )
-        valid_until = data.get("valid_until")
-        categories = data.get("data_categories")
-        purpose = data.get("purpose")
-        return cls(
-            valid_until=(
-                parse_datetime(valid_until, f"{field}.valid_until") if valid_until is not None else None
-            ),
-            max_transfers=max_transfers,
-            data_categories=(
-                parse_categories(categories, f"{field}.data_categories")
-                if categories is not None
-                else None
-            ),
-            purpose=Purpose.parse(purpose, f"{field}.purpose") if purpose is not None else None,
-            written_instrument=WrittenInstrument.parse(
-                data.get("written_instrument"), f"{field}.written_instrument"
-            ),
-            further_conditions=parse_string_list(
-                data.get("further_conditions"), f"{field}.further_conditions"
-            ),
-        )
+    further_conditions: tuple[_short_text_items(500), ...] = Field(  # type: ignore[valid-type]
+        default_factory=tuple, max_length=100, strict=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -367,236 +338,166 @@ class GrantConditions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GrantConditions:
         instrument = data.get("written_instrument")
-        return cls(
+        return cls.model_construct(
             valid_until=datetime.fromisoformat(data["valid_until"]) if data.get("valid_until") else None,
             max_transfers=data.get("max_transfers"),
             data_categories=tuple(data["data_categories"]) if data.get("data_categories") is not None else None,
             purpose=Purpose.from_dict(data["purpose"]) if data.get("purpose") else None,
-            written_instrument=WrittenInstrument(**instrument) if instrument else None,
+            written_instrument=WrittenInstrument.model_construct(**instrument) if instrument else None,
             further_conditions=tuple(data.get("further_conditions") or ()),
         )
 
 
-_EMPTY: tuple[Any, ...] = (None, "", [], {})  # what a required field may not be
-
-TRANSFER_FIELDS = (
-    "sender",
-    "recipient",
-    "legal_basis",
-    "request_reference",
-    "purpose",
-    "data_categories",
-    "subjects",
-    "dataset_sha256",
-    "item_count",
-    "handling",
-    "retention_until",
-    "transferred_at",
-    "justification",
-    "ordered_by",
-    "parent_transfer_id",
-    "authorization_id",
-)
+def check_not_in_future(moment: datetime, now: datetime, field: str) -> None:
+    """A reported time may lie at most :data:`CLOCK_SKEW` after the ledger's clock."""
+    if moment > now + CLOCK_SKEW:
+        raise InvalidInput(
+            f"{field} {format_datetime(moment)} lies in the future (ledger time {format_datetime(now)})",
+            rule="time-in-future",
+            field=field,
+        )
 
 
-_TRANSFER_FIELD_SET = frozenset(TRANSFER_FIELDS)
-_TRANSFER_REQUIRED = ("sender", "recipient", "legal_basis", "purpose", "data_categories", "dataset_sha256")
+class TransferDraft(Value):
+    """A transfer as a recording system submits it (``POST /v1/transfers``), checked."""
 
+    NOUN = "transfer"
 
-@dataclass(frozen=True)
-class TransferDraft:
-    """A transfer as a recording system submits it, parsed and validated."""
-
-    sender: Actor
+    sender: Official
     recipient: Actor
-    legal_basis: str
+    legal_basis: Annotated[str, ShapeRule("unknown-legal-basis", _NOT_TEXT, parse_legal_basis),
+                           AfterValidator(checked(parse_legal_basis))] = Field(
+        min_length=1, max_length=206,
+        description="art40, art40-4 (spontaneous), art41 ... art47, or treaty:<reference>",
+    )
+    request_reference: Annotated[str | None, _text(200, required=False)] = Field(default=None, max_length=200)
     purpose: Purpose
-    data_categories: tuple[str, ...]
-    dataset_sha256: str
-    transferred_at: datetime
-    request_reference: str | None = None
-    subjects: tuple[str, ...] = ()
-    item_count: int | None = None
-    handling: Handling = field(default_factory=Handling)
-    retention_until: date | None = None
-    justification: str | None = None
-    ordered_by: str | None = None
-    parent_transfer_id: UUID | None = None
-    authorization_id: UUID | None = None
+    data_categories: Categories
+    subjects: tuple[_short_text_items(200), ...] = Field(  # type: ignore[valid-type]
+        default_factory=tuple, max_length=1000, description="References to persons", strict=False)
+    dataset_sha256: Sha256 = Field(pattern=_SHA256_PATTERN, description="SHA-256 of the data transferred")
+    item_count: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    handling: Handling | None = None
+    retention_until: DateText | None = Field(default=None, description="YYYY-MM-DD",
+                                             json_schema_extra={"format": "date"})
+    transferred_at: DateTimeText | None = Field(
+        default=None, description="RFC 3339 date-time; defaults to the time of recording",
+        json_schema_extra={"format": "date-time"},
+    )
+    justification: OptionalText = Field(default=None, max_length=2000)
+    ordered_by: Annotated[str | None, _text(200, required=False)] = Field(
+        default=None, max_length=200, description="Who ordered the transfer")
+    parent_transfer_id: IdText | None = Field(default=None, description="Set for onward transfers")
+    authorization_id: IdText | None = Field(
+        default=None, description="The origin's grant covering this onward transfer"
+    )
 
     @classmethod
-    def parse(cls, data: Any, *, now: datetime) -> TransferDraft:
-        data = _require_object(data, "transfer", _TRANSFER_FIELD_SET)
-        for required in _TRANSFER_REQUIRED:
-            if data.get(required) in _EMPTY:
-                raise InvalidInput(f"{required} is required", rule="missing-field", field=required)
-        item_count = data.get("item_count")
-        if item_count is not None and (
-            not isinstance(item_count, int) or isinstance(item_count, bool) or item_count < 0
-        ):
-            raise InvalidInput(
-                f"item_count must be a non-negative integer, got {item_count!r}",
-                rule="invalid-field",
-                field="item_count",
-            )
-        transferred_at = (
-            parse_datetime(data["transferred_at"], "transferred_at")
-            if data.get("transferred_at") is not None
-            else now
-        )
-        if transferred_at > now + CLOCK_SKEW:
-            raise InvalidInput(
-                f"transferred_at {format_datetime(transferred_at)} lies in the future "
-                f"(ledger time {format_datetime(now)})",
-                rule="time-in-future",
-                field="transferred_at",
-            )
-        retention = data.get("retention_until")
-        return cls(
-            sender=Actor.parse(data["sender"], "sender", officer_required=True),
-            recipient=Actor.parse(data["recipient"], "recipient", officer_required=False),
-            legal_basis=parse_legal_basis(data["legal_basis"]),
-            purpose=Purpose.parse(data["purpose"], "purpose"),
-            data_categories=parse_categories(data["data_categories"], "data_categories"),
-            dataset_sha256=parse_sha256(data["dataset_sha256"], "dataset_sha256"),
-            transferred_at=transferred_at,
-            request_reference=parse_text(
-                data.get("request_reference"), "request_reference", required=False, max_len=200
-            ),
-            subjects=parse_string_list(data.get("subjects"), "subjects", max_len=200),
-            item_count=item_count,
-            handling=Handling.parse(data.get("handling"), "handling"),
-            retention_until=parse_date(retention, "retention_until") if retention is not None else None,
-            justification=parse_text(data.get("justification"), "justification", required=False),
-            ordered_by=parse_text(data.get("ordered_by"), "ordered_by", required=False, max_len=200),
-            parent_transfer_id=parse_optional_uuid(data.get("parent_transfer_id"), "parent_transfer_id"),
-            authorization_id=parse_optional_uuid(data.get("authorization_id"), "authorization_id"),
-        )
+    def parse(cls, value: Any, field: str | None = None, *, now: datetime | None = None) -> Self:
+        """``value`` checked, and as of ``now`` (see :meth:`as_of`) when given."""
+        draft = super().parse(value, field)
+        return draft if now is None else draft.as_of(now)
+
+    def as_of(self, now: datetime) -> Self:
+        """The transfer as recorded at ``now``: made then unless it says when, and not later."""
+        if self.transferred_at is None:
+            return self.model_copy(update={"transferred_at": now})
+        check_not_in_future(self.transferred_at, now, "transferred_at")
+        return self
 
 
-@dataclass(frozen=True)
-class AuthorizationRequestDraft:
+class AuthorizationRequestDraft(Value):
     """The holder's notification of intention and request (art. 36 §3)."""
 
-    parent_transfer_id: UUID
-    requested_by: Actor
+    NOUN = "authorization request"
+
+    parent_transfer_id: IdText = Field(description="The transfer whose data the holder received")
+    requested_by: Official
     recipient: Actor
     purpose: Purpose
-    data_categories: tuple[str, ...]
-    justification: str
-
-    @classmethod
-    def parse(cls, data: Any) -> AuthorizationRequestDraft:
-        data = _require_object(
-            data,
-            "authorization_request",
-            ("parent_transfer_id", "requested_by", "recipient", "purpose", "data_categories", "justification"),
-        )
-        for required in ("parent_transfer_id", "requested_by", "recipient", "purpose", "data_categories"):
-            if data.get(required) in (None, "", [], {}):
-                raise InvalidInput(f"{required} is required", rule="missing-field", field=required)
-        return cls(
-            parent_transfer_id=parse_uuid(data["parent_transfer_id"], "parent_transfer_id"),
-            requested_by=Actor.parse(data["requested_by"], "requested_by", officer_required=True),
-            recipient=Actor.parse(data["recipient"], "recipient", officer_required=False),
-            purpose=Purpose.parse(data["purpose"], "purpose"),
-            data_categories=parse_categories(data["data_categories"], "data_categories"),
-            justification=parse_text(data.get("justification"), "justification") or "",
-        )
+    data_categories: Categories
+    justification: Text = Field(min_length=1, max_length=2000)
 
 
 _KEY_REF = re.compile(r"^[^\s+]{1,200}\+[0-9a-f]{8}$")
+_SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"
+_SIGNATURE = re.compile(_SIGNATURE_PATTERN)
 
 
-@dataclass(frozen=True)
-class DecisionSignature:
+def _key_ref(value: str) -> str:
+    if not _KEY_REF.match(value):
+        raise refusal("invalid-field", FIELD + " must name a registered key as <key name>+<8 hex key id>")
+    return value
+
+
+def _base64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _signature_value(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    if not _SIGNATURE.match(value):
+        raise PydanticKnownError("string_pattern_mismatch", {"pattern": _SIGNATURE_PATTERN})
+    signature = base64.b64decode(value)
+    if base64.b64encode(signature).decode() != value:
+        raise refusal("invalid-field", FIELD + " must be the standard base64 of a 64-byte Ed25519 signature")
+    return signature
+
+
+class DecisionSignature(Value):
     """A Party's Ed25519 signature over the canonical decision document.
 
     ``key`` names the signing key as ``<key name>+<8 hex key id>`` (the first
-    two parts of its C2SP vkey); ``value`` is the 64-byte signature.
+    two parts of its C2SP vkey); ``value`` is the 64-byte signature (standard
+    base64 in JSON).
     """
 
-    key: str
-    value: bytes
+    NOUN = "signature"
 
-    @classmethod
-    def parse(cls, value: Any, field: str) -> DecisionSignature | None:
-        if value is None:
-            return None
-        data = _require_object(value, field, ("key", "value"))
-        key = data.get("key")
-        if not isinstance(key, str) or not _KEY_REF.match(key):
-            raise InvalidInput(
-                f"{field}.key must name a registered key as <key name>+<8 hex key id>",
-                rule="invalid-field",
-                field=f"{field}.key",
-            )
-        raw = data.get("value")
-        try:
-            signature = base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
-        except binascii.Error:
-            signature = b""
-        if len(signature) != 64 or base64.b64encode(signature).decode() != raw:
-            raise InvalidInput(
-                f"{field}.value must be the standard base64 of a 64-byte Ed25519 signature",
-                rule="invalid-field",
-                field=f"{field}.value",
-            )
-        return cls(key, signature)
+    key: Annotated[str, AfterValidator(_key_ref)] = Field(
+        min_length=3, max_length=400,
+        description="<key name>+<8 hex key id>: a key the origin registered to sign decisions with")
+    value: Annotated[bytes, PlainValidator(_signature_value), PlainSerializer(_base64, when_used="json"),
+                     WithJsonSchema({"type": "string", "pattern": _SIGNATURE_PATTERN})] = Field(
+        description="Standard base64 of the 64-byte Ed25519 signature over the canonical decision document "
+        "(docs/FORMAT.md); a grant signed by the origin counts as its written instrument",
+    )
 
     def as_dict(self) -> dict[str, str]:
-        return {"key": self.key, "value": base64.b64encode(self.value).decode()}
+        return {"key": self.key, "value": _base64(self.value)}
 
 
-@dataclass(frozen=True)
-class DecisionDraft:
+class DecisionDraft(Value):
     """The origin's answer to a request: granted with conditions, or refused with reasons."""
 
-    decision: str
-    decided_by: Actor
-    reasons: str | None
-    conditions: GrantConditions
-    signature: DecisionSignature | None = None
+    NOUN = "decision"
 
+    decision: Literal["granted", "refused"]
+    decided_by: Official
+    reasons: OptionalText = Field(default=None, max_length=2000, description="Required to refuse (art. 40 §25)")
+    conditions: GrantConditions | None = None
+    signature: DecisionSignature | None = Field(default=None, description="The origin's signature of the decision")
+
+    @field_validator("conditions", mode="before")
     @classmethod
-    def parse(cls, data: Any) -> DecisionDraft:
-        data = _require_object(
-            data, "decision", ("decision", "decided_by", "reasons", "conditions", "signature")
-        )
-        decision = data.get("decision")
-        if decision not in ("granted", "refused"):
-            raise InvalidInput(
-                f"decision must be 'granted' or 'refused', got {decision!r}",
-                rule="invalid-field",
-                field="decision",
-            )
-        if data.get("decided_by") is None:
-            raise InvalidInput("decided_by is required", rule="missing-field", field="decided_by")
-        conditions = GrantConditions.parse(data.get("conditions"))
-        if decision == "refused" and data.get("conditions"):
-            raise InvalidInput(
-                "a refusal carries reasons, not conditions", rule="invalid-field", field="conditions"
-            )
-        return cls(
-            decision=decision,
-            decided_by=Actor.parse(data["decided_by"], "decided_by", officer_required=True),
-            reasons=parse_text(data.get("reasons"), "reasons", required=False),
-            conditions=conditions,
-            signature=DecisionSignature.parse(data.get("signature"), "signature"),
-        )
+    def _no_conditions_on_refusal(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and info.data.get("decision") == "refused":
+            raise refusal("invalid-field", "a refusal carries reasons, not conditions")
+        return value
+
+    @property
+    def granted_conditions(self) -> GrantConditions:
+        """The conditions of a grant (none set: a grant without conditions)."""
+        return self.conditions or GrantConditions()
 
 
-@dataclass(frozen=True)
-class RevocationDraft:
-    revoked_by: Actor
-    reasons: str
+class RevocationDraft(Value):
+    """The origin revokes its grant, with reasons."""
 
-    @classmethod
-    def parse(cls, data: Any) -> RevocationDraft:
-        data = _require_object(data, "revocation", ("revoked_by", "reasons"))
-        if data.get("revoked_by") is None:
-            raise InvalidInput("revoked_by is required", rule="missing-field", field="revoked_by")
-        return cls(
-            revoked_by=Actor.parse(data["revoked_by"], "revoked_by", officer_required=True),
-            reasons=parse_text(data.get("reasons"), "reasons") or "",
-        )
+    NOUN = "revocation"
+
+    revoked_by: Official
+    reasons: Text = Field(min_length=1, max_length=2000)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import rfc8785
 from eventsourcing.application import (
@@ -37,7 +37,7 @@ from eventsourcing.persistence import RecordConflictError
 
 from domain.errors import InvalidInput, NotFound
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
-from domain.parties import Actor, parse_party
+from domain.parties import Official, parse_party
 from domain.rules import (
     authorization_required,
     check_categories_received,
@@ -81,7 +81,7 @@ def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDra
     return rfc8785.dumps(
         decision_document(
             authorization_id, origin, draft.decision, draft.decided_by.as_dict(), draft.reasons,
-            draft.conditions.as_dict(),
+            draft.granted_conditions.as_dict(),
         )
     )
 
@@ -328,12 +328,7 @@ class TransferLedger(Application[UUID]):
         parent = self._parent_of(draft)
         origin = origin_of(draft.sender.party, parent)
         authorization = self._authorization_for(draft, parent, origin, now)
-        transfer_id = uuid4()
-        transfer = Transfer._create(
-            Transfer.Recorded,
-            id=transfer_id,
-            **self._recorded_fields(transfer_id, draft, parent, origin),
-        )
+        transfer = Transfer.record(draft, parent, origin)
         if authorization is not None:
             # Saved with the transfer: if a revocation or the grant's last use
             # commits first, the grant's version has moved and the save fails.
@@ -357,18 +352,7 @@ class TransferLedger(Application[UUID]):
         def prepare() -> Prepared:
             parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
             check_request_consistent(draft, parent)
-            authorization = Authorization._create(
-                Authorization.Requested,
-                id=uuid4(),
-                parent_transfer_id=str(parent.id),
-                requested_by=draft.requested_by.as_dict(),
-                recipient=draft.recipient.as_dict(),
-                purpose=draft.purpose.as_dict(),
-                data_categories=list(draft.data_categories),
-                justification=draft.justification,
-                origin=parent.origin,
-                root_transfer_id=str(parent.root_transfer_id),
-            )
+            authorization = Authorization.requested(draft, parent)
             return self._authorization_prepared(authorization, idempotency)
 
         return prepare
@@ -392,15 +376,15 @@ class TransferLedger(Application[UUID]):
             check_pending(authorization)
             signature = self._checked_signature(authorization, draft)
             if draft.decision == "granted":
-                check_conditions_within_request(draft.conditions, authorization)
+                check_conditions_within_request(draft.granted_conditions, authorization)
                 parent = self._get_transfer(authorization.parent_transfer_id, "parent_transfer_id")
                 required = written_form_required(
                     parent.origin_requires_written_form, self._policy_requires_writing(authorization.origin)
                 )
                 check_written_instrument(
-                    draft.conditions, required, authorization.origin, signed=signature is not None
+                    draft.granted_conditions, required, authorization.origin, signed=signature is not None
                 )
-                authorization.grant(draft.decided_by, draft.conditions, draft.reasons, signature)
+                authorization.grant(draft.decided_by, draft.granted_conditions, draft.reasons, signature)
             else:
                 authorization.refuse(draft.decided_by, draft.reasons or "", signature)
             return self._authorization_prepared(authorization, idempotency)
@@ -453,7 +437,7 @@ class TransferLedger(Application[UUID]):
     def register_party_key(self, party: str, vkey: str, *, registered_by: Any) -> dict[str, Any]:
         """A Party registers an Ed25519 verifier key (C2SP vkey) to sign decisions with."""
         party = parse_party(party, "party")
-        actor = Actor.parse(registered_by, "registered_by", officer_required=True)
+        actor = Official.parse(registered_by, "registered_by")
         if actor.party != party:
             raise InvalidInput(
                 f"{actor.party} cannot register a key for {party}", rule="not-own-policy",
@@ -481,7 +465,7 @@ class TransferLedger(Application[UUID]):
     def set_party_policy(self, party: str, *, written_authorization_required: bool, set_by: Any) -> dict[str, Any]:
         """Record a Party's standing policy on written authorizations (art. 36 §3)."""
         party = parse_party(party, "party")
-        actor = Actor.parse(set_by, "set_by", officer_required=True)
+        actor = Official.parse(set_by, "set_by")
         if actor.party != party:
             raise InvalidInput(
                 f"{actor.party} cannot set the policy of {party}",
@@ -658,37 +642,6 @@ class TransferLedger(Application[UUID]):
         )
         check_onward_transfer_authorized(draft, origin, authorization, written_required=required, now=now)
         return authorization
-
-    @staticmethod
-    def _recorded_fields(
-        transfer_id: UUID, draft: TransferDraft, parent: Transfer | None, origin: str
-    ) -> dict[str, Any]:
-        sender_is_origin = draft.sender.party == origin
-        return {
-            "sender": draft.sender.as_dict(),
-            "recipient": draft.recipient.as_dict(),
-            "legal_basis": draft.legal_basis,
-            "request_reference": draft.request_reference,
-            "purpose": draft.purpose.as_dict(),
-            "data_categories": list(draft.data_categories),
-            "subjects": list(draft.subjects),
-            "dataset_sha256": draft.dataset_sha256,
-            "item_count": draft.item_count,
-            "handling": draft.handling.as_dict(),
-            "retention_until": draft.retention_until.isoformat() if draft.retention_until else None,
-            "transferred_at": format_datetime(draft.transferred_at),
-            "justification": draft.justification,
-            "ordered_by": draft.ordered_by,
-            "parent_transfer_id": str(parent.id) if parent else None,
-            "authorization_id": str(draft.authorization_id) if draft.authorization_id else None,
-            "origin": origin,
-            "root_transfer_id": str(parent.root_transfer_id if parent else transfer_id),
-            "depth": parent.depth + 1 if parent else 0,
-            "origin_requires_written_form": (
-                (parent.origin_requires_written_form if parent else False)
-                or (sender_is_origin and draft.handling.written_authorization_required)
-            ),
-        }
 
     def _load(self, aggregate_id: UUID) -> Any:
         """An aggregate as it stands: changed by an earlier command of the batch

@@ -45,10 +45,10 @@ def test_a_transfer_exposes_what_was_recorded() -> None:
         retention_until="2027-03-01",
         item_count=12,
     )
-    assert first.sender == Actor("DE", "DE/BKA", "Insp. K. Weber")
-    assert first.recipient == Actor("FR", "FR/OFAC")
+    assert first.sender == Actor(party="DE", authority="DE/BKA", officer="Insp. K. Weber")
+    assert first.recipient == Actor(party="FR", authority="FR/OFAC")
     assert first.data_categories == ("subscriber", "traffic")
-    assert first.purpose == Purpose("FR-PNC-2026-0417", "ransomware")
+    assert first.purpose == Purpose(proceeding="FR-PNC-2026-0417", description="ransomware")
     assert first.handling == Handling(confidential=True, use_restrictions=("H2",))
     assert first.data["retention_until"] == date(2027, 3, 1).isoformat()
     assert first.data["item_count"] == 12
@@ -107,9 +107,9 @@ def test_a_request_is_pending_with_no_decision(pending: Authorization) -> None:
     assert pending.status == "pending"
     assert pending.origin == "DE"
     assert pending.holder == "FR"
-    assert pending.recipient == Actor("BR", "BR/PF")
+    assert pending.recipient == Actor(party="BR", authority="BR/PF")
     assert pending.requested_categories == ("subscriber", "traffic")
-    assert pending.requested_purpose == Purpose("FR-PNC-2026-0417", "ransomware")
+    assert pending.requested_purpose == Purpose(proceeding="FR-PNC-2026-0417", description="ransomware")
     assert pending.request["justification"] == "cross-match against national databases"
     assert (pending.decision, pending.conditions, pending.granted_by, pending.revocation) == (None, None, None, None)
     assert pending.uses == []

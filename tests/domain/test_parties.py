@@ -13,6 +13,7 @@ from domain.errors import InvalidInput
 from domain.parties import (
     INTERNATIONAL_ORGANIZATIONS,
     Actor,
+    Official,
     is_international_organization,
     parse_authority,
     parse_party,
@@ -184,17 +185,21 @@ def test_an_authority_is_required(authority: Any) -> None:
 
 
 def test_a_sender_parses_to_party_authority_and_officer() -> None:
-    parsed = Actor.parse(
-        {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"}, "sender", officer_required=True
-    )
-    assert parsed == Actor("DE", "DE/BKA", "KHK Weber")
+    parsed = Official.parse({"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"}, "sender")
+    assert parsed == Official(party="DE", authority="DE/BKA", officer="KHK Weber")
     assert parsed.as_dict() == {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"}
-    assert Actor.from_dict(parsed.as_dict()) == parsed
+    assert Actor.from_dict(parsed.as_dict()).as_dict() == parsed.as_dict()
+
+
+def test_an_official_is_an_actor_with_an_officer() -> None:
+    official = Official.parse({"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"}, "sender")
+    assert isinstance(official, Actor)
+    assert Actor.parse(official, "sender") is official
 
 
 def test_a_recipient_needs_no_officer() -> None:
-    parsed = Actor.parse({"party": "FR", "authority": "FR/OFAC"}, "recipient", officer_required=False)
-    assert parsed == Actor("FR", "FR/OFAC", None)
+    parsed = Actor.parse({"party": "FR", "authority": "FR/OFAC"}, "recipient")
+    assert parsed == Actor(party="FR", authority="FR/OFAC", officer=None)
     assert parsed.as_dict() == {"party": "FR", "authority": "FR/OFAC"}
 
 
@@ -202,7 +207,7 @@ def test_a_recipient_needs_no_officer() -> None:
 def test_a_sender_needs_an_officer(officer: str | None) -> None:
     body = {"party": "DE", "authority": "DE/BKA", "officer": officer}
     with pytest.raises(InvalidInput) as caught:
-        Actor.parse(body, "sender", officer_required=True)
+        Official.parse(body, "sender")
     assert_error(caught.value, rule="missing-field", field="sender.officer")
 
 
@@ -211,7 +216,7 @@ def test_a_sender_needs_an_officer(officer: str | None) -> None:
     [
         ("DE", "invalid-field", "sender"),
         (None, "invalid-field", "sender"),
-        ({"authority": "DE/BKA", "officer": "W"}, "unknown-party", "sender.party"),
+        ({"authority": "DE/BKA", "officer": "W"}, "missing-field", "sender.party"),
         ({"party": "XX", "authority": "XX/BKA", "officer": "W"}, "unknown-party", "sender.party"),
         ({"party": "DE", "officer": "W"}, "missing-field", "sender.authority"),
         ({"party": "DE", "authority": "FR/OFAC", "officer": "W"}, "authority-not-of-party", "sender.authority"),
@@ -223,7 +228,7 @@ def test_a_sender_needs_an_officer(officer: str | None) -> None:
 )
 def test_a_bad_actor_names_the_field(body: Any, rule: str, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        Actor.parse(body, "sender", officer_required=True)
+        Official.parse(body, "sender")
     assert_error(caught.value, rule=rule, field=field)
 
 

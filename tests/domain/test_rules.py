@@ -112,13 +112,13 @@ def test_data_returned_to_the_origin_keep_their_origin(first: Transfer) -> None:
 
 def test_a_transfer_to_self_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
-        check_not_to_self(Actor("DE", "DE/BKA", "W"), Actor("DE", "DE/BSI"))
+        check_not_to_self(Actor(party="DE", authority="DE/BKA", officer="W"), Actor(party="DE", authority="DE/BSI"))
     assert_error(caught.value, rule="transfer-to-self", field="recipient.party",
                  values={"sender": "DE", "recipient": "DE"})
 
 
 def test_a_transfer_between_parties_is_not_to_self() -> None:
-    check_not_to_self(Actor("DE", "DE/BKA", "W"), Actor("INTERPOL", "INTERPOL/IPSG"))
+    check_not_to_self(Actor(party="DE", authority="DE/BKA", officer="W"), Actor(party="INTERPOL", authority="INTERPOL/IPSG"))
 
 
 def test_only_the_recipient_of_the_parent_may_pass_it_on(first: Transfer) -> None:

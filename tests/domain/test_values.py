@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.errors import InvalidInput
-from domain.parties import Actor
+from domain.parties import Actor, Official
 from domain.values import (
     CLOCK_SKEW,
     DATA_CATEGORIES,
@@ -48,14 +48,14 @@ from tests.support.builders import (
 
 def test_a_minimal_transfer_parses_with_defaults() -> None:
     parsed = TransferDraft.parse(transfer("DE", "FR"), now=NOW)
-    assert parsed.sender == Actor("DE", "DE/BKA", "Insp. K. Weber")
-    assert parsed.recipient == Actor("FR", "FR/OFAC", None)
+    assert parsed.sender == Official(party="DE", authority="DE/BKA", officer="Insp. K. Weber")
+    assert parsed.recipient == Actor(party="FR", authority="FR/OFAC", officer=None)
     assert parsed.legal_basis == "art44"
-    assert parsed.purpose == Purpose("FR-PNC-2026-0417", "ransomware")
+    assert parsed.purpose == Purpose(proceeding="FR-PNC-2026-0417", description="ransomware")
     assert parsed.data_categories == ("subscriber", "traffic")
     assert parsed.dataset_sha256 == DIGEST
     assert parsed.transferred_at == NOW  # recorded now when not given
-    assert parsed.handling == Handling(confidential=False, written_authorization_required=False)
+    assert parsed.handling is None  # none set: recorded as Handling(), no conditions
     assert parsed.subjects == ()
     assert (parsed.item_count, parsed.retention_until, parsed.request_reference) == (None, None, None)
     assert (parsed.justification, parsed.ordered_by) == (None, None)
@@ -90,7 +90,8 @@ def test_a_full_transfer_parses_to_normalized_values() -> None:
     assert parsed.subjects == ("P-0001", "P-0002")
     assert parsed.dataset_sha256 == "ab" * 32  # lower case
     assert parsed.item_count == 0
-    assert parsed.handling == Handling(True, True, ("H2",))
+    assert parsed.handling == Handling(confidential=True, written_authorization_required=True,
+                                       use_restrictions=("H2",))
     assert parsed.retention_until == date(2027, 3, 1)
     assert parsed.transferred_at == datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     assert parsed.transferred_at.utcoffset() == timedelta(0)
@@ -106,10 +107,10 @@ BAD_TRANSFERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("no recipient", {"recipient": MISSING}, "missing-field", "recipient"),
     ("no legal basis", {"legal_basis": ""}, "missing-field", "legal_basis"),
     ("no purpose", {"purpose": MISSING}, "missing-field", "purpose"),
-    ("empty purpose", {"purpose": {}}, "missing-field", "purpose"),
+    ("empty purpose", {"purpose": {}}, "missing-field", "purpose.proceeding"),
     ("no categories", {"data_categories": []}, "missing-field", "data_categories"),
     ("no digest", {"dataset_sha256": MISSING}, "missing-field", "dataset_sha256"),
-    ("unknown field", {"origin": "DE"}, "invalid-field", "transfer.origin"),
+    ("unknown field", {"origin": "DE"}, "invalid-field", "origin"),
     ("unknown sender party", {"sender": actor("XX")}, "unknown-party", "sender.party"),
     ("lower-case party", {"recipient": {"party": "fr", "authority": "fr/OFAC"}}, "unknown-party", "recipient.party"),
     ("alpha-3 party", {"recipient": {"party": "FRA", "authority": "FRA/OFAC"}}, "unknown-party", "recipient.party"),
@@ -172,8 +173,8 @@ def test_a_bad_transfer_is_refused_naming_rule_and_field(overrides: dict[str, An
 def test_a_transfer_must_be_an_object(body: Any) -> None:
     with pytest.raises(InvalidInput) as caught:
         TransferDraft.parse(body, now=NOW)
-    assert_error(caught.value, rule="missing-field" if body is None else "invalid-field",
-                 field="sender" if body is None else "transfer")
+    assert_error(caught.value, rule="invalid-field", field=None)
+    assert caught.value.detail == f"the transfer must be an object, got {body!r}"
 
 
 def test_an_unknown_category_error_carries_the_value() -> None:
@@ -206,9 +207,15 @@ def test_item_count_error_names_the_value(count: int) -> None:
     assert repr(count) in caught.value.detail
 
 
-@given(st.integers(min_value=0, max_value=2**63))
+@given(st.integers(min_value=0, max_value=2**53 - 1))
 def test_any_non_negative_item_count_is_kept(count: int) -> None:
     assert TransferDraft.parse(transfer(item_count=count), now=NOW).item_count == count
+
+
+def test_an_item_count_beyond_what_json_numbers_keep_exactly_is_refused() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        TransferDraft.parse(transfer(item_count=2**53), now=NOW)
+    assert_error(caught.value, rule="invalid-field", field="item_count")
 
 
 # -- legal bases -----------------------------------------------------------------------
@@ -376,8 +383,8 @@ def test_anything_but_64_hex_characters_is_not_a_digest(value: Any) -> None:
 
 
 def test_handling_defaults_to_no_conditions() -> None:
-    assert Handling.parse(None, "handling") == Handling(False, False, ())
-    assert Handling.parse({}, "handling") == Handling(False, False, ())
+    assert Handling.parse({}, "handling") == Handling(
+        confidential=False, written_authorization_required=False, use_restrictions=())
 
 
 def test_handling_round_trips_through_its_stored_form() -> None:
@@ -385,7 +392,8 @@ def test_handling_round_trips_through_its_stored_form() -> None:
         {"confidential": True, "written_authorization_required": True, "use_restrictions": ["H1", "H2"]},
         "handling",
     )
-    assert handling == Handling(True, True, ("H1", "H2"))
+    assert handling == Handling(confidential=True, written_authorization_required=True,
+                                use_restrictions=("H1", "H2"))
     assert handling.as_dict() == {
         "confidential": True,
         "written_authorization_required": True,
@@ -406,8 +414,7 @@ def test_handling_flags_must_be_booleans(flag: str, value: Any) -> None:
 
 
 def test_no_conditions_means_none_set() -> None:
-    for value in (None, {}):
-        assert GrantConditions.parse(value) == GrantConditions()
+    assert GrantConditions.parse({}, "conditions") == GrantConditions()
     assert GrantConditions().as_dict() == {
         "valid_until": None,
         "max_transfers": None,
@@ -433,8 +440,8 @@ def test_all_conditions_parse_and_round_trip() -> None:
         valid_until=datetime(2026, 5, 31, 22, 0, tzinfo=UTC),
         max_transfers=3,
         data_categories=("subscriber", "traffic"),
-        purpose=Purpose("BR-PF-2026-17", None),
-        written_instrument=WrittenInstrument("DE-BfJ-2026-114", "ab" * 32),
+        purpose=Purpose(proceeding="BR-PF-2026-17", description=None),
+        written_instrument=WrittenInstrument(reference="DE-BfJ-2026-114", sha256="ab" * 32),
         further_conditions=("no further onward transfer",),
     )
     assert conditions.as_dict()["valid_until"] == "2026-05-31T22:00:00Z"
@@ -444,7 +451,7 @@ def test_all_conditions_parse_and_round_trip() -> None:
 @given(
     valid_until=st.none() | moments,
     max_transfers=st.none() | st.integers(min_value=1, max_value=10**6),
-    categories=st.none() | st.lists(st.sampled_from(DATA_CATEGORIES), min_size=1),
+    categories=st.none() | st.lists(st.sampled_from(DATA_CATEGORIES), min_size=1, max_size=4),
 )
 def test_conditions_round_trip_through_their_stored_form(
     valid_until: datetime | None, max_transfers: int | None, categories: list[str] | None
@@ -468,7 +475,7 @@ BAD_CONDITIONS: list[tuple[str, Any, str, str]] = [
     ("fractional transfers", {"max_transfers": 1.0}, "invalid-field", "conditions.max_transfers"),
     ("unknown category", {"data_categories": ["traffic", "location"]},
      "unknown-data-category", "conditions.data_categories[1]"),
-    ("no categories", {"data_categories": []}, "invalid-field", "conditions.data_categories"),
+    ("no categories", {"data_categories": []}, "missing-field", "conditions.data_categories"),
     ("validity a date", {"valid_until": "2026-06-01"}, "malformed-date", "conditions.valid_until"),
     ("validity without zone", {"valid_until": "2026-06-01T00:00:00"}, "malformed-date", "conditions.valid_until"),
     ("purpose without proceeding", {"purpose": {"description": "x"}},
@@ -476,7 +483,7 @@ BAD_CONDITIONS: list[tuple[str, Any, str, str]] = [
     ("instrument without reference", {"written_instrument": {"sha256": "ab" * 32}},
      "missing-field", "conditions.written_instrument.reference"),
     ("instrument without digest", {"written_instrument": {"reference": "R-1"}},
-     "invalid-digest", "conditions.written_instrument.sha256"),
+     "missing-field", "conditions.written_instrument.sha256"),
     ("instrument bad digest", {"written_instrument": {"reference": "R-1", "sha256": "ab"}},
      "invalid-digest", "conditions.written_instrument.sha256"),
     ("instrument unknown key", {"written_instrument": {**INSTRUMENT, "signed": True}},
@@ -491,7 +498,7 @@ BAD_CONDITIONS: list[tuple[str, Any, str, str]] = [
 )
 def test_bad_conditions_are_refused(body: Any, rule: str, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        GrantConditions.parse(body)
+        GrantConditions.parse(body, "conditions")
     assert_error(caught.value, rule=rule, field=field)
 
 
@@ -523,9 +530,9 @@ def test_an_authorization_request_parses() -> None:
     parsed = AuthorizationRequestDraft.parse(request_body(data_categories=["traffic", "subscriber"]))
     assert parsed == AuthorizationRequestDraft(
         parent_transfer_id=UUID("6f1c4c1e-7c1b-4c8f-9d7e-1b2a3c4d5e6f"),
-        requested_by=Actor("FR", "FR/OFAC", "Insp. K. Weber"),
-        recipient=Actor("BR", "BR/PF", None),
-        purpose=Purpose("FR-PNC-2026-0417", "ransomware"),
+        requested_by=Official(party="FR", authority="FR/OFAC", officer="Insp. K. Weber"),
+        recipient=Actor(party="BR", authority="BR/PF", officer=None),
+        purpose=Purpose(proceeding="FR-PNC-2026-0417", description="ransomware"),
         data_categories=("subscriber", "traffic"),
         justification="cross-match against national databases",
     )
@@ -544,7 +551,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown category", {"data_categories": ["metadata"]}, "unknown-data-category", "data_categories[0]"),
     ("no justification", {"justification": MISSING}, "missing-field", "justification"),
     ("blank justification", {"justification": "  "}, "missing-field", "justification"),
-    ("unknown field", {"authorization_id": "x"}, "invalid-field", "authorization_request.authorization_id"),
+    ("unknown field", {"authorization_id": "x"}, "invalid-field", "authorization_id"),
 ]
 
 
@@ -565,24 +572,28 @@ def test_a_grant_parses_with_its_conditions() -> None:
     parsed = DecisionDraft.parse(
         {"decision": "granted", "decided_by": actor("DE"), "conditions": {"max_transfers": 2}}
     )
-    assert parsed == DecisionDraft("granted", Actor("DE", "DE/BKA", "Insp. K. Weber"), None,
-                                   GrantConditions(max_transfers=2))
+    assert parsed == DecisionDraft(
+        decision="granted", decided_by=Official(party="DE", authority="DE/BKA", officer="Insp. K. Weber"),
+        conditions=GrantConditions(max_transfers=2),
+    )
+    assert parsed.granted_conditions == GrantConditions(max_transfers=2)
 
 
 def test_a_grant_without_conditions_has_none() -> None:
     parsed = DecisionDraft.parse({"decision": "granted", "decided_by": actor("DE"), "reasons": "proportionate"})
-    assert parsed.conditions == GrantConditions()
+    assert parsed.conditions is None
+    assert parsed.granted_conditions == GrantConditions()  # a grant without conditions
     assert parsed.reasons == "proportionate"
 
 
 def test_a_refusal_parses_with_its_reasons() -> None:
     parsed = DecisionDraft.parse({"decision": "refused", "decided_by": actor("DE"), "reasons": "death penalty risk"})
-    assert (parsed.decision, parsed.reasons, parsed.conditions) == ("refused", "death penalty risk", GrantConditions())
+    assert (parsed.decision, parsed.reasons, parsed.conditions) == ("refused", "death penalty risk", None)
 
 
 BAD_DECISIONS: list[tuple[str, Any, str, str]] = [
-    ("not an object", "granted", "invalid-field", "decision"),
-    ("no decision", {"decided_by": actor("DE")}, "invalid-field", "decision"),
+    ("not an object", "granted", "invalid-field", None),
+    ("no decision", {"decided_by": actor("DE")}, "missing-field", "decision"),
     ("approved", {"decision": "approved", "decided_by": actor("DE")}, "invalid-field", "decision"),
     ("upper case", {"decision": "GRANTED", "decided_by": actor("DE")}, "invalid-field", "decision"),
     ("boolean", {"decision": True, "decided_by": actor("DE")}, "invalid-field", "decision"),
@@ -595,7 +606,7 @@ BAD_DECISIONS: list[tuple[str, Any, str, str]] = [
     ("bad condition", {"decision": "granted", "decided_by": actor("DE"), "conditions": {"max_transfers": 0}},
      "invalid-field", "conditions.max_transfers"),
     ("unknown field", {"decision": "granted", "decided_by": actor("DE"), "status": "granted"},
-     "invalid-field", "decision.status"),
+     "invalid-field", "status"),
 ]
 
 
@@ -603,7 +614,7 @@ BAD_DECISIONS: list[tuple[str, Any, str, str]] = [
     ("body", "rule", "field"),
     [pytest.param(body, rule, field, id=case) for case, body, rule, field in BAD_DECISIONS],
 )
-def test_a_bad_decision_is_refused(body: Any, rule: str, field: str) -> None:
+def test_a_bad_decision_is_refused(body: Any, rule: str, field: str | None) -> None:
     with pytest.raises(InvalidInput) as caught:
         DecisionDraft.parse(body)
     assert_error(caught.value, rule=rule, field=field)
@@ -611,7 +622,8 @@ def test_a_bad_decision_is_refused(body: Any, rule: str, field: str) -> None:
 
 def test_a_revocation_parses() -> None:
     parsed = RevocationDraft.parse({"revoked_by": actor("DE"), "reasons": "data found inaccurate"})
-    assert parsed == RevocationDraft(Actor("DE", "DE/BKA", "Insp. K. Weber"), "data found inaccurate")
+    assert parsed == RevocationDraft(revoked_by=Official(party="DE", authority="DE/BKA", officer="Insp. K. Weber"),
+                                     reasons="data found inaccurate")
 
 
 @pytest.mark.parametrize(
@@ -621,11 +633,11 @@ def test_a_revocation_parses() -> None:
         ({"revoked_by": actor("DE")}, "missing-field", "reasons"),
         ({"revoked_by": actor("DE"), "reasons": ""}, "missing-field", "reasons"),
         ({"revoked_by": actor("DE", officer=None), "reasons": "r"}, "missing-field", "revoked_by.officer"),
-        ({"revoked_by": actor("DE"), "reasons": "r", "at": "now"}, "invalid-field", "revocation.at"),
-        ("revoke", "invalid-field", "revocation"),
+        ({"revoked_by": actor("DE"), "reasons": "r", "at": "now"}, "invalid-field", "at"),
+        ("revoke", "invalid-field", None),
     ],
 )
-def test_a_bad_revocation_is_refused(body: Any, rule: str, field: str) -> None:
+def test_a_bad_revocation_is_refused(body: Any, rule: str, field: str | None) -> None:
     with pytest.raises(InvalidInput) as caught:
         RevocationDraft.parse(body)
     assert_error(caught.value, rule=rule, field=field)

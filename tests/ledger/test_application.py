@@ -290,7 +290,7 @@ def test_requests_only_by_the_holder_for_what_it_received(ledger: TransferLedger
         ({"dataset_sha256": "xyz"}, InvalidInput, "invalid-digest", "dataset_sha256"),
         ({"sender": {"party": "DE", "authority": "FR/OFAC", "officer": "x"}}, InvalidInput,
          "authority-not-of-party", "sender.authority"),
-        ({"colour": "blue"}, InvalidInput, "invalid-field", "transfer.colour"),
+        ({"colour": "blue"}, InvalidInput, "invalid-field", "colour"),
     ],
 )
 def test_bad_transfer_input_is_refused_precisely(

@@ -17,17 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from uuid import uuid4
 
 from domain.errors import DomainError
 from domain.model import Authorization, Transfer
-from domain.parties import Actor
+from domain.parties import Official
 from domain.rules import origin_of
 from domain.values import (
     AuthorizationRequestDraft,
     GrantConditions,
     TransferDraft,
-    format_datetime,
 )
 
 if TYPE_CHECKING:
@@ -150,35 +148,7 @@ def draft(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | No
 
 def recorded(transfer: TransferDraft, parent: Transfer | None = None) -> Transfer:
     """A Transfer aggregate for ``transfer``, its lineage fields derived from ``parent``."""
-    transfer_id = uuid4()
-    origin = origin_of(transfer.sender.party, parent)
-    return Transfer._create(
-        Transfer.Recorded,
-        id=transfer_id,
-        sender=transfer.sender.as_dict(),
-        recipient=transfer.recipient.as_dict(),
-        legal_basis=transfer.legal_basis,
-        request_reference=transfer.request_reference,
-        purpose=transfer.purpose.as_dict(),
-        data_categories=list(transfer.data_categories),
-        subjects=list(transfer.subjects),
-        dataset_sha256=transfer.dataset_sha256,
-        item_count=transfer.item_count,
-        handling=transfer.handling.as_dict(),
-        retention_until=transfer.retention_until.isoformat() if transfer.retention_until else None,
-        transferred_at=format_datetime(transfer.transferred_at),
-        justification=transfer.justification,
-        ordered_by=transfer.ordered_by,
-        parent_transfer_id=str(parent.id) if parent else None,
-        authorization_id=str(transfer.authorization_id) if transfer.authorization_id else None,
-        origin=origin,
-        root_transfer_id=str(parent.root_transfer_id if parent else transfer_id),
-        depth=parent.depth + 1 if parent else 0,
-        origin_requires_written_form=(
-            (parent.origin_requires_written_form if parent else False)
-            or (transfer.sender.party == origin and transfer.handling.written_authorization_required)
-        ),
-    )
+    return Transfer.record(transfer, parent, origin_of(transfer.sender.party, parent))
 
 
 def record(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | None = None,
@@ -189,23 +159,12 @@ def record(sender: str = "DE", recipient: str = "FR", /, *, parent: Transfer | N
 
 def pending_authorization(holder: str, recipient: str, parent: Transfer, /, **overrides: Any) -> Authorization:
     """A pending authorization request by ``holder`` to pass ``parent``'s data on."""
-    parsed = AuthorizationRequestDraft.parse(request(holder, recipient, parent, **overrides))
-    return Authorization._create(
-        Authorization.Requested,
-        id=uuid4(),
-        parent_transfer_id=str(parent.id),
-        requested_by=parsed.requested_by.as_dict(),
-        recipient=parsed.recipient.as_dict(),
-        purpose=parsed.purpose.as_dict(),
-        data_categories=list(parsed.data_categories),
-        justification=parsed.justification,
-        origin=parent.origin,
-        root_transfer_id=str(parent.root_transfer_id),
-    )
+    return Authorization.requested(AuthorizationRequestDraft.parse(request(holder, recipient, parent, **overrides)),
+                                   parent)
 
 
-def decider(party: str) -> Actor:
-    return Actor.parse(actor(party), "decided_by", officer_required=True)
+def decider(party: str) -> Official:
+    return Official.parse(actor(party), "decided_by")
 
 
 def grant_authorization(authorization: Authorization, *, by: str | None = None, reasons: str | None = None,
