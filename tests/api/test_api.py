@@ -493,6 +493,17 @@ def test_the_same_key_with_another_body_is_422(api: Api) -> None:
     api.ok(api.post("/v1/transfers", builders.transfer("FR", "DE"), "FR-recorder", idem="k1"), 201)
 
 
+def test_a_retry_saying_the_same_in_another_form_is_the_same_request(api: Api) -> None:
+    body = builders.transfer("DE", "FR", transferred_at="2026-03-01T10:30:00+01:00",
+                             data_categories=["traffic", "subscriber"])
+    first = api.ok(api.post("/v1/transfers", body, "DE-recorder", idem="same"), 201)
+    same = {**body, "transferred_at": "2026-03-01T09:30:00Z", "data_categories": ["subscriber", "traffic"],
+            "item_count": None}
+    again = api.ok(api.post("/v1/transfers", same, "DE-recorder", idem="same"), 201)
+    assert again == first
+    assert api.tree_size() == 1
+
+
 def test_a_refusal_is_replayed_too(api: Api) -> None:
     root = api.transfer("DE", "FR")
     auth = api.request("FR", "INTERPOL", root)
