@@ -187,11 +187,6 @@ class Official(Actor):
     officer: str = Field(min_length=1, max_length=200)
 
 
-def parse_actor(value: Any, field: str, *, officer_required: bool) -> Actor:
-    """``value`` as an :class:`Official` (``officer_required``) or an :class:`Actor`."""
-    return (Official if officer_required else Actor).parse(value, field)
-
-
 def _is_authority_of(value: Any, party: str) -> bool:
     """Whether :func:`parse_authority` accepts ``value`` for ``party`` as it is."""
     if type(value) is not str:

@@ -73,12 +73,6 @@ def parse_uuid(value: Any, field: str) -> UUID:
     )
 
 
-def parse_optional_uuid(value: Any, field: str) -> UUID | None:
-    if value is None or value == "":
-        return None
-    return parse_uuid(value, field)
-
-
 def parse_categories(value: Any, field: str) -> tuple[str, ...]:
     """A non-empty set of art. 2 data categories, returned sorted."""
     if not isinstance(value, (list, tuple)) or not value:
