@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -79,11 +80,8 @@ def init(
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(settings.data_dir, 0o700)
-            ledger = open_ledger(settings)  # creates the tables
-            try:
+            with closing(open_ledger(settings)) as ledger:  # creates the tables
                 _, admin_key = principals_of(ledger).add(GLOBAL_PARTY, ["admin"], name="initial admin")
-            finally:
-                ledger.close()
         except BaseException:
             if created and not any(settings.data_dir.iterdir()):
                 settings.data_dir.rmdir()
@@ -107,11 +105,8 @@ def checkpoint(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> No
     require_initialized(settings)
     with errors_as_exit_status():
         signer = load_signing_key(settings.signing_key_file)
-        ledger = open_ledger(settings)
-        try:
+        with closing(open_ledger(settings)) as ledger:
             stored = sign_current_checkpoint(ledger.store, signer)
-        finally:
-            ledger.close()
         sys.stdout.write(stored.note)
 
 
@@ -149,16 +144,14 @@ def verify(
             )
         verifier = load_verifier(settings, vkey)
         trusted = load_trusted_checkpoint(since, verifier, settings.log_origin()) if since else None
-        ledger = open_ledger(settings)
         try:
-            with progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
+            with closing(open_ledger(settings)) as ledger, \
+                    progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
                 report = verify_ledger(
                     ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress
                 )
         except VerificationIncomplete as stopped:
             _verification_incomplete(stopped, as_json)
-        finally:
-            ledger.close()
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -273,11 +266,8 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     require_initialized(settings)
     with errors_as_exit_status():
         signer = load_signing_key(settings.signing_key_file)
-        ledger = open_ledger(settings)
-        try:
+        with closing(open_ledger(settings)) as ledger:
             run_demo(ledger, signer, typer.echo)
-        finally:
-            ledger.close()
 
 
 # -- audit bundles: export, verify-export --------------------------------------------
@@ -315,15 +305,12 @@ def export_command(
     require_initialized(settings)
     with errors_as_exit_status():
         signer = load_signing_key(settings.signing_key_file)
-        ledger = open_ledger(settings)
-        try:
-            with progress_bar(sys.stderr.isatty(), "exporting leaves") as progress:
-                try:
-                    result = export_bundle(ledger, signer, out, transfer or (), progress=progress)
-                except ExportError as e:
-                    fail(str(e), e.status)
-        finally:
-            ledger.close()
+        with closing(open_ledger(settings)) as ledger, \
+                progress_bar(sys.stderr.isatty(), "exporting leaves") as progress:
+            try:
+                result = export_bundle(ledger, signer, out, transfer or (), progress=progress)
+            except ExportError as e:
+                fail(str(e), e.status)
     typer.echo(
         f"exported {result.tree_size} leaves (checkpoint of {result.origin} at size "
         f"{result.tree_size}, root {result.root_hash.hex()}) and {len(result.proofs)} proof(s) to {out}"
