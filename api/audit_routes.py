@@ -69,7 +69,8 @@ def _answer(request: Request, principal: Principal, ledger: TransferLedger, min_
     with where they stand and the share answered."""
     share = _share(principal)
     where = fresh(request, ledger, min_index, wait)
-    return {**where, "party": share or "*", **query(read_models_of(request).db, share)}
+    # The read models hold commitments in place of personal values (event format 2): opened here.
+    return {**where, "party": share or "*", **ledger.open_personal_named(query(read_models_of(request).db, share))}
 
 
 def fresh(request: Request, ledger: TransferLedger, min_index: int | None, wait: float) -> dict[str, int]:

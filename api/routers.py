@@ -4,6 +4,7 @@ and call the ledger application; every rule of the Convention lives in ``domain/
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -33,10 +34,12 @@ from api.schemas import (
     AuthorizationRequestIn,
     ConsistencyProofOut,
     DecisionIn,
+    ErasureIn,
     FeedPage,
     Health,
     InclusionProofOut,
     LineageOut,
+    RestrictionIn,
     RevocationIn,
     TransferDetailOut,
     TransferIn,
@@ -229,6 +232,39 @@ async def revoke(body: RevocationIn, request: Request, principal: CurrentPrincip
                  authorization_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
     return await _by_origin(request, principal, authorization_id, idempotency_key, body, body.revoked_by.party,
                             "revoked_by.party", TransferLedger.plan_revoke)
+
+
+@router.post("/v1/transfers/{transfer_id}/erasure", response_model=TransferOut, responses=_COMMAND,
+             tags=["personal data"], summary="Destroy a transfer's subject data; every leaf and proof stays valid")
+async def erase(body: ErasureIn, request: Request, principal: CurrentPrincipal,
+                transfer_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    return await _by_party(request, principal, transfer_id, idempotency_key, body, body.erased_by.party,
+                           "erased_by.party", TransferLedger.plan_erase_personal_data)
+
+
+@router.post("/v1/transfers/{transfer_id}/restriction", response_model=TransferOut, responses=_COMMAND,
+             tags=["personal data"], summary="Place an evidence hold: the data are not erased while it stands")
+async def restrict(body: RestrictionIn, request: Request, principal: CurrentPrincipal,
+                   transfer_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    return await _by_party(request, principal, transfer_id, idempotency_key, body, body.by.party, "by.party",
+                           TransferLedger.plan_restrict_processing)
+
+
+@router.delete("/v1/transfers/{transfer_id}/restriction", response_model=TransferOut, responses=_COMMAND,
+               tags=["personal data"], summary="Lift an evidence hold")
+async def lift_restriction(body: RestrictionIn, request: Request, principal: CurrentPrincipal,
+                           transfer_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    return await _by_party(request, principal, transfer_id, idempotency_key, body, body.by.party, "by.party",
+                           functools.partial(TransferLedger.plan_restrict_processing, lift=True))
+
+
+async def _by_party(request: Request, principal: Principal, path_id: str, key: str | None, body: Any,
+                    actor_party: str, field: str, plan: Callable[..., Prepare]) -> Response:
+    """An erasure or a hold: only an authority of the sender or recipient acts; it answers 200."""
+    ledger = ledger_of(request)
+    transfer_id = views.transfer_for_party(ledger, principal, path_id, actor_party, field)
+    return await _command(request, ledger, principal, key, _fingerprinted(body), 200,
+                          lambda claim: plan(ledger, transfer_id, body, idempotency=claim))
 
 
 async def _by_origin(request: Request, principal: Principal, path_id: str, key: str | None, body: Any,

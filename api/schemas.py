@@ -23,9 +23,11 @@ from domain.values import (
     AuthorizationRequestDraft,
     DecisionDraft,
     DecisionSignature,
+    ErasureDraft,
     GrantConditions,
     Handling,
     Purpose,
+    RestrictionDraft,
     RevocationDraft,
     TransferDraft,
     WrittenInstrument,
@@ -127,6 +129,15 @@ RevocationIn = contract(RevocationDraft, "RevocationIn", names={Official: ActorI
     "revoked_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
     "reasons": "the proceeding was closed",
 })
+ErasureIn = contract(ErasureDraft, "ErasureIn", names={Official: ActorIn}, example={
+    "erased_by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
+    "ground": "purpose-achieved",
+    "reasons": "proceeding FR-PNC-2026-0417 closed by judgment of 2026-11-30",
+})
+RestrictionIn = contract(RestrictionDraft, "RestrictionIn", names={Official: ActorIn}, example={
+    "by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
+    "reasons": "evidence in proceeding FR-PNC-2026-0417, appeal pending",
+})
 
 
 # -- answers ---------------------------------------------------------------------
@@ -138,14 +149,38 @@ _TRANSFER_DESCRIPTIONS = {
     "origin": "The first transferring Party of the data's lineage (art. 36 §3)",
     "depth": "Hops from the lineage's root (0 for a first transfer)",
 }
+class ErasedOut(BaseModel):
+    """A personal value that was destroyed: when, by which erasure, and the commitment that stays."""
+
+    erased: dict[str, Any] = Field(description="erased_at, the erasure's leaf_index, the erasure (transfer_id, "
+                                   "version) and the retention_class")
+    commitment: str = Field(description="The salted commitment the leaf keeps (docs/FORMAT.md)")
+
+
+def _erasable(name: str, hint: Any, personal: dict[str, str]) -> Any:
+    """A field's type, widened where a personal value (or one inside it) may read as erased."""
+    if name in personal:
+        return hint | ErasedOut
+    if any(path.startswith(name + ".") for path in personal) and get_origin(hint) is dict:
+        key, value = get_args(hint)
+        return dict[key, value | ErasedOut]  # type: ignore[valid-type]
+    return hint
+
+
 TransferOut: type[BaseModel] = create_model(
     "TransferOut",
     id=(str, ...),
-    **{name: (hint, Field(description=_TRANSFER_DESCRIPTIONS.get(name)))
+    **{name: (_erasable(name, hint, Transfer.Recorded.PERSONAL),
+              Field(description=_TRANSFER_DESCRIPTIONS.get(name)))
        for name, hint in get_type_hints(Transfer.Recorded).items()
        if name in Transfer.Recorded.__annotations__ and name != "origin_requires_written_form"},
     leaf_index=(int | None, Field(description="Index of the transfer's leaf in the ledger")),
     recorded_at=(str | None, ...),
+    erasure=(dict[str, Any] | None, Field(
+        default=None, description="Event format 2: the erasure of the transfer's subject data (ground, who, "
+        "when, the destroyed key ids, its leaf), if erased")),
+    restriction=(dict[str, Any] | None, Field(
+        default=None, description="Event format 2: the evidence hold on its data (LED art. 16(3)), if any")),
 )
 
 
@@ -178,11 +213,11 @@ class AuthorizationOut(BaseModel):
     origin: str
     parent_transfer_id: str
     root_transfer_id: str
-    requested_by: dict[str, str]
-    recipient: dict[str, str]
+    requested_by: dict[str, str | ErasedOut]
+    recipient: dict[str, str | ErasedOut]
     purpose: dict[str, Any]
     data_categories: list[str]
-    justification: str
+    justification: str | ErasedOut
     requested_at: str
     decision: dict[str, Any] | None
     conditions: dict[str, Any] | None

@@ -105,6 +105,27 @@ def authorization_for_origin(ledger: TransferLedger, principal: Principal, path:
     return authorization_id
 
 
+def transfer_for_party(ledger: TransferLedger, principal: Principal, path: str, actor_party: str,
+                       field: str) -> str:
+    """Only an authority of the transfer's sender or recipient erases or restricts its data
+    (Order 949 §15); others are told why, or nothing. Returns the transfer's id in canonical form."""
+    require_role(principal, "authority")
+    transfer_id = path_id(path, "transfer")
+    try:
+        view = ledger.get_transfer(transfer_id)
+    except NotFound:
+        raise not_found("transfer", transfer_id) from None
+    parties = (view["sender"]["party"], view["recipient"]["party"])
+    if principal.party not in parties:
+        if not can_read(principal, transfer_parties(view)):
+            raise not_found("transfer", transfer_id)
+        raise ApiProblem(403, "not-a-party-to-transfer",
+                         f"only the sender ({parties[0]}) or the recipient ({parties[1]}) of the transfer "
+                         f"erases or restricts its data (Order 949 §15); this key belongs to {principal.party}")
+    require_party(principal, actor_party, field, "act")
+    return transfer_id
+
+
 # -- reads ------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.parties import Actor
+from domain.personal import ACTOR_LOG, SUBJECT_DATA
 from domain.values import (
     AuthorizationRequestDraft,
     GrantConditions,
@@ -51,6 +52,13 @@ class Transfer(Aggregate):
 
     class Recorded(Created):
         TOPIC = _PREFIX + "TransferRecorded:v1"
+        #: Who acted (the actor log's Party) and which fields are personal, in which class
+        #: (domain/personal.py; stored as commitments in event format 2).
+        ACTING = "sender"
+        PERSONAL = {
+            "subjects": SUBJECT_DATA, "justification": SUBJECT_DATA, "purpose.description": SUBJECT_DATA,
+            "sender.officer": ACTOR_LOG, "recipient.officer": ACTOR_LOG, "ordered_by": ACTOR_LOG,
+        }
         sender: dict[str, str]
         recipient: dict[str, str]
         legal_basis: str
@@ -78,6 +86,54 @@ class Transfer(Aggregate):
                 for name in type(self).__annotations__
                 if not name.startswith("_")
             }
+            aggregate._erasure = None
+            aggregate._restriction = None
+
+    class PersonalDataErased(Event):
+        """The transfer's personal data of one retention class were destroyed (Order 949 §15):
+        the data keys named were destroyed with this event's commit; the commitments stay."""
+
+        TOPIC = _PREFIX + "PersonalDataErased:v1"
+        ACTING = "erased_by"
+        PERSONAL = {"erased_by.officer": ACTOR_LOG, "reasons": ACTOR_LOG}
+        retention_class: str
+        ground: str
+        erased_by: dict[str, str]
+        reasons: str
+        key_ids: list[str]
+        erased: list[dict[str, Any]]
+
+        def apply(self, aggregate: Any) -> None:
+            if self.retention_class == SUBJECT_DATA:
+                aggregate._erasure = {
+                    "ground": self.ground, "erased_by": self.erased_by, "reasons": self.reasons,
+                    "key_ids": list(self.key_ids), "erased_at": self.timestamp, "version": self.originator_version,
+                }
+
+    class ProcessingRestricted(Event):
+        """An evidence hold: the transfer's personal data are kept, not erased (LED art. 16(3))."""
+
+        TOPIC = _PREFIX + "ProcessingRestricted:v1"
+        ACTING = "restricted_by"
+        PERSONAL = {"restricted_by.officer": ACTOR_LOG, "reasons": ACTOR_LOG}
+        restricted_by: dict[str, str]
+        reasons: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._restriction = {
+                "restricted_by": self.restricted_by, "reasons": self.reasons,
+                "restricted_at": self.timestamp, "version": self.originator_version,
+            }
+
+    class RestrictionLifted(Event):
+        TOPIC = _PREFIX + "RestrictionLifted:v1"
+        ACTING = "lifted_by"
+        PERSONAL = {"lifted_by.officer": ACTOR_LOG, "reasons": ACTOR_LOG}
+        lifted_by: dict[str, str]
+        reasons: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._restriction = None
 
     @classmethod
     def record(cls, draft: TransferDraft, parent: Transfer | None, origin: str,
@@ -170,6 +226,36 @@ class Transfer(Aggregate):
     def recorded_at(self) -> datetime:
         return self.created_on
 
+    @property
+    def subject_scope(self) -> UUID:
+        """Whose subject data this aggregate's events hold: the transfer's own."""
+        return self.id
+
+    @property
+    def erasure(self) -> dict[str, Any] | None:
+        """The erasure of the transfer's subject data, if any."""
+        erasure = getattr(self, "_erasure", None)
+        return dict(erasure) if erasure else None
+
+    @property
+    def restriction(self) -> dict[str, Any] | None:
+        """The evidence hold on the transfer's data, if any."""
+        restriction = getattr(self, "_restriction", None)
+        return dict(restriction) if restriction else None
+
+    def erase(self, retention_class: str, ground: str, erased_by: Actor, reasons: str,
+              key_ids: list[str], erased: list[dict[str, Any]]) -> None:
+        self.trigger_event(
+            self.PersonalDataErased, retention_class=retention_class, ground=ground,
+            erased_by=erased_by.as_dict(), reasons=reasons, key_ids=list(key_ids), erased=erased,
+        )
+
+    def restrict(self, restricted_by: Actor, reasons: str) -> None:
+        self.trigger_event(self.ProcessingRestricted, restricted_by=restricted_by.as_dict(), reasons=reasons)
+
+    def lift_restriction(self, lifted_by: Actor, reasons: str) -> None:
+        self.trigger_event(self.RestrictionLifted, lifted_by=lifted_by.as_dict(), reasons=reasons)
+
 
 class Authorization(Aggregate):
     """The origin's authorization of an onward transfer (art. 36 §3).
@@ -199,6 +285,11 @@ class Authorization(Aggregate):
 
     class Requested(Created):
         TOPIC = _PREFIX + "AuthorizationRequested:v1"
+        ACTING = "requested_by"
+        PERSONAL = {
+            "justification": SUBJECT_DATA, "purpose.description": SUBJECT_DATA,
+            "requested_by.officer": ACTOR_LOG, "recipient.officer": ACTOR_LOG,
+        }
         parent_transfer_id: str
         requested_by: dict[str, str]
         recipient: dict[str, str]
@@ -219,6 +310,9 @@ class Authorization(Aggregate):
 
     class Granted(Event):
         TOPIC = _PREFIX + "AuthorizationGranted:v1"
+        ACTING = "decided_by"
+        PERSONAL = {"reasons": SUBJECT_DATA, "conditions.purpose.description": SUBJECT_DATA,
+                    "decided_by.officer": ACTOR_LOG}
         origin: str
         decided_by: dict[str, str]
         conditions: dict[str, Any]
@@ -238,6 +332,8 @@ class Authorization(Aggregate):
 
     class Refused(Event):
         TOPIC = _PREFIX + "AuthorizationRefused:v1"
+        ACTING = "decided_by"
+        PERSONAL = {"reasons": SUBJECT_DATA, "decided_by.officer": ACTOR_LOG}
         origin: str
         decided_by: dict[str, str]
         reasons: str
@@ -256,6 +352,8 @@ class Authorization(Aggregate):
 
     class Revoked(Event):
         TOPIC = _PREFIX + "AuthorizationRevoked:v1"
+        ACTING = "revoked_by"
+        PERSONAL = {"reasons": SUBJECT_DATA, "revoked_by.officer": ACTOR_LOG}
         revoked_by: dict[str, str]
         reasons: str
 
@@ -289,6 +387,11 @@ class Authorization(Aggregate):
             origin=parent.origin,
             root_transfer_id=str(parent.root_transfer_id),
         )
+
+    @property
+    def subject_scope(self) -> UUID:
+        """Whose subject data this aggregate's events hold: the transfer whose data it would pass on."""
+        return self.parent_transfer_id
 
     @property
     def request(self) -> dict[str, Any]:
@@ -399,6 +502,8 @@ class PartyPolicy(Aggregate):
 
     class WrittenFormRequirementSet(Event):
         TOPIC = _PREFIX + "WrittenFormRequirementSet:v1"
+        ACTING = "set_by"
+        PERSONAL = {"set_by.officer": ACTOR_LOG}
         required: bool
         set_by: dict[str, str]
 
@@ -409,6 +514,8 @@ class PartyPolicy(Aggregate):
         """The Party registers an Ed25519 verifier key (C2SP vkey) for signed decisions."""
 
         TOPIC = _PREFIX + "PartyKeyRegistered:v1"
+        ACTING = "registered_by"
+        PERSONAL = {"registered_by.officer": ACTOR_LOG}
         party: str
         vkey: str
         key: str
@@ -416,6 +523,11 @@ class PartyPolicy(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.keys = {**getattr(aggregate, "keys", {}), self.key: self.vkey}
+
+    @property
+    def subject_scope(self) -> None:
+        """A policy holds no data subject's data."""
+        return None
 
     def register_key(self, vkey: str, key: str, registered_by: Actor) -> None:
         """``key`` is the vkey's ``name+id`` reference, under which signatures name it."""

@@ -22,6 +22,7 @@ from datetime import datetime
 from domain.errors import DomainError, InvalidInput, RuleViolation
 from domain.model import Authorization, Transfer
 from domain.parties import Actor
+from domain.personal import quotable
 from domain.values import (
     AuthorizationRequestDraft,
     DecisionDraft,
@@ -31,6 +32,15 @@ from domain.values import (
 )
 
 ART_36_3 = "art. 36 §3"
+
+
+def _because(reasons: str | None) -> str:
+    """The reasons quoted after a colon; where the ledger holds only their commitment (event
+    format 2, domain/personal.py), a pointer to the record that opens them."""
+    text = quotable(reasons)
+    if text is None and reasons is not None:
+        return " (its reasons are in the authorization's record)"
+    return f": {text}"
 
 
 def refuse(violation: DomainError | None) -> None:
@@ -375,7 +385,7 @@ def onward_transfer_not_covered(
         )
     if grant.status == "revoked":
         return RuleViolation(
-            f"authorization {auth_id} was revoked by {origin}: {grant.revocation_reasons}",
+            f"authorization {auth_id} was revoked by {origin}{_because(grant.revocation_reasons)}",
             rule="authorization-revoked",
             field="authorization_id",
             article=ART_36_3,
@@ -383,7 +393,7 @@ def onward_transfer_not_covered(
         )
     if grant.status == "refused":
         return RuleViolation(
-            f"{origin} refused authorization {auth_id}: {grant.refusal_reasons}",
+            f"{origin} refused authorization {auth_id}{_because(grant.refusal_reasons)}",
             rule="authorization-refused",
             field="authorization_id",
             article=ART_36_3,

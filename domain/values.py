@@ -27,6 +27,7 @@ from pydantic_core import PydanticKnownError
 
 from domain.errors import InvalidInput
 from domain.parties import Actor, Official, is_plain_text, parse_text
+from domain.personal import ErasureGround
 from domain.validation import FIELD, ShapeRule, Value, checked, refusal
 
 #: Art. 2 (c), (d), (f), (g): traffic, content and subscriber data, and other
@@ -494,4 +495,23 @@ class RevocationDraft(Value):
     NOUN = "revocation"
 
     revoked_by: Official
+    reasons: Text = Field(min_length=1, max_length=2000)
+
+
+class ErasureDraft(Value):
+    """An authority of the sender or recipient erases a transfer's personal data (Order 949 §15)."""
+
+    NOUN = "erasure"
+
+    erased_by: Official
+    ground: ErasureGround = Field(description="Why the data are erased (Order 949 §15)")
+    reasons: Text = Field(min_length=1, max_length=2000)
+
+
+class RestrictionDraft(Value):
+    """An evidence hold placed on, or lifted from, a transfer's personal data (LED art. 16(3))."""
+
+    NOUN = "restriction"
+
+    by: Official = Field(description="Who places or lifts the hold")
     reasons: Text = Field(min_length=1, max_length=2000)

@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import PlainValidator, ValidationError
+from pydantic import Field, PlainValidator, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from domain.personal import DEFAULT_LOG_RETENTION_YEARS
 
 DEFAULT_DATA_DIR = Path("ledger-data")
 DATABASE_FILE = "ledger.sqlite3"
 SIGNING_KEY_FILE = "signing.key"
 VKEY_FILE = "ledger.vkey"
 SETTINGS_FILE = "settings.json"
+DATA_KEYS_DIR = "data-keys"
 DEFAULT_LOG_ORIGIN = "transfer-ledger.example/ledger"
 #: Group commit (``serve``): most commands written in one transaction, and most waiting.
 DEFAULT_COMMIT_BATCH = 64
@@ -63,6 +66,9 @@ def _count(value: object) -> int:
 Count = Annotated[int, PlainValidator(_count)]
 
 
+_YEARS_BY_PARTY = r"^([A-Z0-9-]{1,16}=[0-9]{1,2})?(,[A-Z0-9-]{1,16}=[0-9]{1,2})*$"
+
+
 class Settings(BaseSettings):
     """Where the ledger lives, and how the API commits (pydantic-settings, decision 10).
 
@@ -77,6 +83,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     commit_batch: Count = DEFAULT_COMMIT_BATCH
     commit_queue: Count = DEFAULT_COMMIT_QUEUE
+    #: LED art. 25: how long the log of who acted is kept, in years, and per Party (``RU=5,FR=3``).
+    log_retention_years: Annotated[int, Field(ge=1, le=100)] = DEFAULT_LOG_RETENTION_YEARS
+    log_retention_years_by_party: Annotated[str, Field(pattern=_YEARS_BY_PARTY)] = ""
 
     def __init__(self, data_dir: Path | str | None = None, database_url: str | None = None, **values: Any) -> None:
         if data_dir is not None:
@@ -122,6 +131,11 @@ class Settings(BaseSettings):
         return self.data_dir / VKEY_FILE
 
     @property
+    def data_keys_dir(self) -> Path:
+        """The key-encryption keys of the personal data (mode 0700; docs/OPERATIONS.md)."""
+        return self.data_dir / DATA_KEYS_DIR
+
+    @property
     def settings_file(self) -> Path:
         return self.data_dir / SETTINGS_FILE
 
@@ -162,7 +176,17 @@ def _one_line(error: ValidationError, *, from_env: bool) -> str:
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
-    """The eventsourcing environment for the configured backend."""
+    """The eventsourcing environment for the configured backend, and the data dir's
+    key-encryption keys (``DATA_KEYS_DIR``: a new ledger is started in event format 2)."""
+    return {
+        **_backend_env(settings),
+        "DATA_KEYS_DIR": str(settings.data_keys_dir),
+        "LOG_RETENTION_YEARS": str(settings.log_retention_years),
+        "LOG_RETENTION_YEARS_BY_PARTY": settings.log_retention_years_by_party,
+    }
+
+
+def _backend_env(settings: Settings) -> dict[str, str]:
     if not settings.database_url:
         return {
             "PERSISTENCE_MODULE": "ledger.storage.sqlite:SQLiteLedgerFactory",

@@ -67,6 +67,7 @@ import pybase64
 import rfc8785
 
 from domain.model import Authorization, PartyPolicy, party_policy_id
+from domain.personal import commitments_in
 from domain.rules import decision_document
 from ledger.storage.store import (
     EventRow,
@@ -115,6 +116,9 @@ class VerifyReport:
     events_checked: int = 0
     since: int | None = None  # the trusted checkpoint's size, in incremental mode
     signatures_checked: int = 0  # decisions signed by their origin, re-verified
+    #: Signed decisions whose signed fields the ledger holds sealed (event format 2) and that
+    #: could not be opened (erased, or verified without the data keys): not re-verifiable.
+    signatures_sealed: int = 0
 
     def problem(self, index: int | None, kind: str, text: str) -> None:
         self.ok = False
@@ -137,10 +141,13 @@ class VerifyReport:
             "events_checked": self.events_checked,
             "since": self.since,
             "signatures_checked": self.signatures_checked,
+            "signatures_sealed": self.signatures_sealed,
         }
 
 
 Progress = Callable[[int, int], None]
+#: Opens the personal values of an event state (``ledger.service.sealing``), given its originator.
+OpenState = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 class _Checkpoints:
@@ -279,8 +286,10 @@ class _DecisionSignatures:
     ``AuthorizationRefused`` over its canonical decision document.
     """
 
-    def __init__(self, report: VerifyReport, store: LedgerStore, start: int) -> None:
+    def __init__(self, report: VerifyReport, store: LedgerStore, start: int,
+                 open_state: OpenState | None = None) -> None:
         self.report, self.store, self.start = report, store, start
+        self.open_state = open_state
         self.keys: dict[str, dict[str, str]] = {}
         self.loaded: set[str] = set()
         self.checked = 0
@@ -318,6 +327,13 @@ class _DecisionSignatures:
         data = self._decode(index, row)
         if data is None or not data.get("signature"):
             return
+        if "personal_data" in data:  # event format 2: the signed fields are commitments
+            opened = self.open_state(row.originator_id, data) if self.open_state is not None else None
+            if opened is None or commitments_in(
+                    [opened.get("decided_by"), opened.get("reasons"), opened.get("conditions")]):
+                self.report.signatures_sealed += 1
+                return
+            data = opened
         self.checked += 1
         signature = data["signature"]
         origin = str(data.get("origin"))
@@ -768,8 +784,13 @@ def verify_ledger(
     progress: Progress | None = None,
     batch: int = BATCH,
     record_time_cache: int = RECORD_TIME_CACHE,
+    open_state: OpenState | None = None,
 ) -> VerifyReport:
     """Verify the ledger; see the module docstring for what is checked.
+
+    ``open_state`` opens sealed personal values (event format 2), so that a signed
+    decision is re-verified over what was signed; without it, or once erased, such a
+    signature is counted in ``signatures_sealed``.
 
     With ``since`` (a checkpoint the caller trusts, already verified), only
     the leaves appended after it are re-read: the stored tree at its size must
@@ -788,7 +809,7 @@ def verify_ledger(
     """
     report = VerifyReport()
     try:
-        return _verify(report, store, verifier, origin, since, progress, batch, record_time_cache)
+        return _verify(report, store, verifier, origin, since, progress, batch, record_time_cache, open_state)
     except Exception as error:
         raise VerificationIncomplete(report, error) from error
 
@@ -802,6 +823,7 @@ def _verify(
     progress: Progress | None,
     batch: int,
     record_time_cache: int,
+    open_state: OpenState | None = None,
 ) -> VerifyReport:
     # Checkpoints first: one signed after this read covers at most the head read next.
     stored_checkpoints = store.checkpoints()
@@ -810,7 +832,7 @@ def _verify(
     gaps: list[tuple[int, int]] = []
     nodes = _NodeCheck(store, report, gaps)
     moved = _Moved(report)
-    signatures = _DecisionSignatures(report, store, since.size if since is not None else 0)
+    signatures = _DecisionSignatures(report, store, since.size if since is not None else 0, open_state)
     tree = CompactRange()
     prev = ZERO_HASH
     expected = 0

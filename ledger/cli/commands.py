@@ -148,7 +148,8 @@ def verify(
             with closing(open_ledger(settings)) as ledger, \
                     progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
                 report = verify_ledger(
-                    ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress
+                    ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress,
+                    open_state=ledger.open_event_state,
                 )
         except VerificationIncomplete as stopped:
             _verification_incomplete(stopped, as_json)

@@ -22,7 +22,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -33,11 +33,20 @@ from eventsourcing.application import (
     Application,
     ProcessingEvent,
 )
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import Mapper, RecordConflictError
 
 from domain.errors import InvalidInput, NotFound
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
-from domain.parties import Official, parse_party
+from domain.parties import Actor, Official, parse_party
+from domain.personal import (
+    DEFAULT_LOG_RETENTION_YEARS,
+    check_erasure_by_party,
+    check_erasure_possible,
+    check_not_erased,
+    check_not_restricted,
+    check_restricted,
+    commitments_in,
+)
 from domain.rules import (
     authorization_required,
     check_categories_received,
@@ -59,17 +68,22 @@ from domain.rules import (
 from domain.values import (
     AuthorizationRequestDraft,
     DecisionDraft,
+    ErasureDraft,
+    RestrictionDraft,
     RevocationDraft,
     TransferDraft,
     format_datetime,
     parse_uuid,
 )
 from ledger.service.group_commit import GroupCommitter
+from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
 from ledger.storage.idempotency import (
     IdempotencyClaim,
     IdempotencyRecord,
     IdempotencyStore,
 )
+from ledger.storage.keyring import Keyring
+from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
 from ledger.tlog.leaf import AppendedLeaf
@@ -114,10 +128,51 @@ class Prepared:
     idempotency_row: tuple[str, Sequence[Any]] | None
     idempotency: IdempotencyClaim | None
     respond: Callable[[dict[tuple[str, int], AppendedLeaf]], dict[str, Any]]
+    #: Statements run in the save's transaction (an erasure destroys its keys there).
+    statements: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
+    #: Run after the commit (an erasure journals its keys and clears the SQLite WAL).
+    after_commit: Callable[[], None] | None = None
 
 
 #: A command's preparation: load what it needs, apply the rules, make its events.
 Prepare = Callable[[], Prepared]
+
+
+def _log_retention_years(env: Any) -> Callable[[str], int]:
+    """The log-retention period of a Party, in years: ``LOG_RETENTION_YEARS_BY_PARTY``
+    (``RU=5,FR=3``), else ``LOG_RETENTION_YEARS``, else three (LED art. 25)."""
+    default = int(env.get("LOG_RETENTION_YEARS") or DEFAULT_LOG_RETENTION_YEARS)
+    by_party: dict[str, int] = {}
+    for item in (env.get("LOG_RETENTION_YEARS_BY_PARTY") or "").split(","):
+        if item.strip():
+            party, _, years = item.partition("=")
+            by_party[party.strip()] = int(years)
+    return lambda party: by_party.get(party, default)
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _ids_in(doc: Any) -> set[str]:
+    """The aggregate ids (hyphenated UUIDs) a JSON-like document names."""
+    found: set[str] = set()
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str) and _UUID_TEXT.fullmatch(item):
+            found.add(item)
+    return found
+
+
+def _texts(value: Any) -> list[str]:
+    """The texts of an opened value (a string, or a list of them) worth scrubbing from stored answers."""
+    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+        if isinstance(value, list) else []
+    return [t for t in texts if len(t) >= 4]
 
 
 def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], AppendedLeaf]:
@@ -138,6 +193,7 @@ class TransferLedger(Application[UUID]):
         super().__init__(env)
         self.clock = clock or (lambda: datetime.now(UTC))
         self._idempotency: IdempotencyStore | None = None
+        self._open_personal_data()
         self._committer: GroupCommitter | None = None
         # In the group-commit thread, while a batch is prepared: the aggregates
         # that earlier commands of the batch changed (not yet saved).
@@ -167,6 +223,69 @@ class TransferLedger(Application[UUID]):
             self._committer.close()
             self._committer = None
         super().close()
+
+    # -- personal data (event format 2, domain/personal.py) -------------------------
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=SealingMapper)
+
+    def _open_personal_data(self) -> None:
+        """The ledger's event format, and for format 2 what seals and opens its personal data.
+
+        ``DATA_KEYS_DIR`` (the data dir's ``data-keys``, from ``ledger.config``) holds the
+        key-encryption keys. A ledger without events opened with it is started in event
+        format 2; one opened without it, or one that has events of format 1, stays in format 1.
+        """
+        self.personal = PersonalDataStore(SqlAccess(self.recorder))
+        keys_dir = self.env.get("DATA_KEYS_DIR")
+        self.event_format = self.personal.event_format(2 if keys_dir else 1, self.store.head().size == 0)
+        self.keyring: Keyring | None = Keyring(keys_dir) if keys_dir else None
+        self.sealer: Sealer | None = None
+        self.opener: Opener | None = None
+        mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
+        if self.event_format == 2:
+            if self.keyring is None:
+                mapper.sealer = None
+                mapper.refuse_personal_data = True
+                return
+            years = _log_retention_years(self.env)
+            self.sealer = Sealer(self.personal, self.keyring, years)
+            self.opener = Opener(self.personal, self.sealer, self._erasure_leaf)
+            mapper.sealer = self.sealer
+
+    def _erasure_leaf(self, transfer_id: str, version: int) -> int | None:
+        leaf = self.store.leaf_of_event(UUID(transfer_id), version)
+        return leaf.leaf_index if leaf is not None else None
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:
+        """Record as eventsourcing does; in event format 2 the openings (and any new data
+        keys) go into the same transaction, as rows to insert with the events."""
+        if self.sealer is None:
+            return super()._record(processing_event)
+        rows = list(processing_event.saved_kwargs.get("also_insert", ()))
+        processing_event.saved_kwargs["also_insert"] = rows
+        self.sealer.begin(rows, dict(processing_event.aggregates))
+        try:
+            return super()._record(processing_event)
+        finally:
+            self.sealer.end()
+
+    def open_personal(self, view: dict[str, Any], *aggregate_ids: UUID | str) -> dict[str, Any]:
+        """``view`` with the personal values of these aggregates' events opened (format 2)."""
+        if self.opener is None:
+            return view
+        return self.opener.open(view, aggregate_ids)  # type: ignore[no-any-return]
+
+    def open_event_state(self, originator_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        """A stored event state with its personal values opened (``verify_ledger``'s ``open_state``)."""
+        return self.open_personal(state, originator_id)
+
+    def open_personal_named(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` with the personal values of every aggregate it names (by id) opened."""
+        if self.opener is None or not commitments_in(doc):
+            return doc
+        return self.open_personal(doc, *_ids_in(doc))
 
     async def run_async(self, prepare: Prepare) -> dict[str, Any]:
         """Run a planned command from an event loop: in the next batch, without a thread of
@@ -247,12 +366,19 @@ class TransferLedger(Application[UUID]):
         """Save the commands' events with their idempotency rows, in one transaction."""
         events = [event for item in prepared for event in item.events]
         rows = tuple(item.idempotency_row for item in prepared if item.idempotency_row is not None)
+        statements = [statement for item in prepared for statement in item.statements]
         # As Application.save, for events already collected from their aggregates: save()
         # would check every object against two runtime protocols first (~20 µs an event).
         processing = ProcessingEvent[UUID]()
         processing.events.extend(events)
+        processing.aggregates.update((aggregate.id, aggregate) for item in prepared for aggregate in item.aggregates)
         processing.saved_kwargs.update(leaf_sink=appended, also_insert=rows)
+        if statements:
+            processing.saved_kwargs["also_run"] = statements
         recordings = self._record(processing)
+        for item in prepared:
+            if item.after_commit is not None:
+                item.after_commit()
         self._take_snapshots(processing)
         self._notify(recordings)
 
@@ -420,6 +546,124 @@ class TransferLedger(Application[UUID]):
         view = self._authorization_view(authorization)
         return self._prepared(authorization, resource=authorization, kind="authorization",
                               idempotency=idempotency, respond=lambda _leaves: view)
+
+    # -- erasure and restriction (domain/personal.py) ---------------------------------
+
+    def erase_personal_data(
+        self, transfer_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> dict[str, Any]:
+        """Destroy a transfer's subject data (Order 949 §15): its data key, with the erasure event."""
+        return self._run(self.plan_erase_personal_data(transfer_id, data, idempotency=idempotency))
+
+    def plan_erase_personal_data(
+        self, transfer_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+    ) -> Prepare:
+        tid = parse_uuid(transfer_id, "transfer_id")
+        draft = ErasureDraft.parse(data)
+
+        def prepare() -> Prepared:
+            transfer = self._get_transfer(tid, "transfer_id")
+            check_erasure_by_party(draft.erased_by, transfer.sender.party, transfer.recipient.party)
+            key = self.personal.live_key(subject_scope(tid)) if self.sealer is not None else None
+            check_not_erased(transfer.erasure is not None, str(tid))
+            check_erasure_possible(key is not None, str(tid))
+            check_not_restricted(transfer.restriction is not None, str(tid))
+            assert key is not None
+            return self._erasure_prepared(transfer, key, draft.ground, draft.erased_by, draft.reasons, idempotency)
+
+        return prepare
+
+    def _erasure_prepared(self, transfer: Transfer, key: DataKeyRow, ground: str, erased_by: Actor,
+                          reasons: str, idempotency: IdempotencyClaim | None) -> Prepared:
+        """The erasure event of ``key``'s data, with the statements that destroy the key and its
+        openings in the same transaction, and what to journal once it commits."""
+        assert self.sealer is not None and self.opener is not None and self.keyring is not None
+        openings = self.personal.openings_of_keys([key.key_id])
+        opened = self.opener.opened(sorted({row.originator_id for row in openings}))
+        under_key = {(row.originator_id, row.originator_version, row.retention_class) for row in openings}
+        fields = [f for f in opened.fields.values()
+                  if (f.originator_id, f.originator_version, f.retention_class) in under_key]
+        erased: dict[tuple[str, int], dict[str, str]] = {}
+        for f in fields:
+            erased.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
+        retention_class = key.scope.split(":", 1)[0]
+        transfer.erase(retention_class, ground, erased_by, reasons, [key.key_id], [
+            {"originator_id": oid, "originator_version": version, "commitments": commitments}
+            for (oid, version), commitments in sorted(erased.items())
+        ])
+        erased_at = format_datetime(transfer.modified_on)
+        statements = self.personal.erasure_statements([key.key_id], fields, str(transfer.id), transfer.version,
+                                                      erased_at)
+        statements += self.idempotency.scrub_statements(
+            [v for f in fields for v in _texts(opened.values[f.commitment])])
+        version = transfer.version
+        keyring = self.keyring
+
+        def after_commit() -> None:
+            keyring.journal({
+                "key_id": key.key_id, "scope": key.scope, "erasure": {"transfer_id": str(transfer.id),
+                                                                      "version": version},
+                "erased_at": erased_at,
+                "fields": [[f.commitment, f.originator_id, f.originator_version, f.path, f.retention_class]
+                           for f in fields],
+            })
+            self.store.clear_old_pages()
+
+        def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+            return self._transfer_view(self._get_transfer(transfer.id, "transfer_id"))
+
+        prepared = self._prepared(transfer, resource=transfer, kind="transfer", idempotency=idempotency,
+                                  respond=respond)
+        prepared.statements = statements
+        prepared.after_commit = after_commit
+        return prepared
+
+    def restrict_processing(
+        self, transfer_id: Any, data: Any, *, lift: bool = False, idempotency: IdempotencyClaim | None = None
+    ) -> dict[str, Any]:
+        """Place (or lift) an evidence hold on a transfer's personal data (LED art. 16(3))."""
+        return self._run(self.plan_restrict_processing(transfer_id, data, lift=lift, idempotency=idempotency))
+
+    def plan_restrict_processing(
+        self, transfer_id: Any, data: Any, *, lift: bool = False, idempotency: IdempotencyClaim | None = None
+    ) -> Prepare:
+        tid = parse_uuid(transfer_id, "transfer_id")
+        draft = RestrictionDraft.parse(data)
+
+        def prepare() -> Prepared:
+            transfer = self._get_transfer(tid, "transfer_id")
+            check_erasure_by_party(draft.by, transfer.sender.party, transfer.recipient.party, "by.party")
+            check_not_erased(transfer.erasure is not None, str(tid))
+            if lift:
+                check_restricted(transfer.restriction is not None, str(tid))
+                transfer.lift_restriction(draft.by, draft.reasons)
+            else:
+                check_not_restricted(transfer.restriction is not None, str(tid))
+                transfer.restrict(draft.by, draft.reasons)
+
+            def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+                return self._transfer_view(transfer)
+
+            return self._prepared(transfer, resource=transfer, kind="transfer", idempotency=idempotency,
+                                  respond=respond)
+
+        return prepare
+
+    def reapply_erasures(self) -> int:
+        """Erasures the data dir's journal holds that this database does not: destroyed again
+        (a database restored from an older backup), before anything is served. How many."""
+        if self.keyring is None or self.event_format != 2:
+            return 0
+        count = 0
+        for entry in self.keyring.journaled():
+            fields = [ErasedField(*f) for f in entry.get("fields", [])]
+            erasure = entry["erasure"]
+            if self.personal.reapply(entry["key_id"], fields, erasure["transfer_id"], erasure["version"],
+                                     entry["erased_at"]):
+                count += 1
+        if count:
+            self.store.clear_old_pages()
+        return count
 
     def _checked_signature(self, authorization: Authorization, draft: DecisionDraft) -> dict[str, str] | None:
         """The decision's signature, verified under a key registered to the origin."""
@@ -708,9 +952,21 @@ class TransferLedger(Application[UUID]):
             view.update(leaf_index=appended.leaf_index, recorded_at=appended.recorded_at)
         else:
             view.update(self._leaf(transfer.id, 1))
-        return view
+        erasure, restriction = transfer.erasure, transfer.restriction
+        if erasure is not None:
+            version = erasure.pop("version")
+            view["erasure"] = {**erasure, "erased_at": format_datetime(erasure["erased_at"]),
+                               "leaf_index": self._leaf(transfer.id, version)["leaf_index"]}
+        if restriction is not None:
+            version = restriction.pop("version")
+            view["restriction"] = {**restriction, "restricted_at": format_datetime(restriction["restricted_at"]),
+                                   "leaf_index": self._leaf(transfer.id, version)["leaf_index"]}
+        return self.open_personal(view, transfer.id)
 
     def _authorization_view(self, auth: Authorization) -> dict[str, Any]:
+        return self.open_personal(self._authorization_fields(auth), auth.id)
+
+    def _authorization_fields(self, auth: Authorization) -> dict[str, Any]:
         request = auth.request
         decision = auth.decision
         conditions = decision["conditions"] if decision else None

@@ -105,6 +105,21 @@ class IdempotencyStore:
             kind, resource_id, version, None, format_datetime(datetime.now(UTC)),
         )
 
+    @staticmethod
+    def scrub_statements(texts: list[str]) -> list[tuple[str, tuple[Any, ...]]]:
+        """Statements that replace each text, as a JSON string holds it, by ``[erased]`` in the
+        stored answers (a refusal may quote what an erasure destroys), run in its transaction."""
+        statements = []
+        for text in sorted(set(texts)):
+            inner = json.dumps(text)[1:-1]  # as save_refusal stores answers (ASCII, escaped)
+            pattern = "%" + inner.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+            statements.append((
+                "UPDATE {" + TABLE + "} SET response = replace(response, ?, '[erased]') "
+                "WHERE response LIKE ? ESCAPE '!'",
+                (inner, pattern),
+            ))
+        return statements
+
     def save_refusal(self, claim: IdempotencyClaim, status: int, body: dict[str, Any]) -> None:
         """Remember a refusal (nothing was recorded), unless the key was used meanwhile."""
         self.sql.query(

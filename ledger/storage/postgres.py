@@ -27,7 +27,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.storage.reads import Dialect, LedgerReads
 from ledger.storage.schema import tables_beside_the_events
-from ledger.storage.sql import DDL_LOCK
+from ledger.storage.sql import DDL_LOCK, TABLE_REF
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
@@ -212,6 +212,7 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
         *,
         leaf_sink: list[Any] | None = None,
         also_insert: Sequence[tuple[str, Sequence[Any]]] = (),
+        also_run: Sequence[tuple[str, Sequence[Any]]] = (),
         **_: Any,
     ) -> list[int]:
         text = self._write_statements(conn)
@@ -266,6 +267,8 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
                 prepare=True,
             )
         self._insert_rows(control, also_insert, conn)
+        for statement, values in also_run:  # written with {name} table references (ledger.storage.sql)
+            control.execute(self._qualified(statement), tuple(values), prepare=False)
         control.execute(text["commit"], prepare=False)
         # The pipeline's closing sync sends the above and waits for the commit.
         if leaf_sink is not None:
@@ -312,6 +315,16 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
                 chunk = group[start : start + _ROWS_PER_INSERT]
                 params = [value for values in chunk for value in values]
                 curs.execute(self._insert_into(table, columns, len(chunk), conn), params, prepare=True)
+
+    def clear_old_pages(self) -> bool:
+        """Nothing to do here: PostgreSQL keeps dead tuples and WAL segments until vacuum and
+        recycling (docs/OPERATIONS.md, "Personal data"); what they hold is sealed."""
+        return True
+
+    def _qualified(self, statement: str) -> str:
+        """A statement of ``{name}`` table references and ``?`` marks, as PostgreSQL runs it here."""
+        schema = self.datastore.schema
+        return TABLE_REF.sub(lambda m: f'"{schema}"."{m.group(1)}"', statement).replace("?", "%s")
 
     def _insert_into(self, table: str, columns: int, rows: int, conn: Any) -> str:
         key = ("insert", table, columns, rows)

@@ -10,6 +10,7 @@ and its leaf commit together or not at all.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from eventsourcing.sqlite import (
 
 from ledger.storage.reads import Dialect, LedgerReads
 from ledger.storage.schema import tables_beside_the_events
+from ledger.storage.sql import TABLE_REF
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
@@ -132,6 +134,7 @@ class SQLiteLedgerRecorder(LedgerReads, SQLiteApplicationRecorder):
         *,
         leaf_sink: list[Any] | None = None,
         also_insert: Sequence[tuple[str, Sequence[Any]]] = (),
+        also_run: Sequence[tuple[str, Sequence[Any]]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
@@ -157,9 +160,23 @@ class SQLiteLedgerRecorder(LedgerReads, SQLiteApplicationRecorder):
         cursor.execute(_UPDATE_HEAD, (head.size, head.last_leaf_hash, head.frontier))
         for table, values in also_insert:
             cursor.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", tuple(values))
+        for statement, params in also_run:  # written with {name} table references (ledger.storage.sql)
+            cursor.execute(TABLE_REF.sub(lambda m: m.group(1), statement), tuple(params))
         if leaf_sink is not None:
             leaf_sink.extend(append.appended)
         return notification_ids
+
+    def clear_old_pages(self) -> bool:
+        """After an erasure: copy the WAL into the database and truncate it, so that no old
+        page (a destroyed key, an erased opening) stays in the WAL; secure_delete has zeroed
+        them in the database. Whether the WAL was emptied (readers may hold it: retried)."""
+        for _ in range(50):
+            with self.datastore.get_connection(commit=True) as conn:
+                busy, _log, _done = conn.cursor().sqlite_cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            time.sleep(0.02)
+        return False
 
     # -- the shared reads' access layer (ledger.storage.reads) ----------------------
 
@@ -214,6 +231,9 @@ class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
                 self.journal_mode_was_changed_to_wal = True
             self.is_journal_mode_wal = True
             conn.execute("PRAGMA synchronous=FULL")
+            # Freed pages and cells are overwritten with zeros: a destroyed data key or an
+            # erased opening leaves no bytes in the file (docs/OPERATIONS.md, "Personal data").
+            conn.execute("PRAGMA secure_delete=ON")
         conn.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=conn, max_age=self.max_age)
 

@@ -217,7 +217,12 @@ def test_authorization_revoked(api: Api) -> None:
     api.revoke(auth)
     body = refused(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, auth), "FR-recorder"),
                    "authorization-revoked", "authorization_id")
-    assert "proceeding closed" in body["detail"]
+    # The ledger holds the reasons sealed (event format 2): the refusal points to them, never
+    # quoting a commitment; the authorization's record opens them.
+    assert "revoked by DE (its reasons are in the authorization's record)" in body["detail"]
+    assert "commitment:" not in body["detail"]
+    assert api.get(f"/v1/authorizations/{auth['id']}", "FR-recorder").json()["revocation"]["reasons"] \
+        == "proceeding closed"
     refused(api.post(f"/v1/authorizations/{auth['id']}/revocation", builders.revocation("DE"), "DE-authority"),
             "authorization-not-granted", None)
 

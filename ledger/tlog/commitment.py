@@ -1,0 +1,135 @@
+"""Salted commitments to personal values, their openings, and the data keys that seal them.
+
+docs/FORMAT.md, "Personal data (event format 2)", states these bytes; an
+outside verifier recomputes a commitment from an opening with nothing but
+HMAC-SHA-256 and RFC 8785.
+
+- **Commitment** to ``value`` at ``path`` of the event ``(originator_id,
+  originator_version)``: ``HMAC-SHA-256(key=salt, msg=JCS([COMMITMENT_TAG,
+  originator_id, originator_version, path, value]))`` with a fresh 32-byte
+  salt per field, written in the event state as ``commitment:<64 hex>``.
+  Without the salt the commitment reveals nothing, not even to someone who
+  guesses the value.
+- **Opening** of one event's fields of one retention class: ``JCS({path:
+  {"salt": base64, "value": value}})``, encrypted with AES-256-GCM under a
+  data key, a fresh 12-byte nonce, and the associated data ``JCS([OPENING_TAG,
+  originator_id, originator_version, retention_class, key_id])``: a sealed
+  opening cannot be moved to another event, class or key.
+- **Data key** (AES-256), wrapped with AES-256-GCM under a key-encryption key,
+  associated data ``JCS([DATA_KEY_TAG, key_id, scope])``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from domain.personal import COMMITMENT_PREFIX, is_commitment
+
+COMMITMENT_TAG = "transfer-ledger/commitment/v1"
+OPENING_TAG = "transfer-ledger/opening/v1"
+DATA_KEY_TAG = "transfer-ledger/data-key/v1"
+SALT_SIZE = 32
+NONCE_SIZE = 12
+KEY_SIZE = 32
+
+
+class SealError(Exception):
+    """An opening or a wrapped key does not decrypt, or does not match its commitment."""
+
+
+def commitment_message(originator_id: str, originator_version: int, path: str, value: Any) -> bytes:
+    """The bytes the commitment's HMAC is computed over."""
+    return rfc8785.dumps([COMMITMENT_TAG, originator_id, originator_version, path, value])
+
+
+def commit(salt: bytes, originator_id: str, originator_version: int, path: str, value: Any) -> str:
+    """The commitment to ``value``, as the event state holds it (``commitment:<64 hex>``)."""
+    digest = hmac.new(salt, commitment_message(originator_id, originator_version, path, value), hashlib.sha256)
+    return COMMITMENT_PREFIX + digest.hexdigest()
+
+
+def opens(commitment: str, salt: bytes, originator_id: str, originator_version: int, path: str,
+          value: Any) -> bool:
+    """Whether ``(salt, value)`` opens ``commitment`` (compared in constant time)."""
+    if not is_commitment(commitment):
+        return False
+    return hmac.compare_digest(commit(salt, originator_id, originator_version, path, value), commitment)
+
+
+def opening_aad(originator_id: str, originator_version: int, retention_class: str, key_id: str) -> bytes:
+    return rfc8785.dumps([OPENING_TAG, originator_id, originator_version, retention_class, key_id])
+
+
+def data_key_aad(key_id: str, scope: str) -> bytes:
+    return rfc8785.dumps([DATA_KEY_TAG, key_id, scope])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A field's salt and value: what opens its commitment."""
+
+    salt: bytes
+    value: Any
+
+
+def seal_openings(key: bytes, aad: bytes, openings: dict[str, Opening]) -> str:
+    """Encrypt one event's openings of one class: base64 of nonce || AES-GCM ciphertext."""
+    plain = rfc8785.dumps({path: {"salt": _b64(o.salt), "value": o.value} for path, o in openings.items()})
+    nonce = os.urandom(NONCE_SIZE)
+    return _b64(nonce + AESGCM(key).encrypt(nonce, plain, aad))
+
+
+def unseal_openings(key: bytes, aad: bytes, sealed: str) -> dict[str, Opening]:
+    """The openings :func:`seal_openings` encrypted; :class:`SealError` if they do not decrypt."""
+    try:
+        raw = _unb64(sealed)
+        plain = AESGCM(key).decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], aad)
+        fields = json.loads(plain)  # RFC 8785 is JSON
+        return {path: Opening(_unb64(o["salt"]), o["value"]) for path, o in fields.items()}
+    except (InvalidTag, ValueError, KeyError, TypeError) as e:
+        raise SealError(f"opening does not decrypt: {type(e).__name__}") from None
+
+
+def wrap_key(kek: bytes, key_id: str, scope: str, key: bytes) -> str:
+    """A data key wrapped under a key-encryption key: base64 of nonce || ciphertext."""
+    nonce = os.urandom(NONCE_SIZE)
+    return _b64(nonce + AESGCM(kek).encrypt(nonce, key, data_key_aad(key_id, scope)))
+
+
+def unwrap_key(kek: bytes, key_id: str, scope: str, wrapped: str) -> bytes:
+    try:
+        raw = _unb64(wrapped)
+        return AESGCM(kek).decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], data_key_aad(key_id, scope))
+    except (InvalidTag, ValueError) as e:
+        raise SealError(f"data key {key_id} does not unwrap: {type(e).__name__}") from None
+
+
+def new_salt() -> bytes:
+    return os.urandom(SALT_SIZE)
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_SIZE)
+
+
+def new_key_id() -> str:
+    """128 random bits in hex: never the id of an earlier key."""
+    return os.urandom(16).hex()
