@@ -21,6 +21,7 @@ from api.deps import (
     Ledger,
     authorization_parties,
     can_read,
+    cosignatures_of,
     idempotency_claim,
     ledger_of,
     require_role,
@@ -34,6 +35,7 @@ from api.schemas import (
     AuthorizationRequestIn,
     ConsistencyProofOut,
     DecisionIn,
+    ErasureCertificateOut,
     ErasureIn,
     FeedPage,
     Health,
@@ -49,7 +51,9 @@ from api.schemas import (
 from api.witness_routes import checkpoint_note
 from domain.errors import DomainError
 from domain.values import parse_datetime
+from ledger.audit.certificates import CertificateError, certify_erasure
 from ledger.service.application import AlreadyDone, Prepare, TransferLedger
+from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.service.group_commit import Overloaded
 from ledger.service.node_cache import NodeCache, StoredNodesMissing
 from ledger.storage.principals import Principal
@@ -240,6 +244,19 @@ async def erase(body: ErasureIn, request: Request, principal: CurrentPrincipal,
                 transfer_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
     return await _by_party(request, principal, transfer_id, idempotency_key, body, body.erased_by.party,
                            "erased_by.party", TransferLedger.plan_erase_personal_data)
+
+
+@router.get("/v1/transfers/{transfer_id}/erasure-certificate", response_model=ErasureCertificateOut,
+            responses=_READ, tags=["personal data"],
+            summary="The erasure's leaf, what it destroyed, and a tlog-proof against a signed checkpoint")
+def erasure_certificate(request: Request, principal: CurrentPrincipal, ledger: Ledger,
+                        transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    transfer = views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer"))
+    try:
+        return certify_erasure(ledger, transfer["id"], cosignatures_of(request),
+                               lambda: sign_current_checkpoint(ledger.store, request.app.state.signer))
+    except CertificateError as e:
+        raise ApiProblem(503, "certificate-unavailable", str(e)) from None
 
 
 @router.post("/v1/transfers/{transfer_id}/restriction", response_model=TransferOut, responses=_COMMAND,

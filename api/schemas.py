@@ -227,6 +227,20 @@ class AuthorizationOut(BaseModel):
     version: int
 
 
+class ErasureCertificateOut(BaseModel):
+    """An erasure certificate (docs/FORMAT.md section 17.7): check it with `transfer-ledger verify-certificate`."""
+
+    format: Literal["transfer-ledger/erasure-certificate/v1"]
+    transfer_id: str
+    leaf_index: int
+    leaf: str = Field(description="Standard base64 of the erasure's leaf bytes (docs/FORMAT.md section 4)")
+    erasure: dict[str, Any] = Field(description="retention_class, ground, erased_at, key_ids and the commitments "
+                                    "erased, by event, as the leaf says")
+    tlog_proof: str = Field(description="C2SP tlog-proof of the leaf against a signed, where witnessed cosigned, "
+                            "checkpoint")
+    cannot_prove: str = Field(description="What the certificate cannot prove (copies outside the ledger)")
+
+
 class AuthorizationPage(BaseModel):
     items: list[AuthorizationOut]
     next_cursor: str | None

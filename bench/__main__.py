@@ -131,6 +131,58 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
         ledger.close()
 
 
+def bench_sealing(tmp: Path, n: int) -> None:
+    """Event format 2 (personal values sealed: commitments, encrypted openings, data keys) against
+    format 1 (values in clear), the same transfers, side by side: one commit each, and batches of 64
+    as group commit writes them (where the commit no longer hides the work)."""
+    plain_settings, sealed_settings = Settings(tmp / "format1"), Settings(tmp / "format2")
+    for s in (plain_settings, sealed_settings):
+        s.data_dir.mkdir(parents=True)
+    plain_env = {k: v for k, v in eventsourcing_env(plain_settings).items() if k != "DATA_KEYS_DIR"}
+    plain, sealed = TransferLedger(plain_env), TransferLedger(eventsourcing_env(sealed_settings))
+    assert (plain.event_format, sealed.event_format) == (1, 2)
+    try:
+        bodies = [transfer_body(i) for i in range(n)]
+        for ledger in (plain, sealed):
+            ledger.record_transfer(bodies[0])
+
+        def single(ledger: TransferLedger, chunk: list[dict[str, Any]]) -> float:
+            start = time.perf_counter()
+            for body in chunk:
+                ledger.record_transfer(body)
+            return time.perf_counter() - start
+
+        def batched(ledger: TransferLedger, chunk: list[dict[str, Any]]) -> float:
+            start = time.perf_counter()
+            for at in range(0, len(chunk), 64):
+                outcomes = ledger._execute_batch([ledger.plan_record_transfer(b) for b in chunk[at:at + 64]])
+                assert all(error is None for _, error in outcomes)
+            return time.perf_counter() - start
+
+        for label, run, count in (("format 2 vs 1, one commit each", single, n),
+                                  ("format 2 vs 1, batches of 64", batched, n * 4)):
+            work = [bodies[i % n] for i in range(count)]
+            t_plain = t_sealed = 0.0
+            rounds = 10
+            per = count // rounds
+            for r in range(rounds):
+                chunk = work[r * per:(r + 1) * per]
+                if r % 2 == 0:
+                    t_plain += run(plain, chunk)
+                    t_sealed += run(sealed, chunk)
+                else:
+                    t_sealed += run(sealed, chunk)
+                    t_plain += run(plain, chunk)
+            done = per * rounds
+            plain_rate, sealed_rate = rate(done, t_plain), rate(done, t_sealed)
+            ratio = sealed_rate / plain_rate
+            print(f"{label:<34} {done:>8} {plain_rate:>12.0f}/s {sealed_rate:>12.0f}/s "
+                  f"{ratio:>7.2f}x  (goal >= 0.90x){'' if ratio >= 0.9 else '  MISSED'}")
+    finally:
+        plain.close()
+        sealed.close()
+
+
 def build_store(settings: Settings, n: int) -> TransferLedger:
     """A ledger of ``n`` leaves, appended through the real recorder in batches."""
     from eventsourcing.persistence import StoredEvent
@@ -466,6 +518,10 @@ def main() -> int:
         settings = Settings(Path(tmp))
         raw_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "raw.sqlite3")}
         sqlite_single = bench_recording("SQLite", raw_env, eventsourcing_env(settings), EVENTS)
+    print()
+    print(f"{'personal data sealed (SQLite)':<34} {'events':>8} {'format 1':>14} {'format 2':>14} {'ratio':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_sealing(Path(tmp), min(EVENTS, 5_000))
     with contextlib.ExitStack() as stack:
         url: str | None = None
         pg_single: float | None = None

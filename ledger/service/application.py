@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -35,17 +35,19 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import Mapper, RecordConflictError
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import DomainError, InvalidInput, NotFound
 from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, Official, parse_party
 from domain.personal import (
     DEFAULT_LOG_RETENTION_YEARS,
+    SUBJECT_DATA,
     check_erasure_by_party,
     check_erasure_possible,
     check_not_erased,
     check_not_restricted,
     check_restricted,
     commitments_in,
+    is_due,
 )
 from domain.rules import (
     authorization_required,
@@ -82,7 +84,7 @@ from ledger.storage.idempotency import (
     IdempotencyRecord,
     IdempotencyStore,
 )
-from ledger.storage.keyring import Keyring
+from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
@@ -138,6 +140,10 @@ class Prepared:
 Prepare = Callable[[], Prepared]
 
 
+#: Who the retention job names as the officer who erased (the job acts under the holder's policy).
+RETENTION_OFFICER = "transfer-ledger retention run"
+
+
 def _log_retention_years(env: Any) -> Callable[[str], int]:
     """The log-retention period of a Party, in years: ``LOG_RETENTION_YEARS_BY_PARTY``
     (``RU=5,FR=3``), else ``LOG_RETENTION_YEARS``, else three (LED art. 25)."""
@@ -166,6 +172,12 @@ def _ids_in(doc: Any) -> set[str]:
         elif isinstance(item, str) and _UUID_TEXT.fullmatch(item):
             found.add(item)
     return found
+
+
+def _erased_in(view: dict[str, Any]) -> bool:
+    """Whether a view shows a field as erased (the opener's marker)."""
+    return any(isinstance(v, dict) and "erased" in v and "commitment" in v
+               for v in (view.get("subjects"), view.get("justification"), view.get("purpose", {}).get("description")))
 
 
 def _texts(value: Any) -> list[str]:
@@ -242,6 +254,7 @@ class TransferLedger(Application[UUID]):
         self.keyring: Keyring | None = Keyring(keys_dir) if keys_dir else None
         self.sealer: Sealer | None = None
         self.opener: Opener | None = None
+        self.erasures_reapplied = 0
         mapper = self.mapper
         assert isinstance(mapper, SealingMapper)
         if self.event_format == 2:
@@ -253,6 +266,9 @@ class TransferLedger(Application[UUID]):
             self.sealer = Sealer(self.personal, self.keyring, years)
             self.opener = Opener(self.personal, self.sealer, self._erasure_leaf)
             mapper.sealer = self.sealer
+            # Before anything is served: a database restored from a backup older than an
+            # erasure gets it again (the journal in the data dir remembers it).
+            self.erasures_reapplied = self.reapply_erasures()
 
     def _erasure_leaf(self, transfer_id: str, version: int) -> int | None:
         leaf = self.store.leaf_of_event(UUID(transfer_id), version)
@@ -266,10 +282,13 @@ class TransferLedger(Application[UUID]):
         rows = list(processing_event.saved_kwargs.get("also_insert", ()))
         processing_event.saved_kwargs["also_insert"] = rows
         self.sealer.begin(rows, dict(processing_event.aggregates))
+        committed = False
         try:
-            return super()._record(processing_event)
+            recordings = super()._record(processing_event)
+            committed = True
+            return recordings
         finally:
-            self.sealer.end()
+            self.sealer.end(committed)
 
     def open_personal(self, view: dict[str, Any], *aggregate_ids: UUID | str) -> dict[str, Any]:
         """``view`` with the personal values of these aggregates' events opened (format 2)."""
@@ -477,6 +496,7 @@ class TransferLedger(Application[UUID]):
 
         def prepare() -> Prepared:
             parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
+            check_not_erased(parent.erasure is not None, str(parent.id), "parent_transfer_id")
             check_request_consistent(draft, parent)
             authorization = Authorization.requested(draft, parent)
             return self._authorization_prepared(authorization, idempotency)
@@ -648,6 +668,52 @@ class TransferLedger(Application[UUID]):
                                   respond=respond)
 
         return prepare
+
+    def retention_due(self, today: date) -> list[tuple[UUID, str]]:
+        """The transfers whose subject data are past their ``retention_until`` on ``today`` and
+        not yet erased (Order 949 §15), with whether each is ``due`` or ``held`` (a hold stands)."""
+        if self.sealer is None:
+            return []
+        month = today.strftime("%Y-%m")
+        found: list[tuple[UUID, str]] = []
+        for key in self.personal.live_keys():
+            if not key.scope.startswith(SUBJECT_DATA + ":") or key.bucket == OPEN_BUCKET or key.bucket > month:
+                continue
+            transfer = self._get_transfer(UUID(key.scope.split(":", 1)[1]), "transfer_id")
+            until = transfer.data.get("retention_until")
+            if transfer.erasure is None and is_due(date.fromisoformat(until) if until else None, today):
+                found.append((transfer.id, "held" if transfer.restriction is not None else "due"))
+        return sorted(found, key=lambda item: str(item[0]))
+
+    def run_retention(self, today: date | None = None, *, dry_run: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """The scheduled job: erase every transfer's subject data whose period has ended and that no
+        hold covers, each with ground ``retention-expired`` under the recipient's name (the
+        Party holding the data). Idempotent: what was erased is not due again."""
+        today = today or self.clock().date()
+        due = self.retention_due(today)
+        report: dict[str, Any] = {"today": today.isoformat(), "dry_run": dry_run,
+                                  "due": [str(t) for t, state in due if state == "due"],
+                                  "held": [str(t) for t, state in due if state == "held"],
+                                  "erased": [], "failed": []}
+        todo = [t for t, state in due if state == "due"]
+        for done, transfer_id in enumerate(todo, 1):
+            if not dry_run:
+                try:
+                    recipient = self._get_transfer(transfer_id, "transfer_id").recipient.party
+                    self.erase_personal_data(transfer_id, {
+                        "erased_by": {"party": recipient, "authority": f"{recipient}/retention-job",
+                                      "officer": RETENTION_OFFICER},
+                        "ground": "retention-expired",
+                        "reasons": f"retention period ended ({today.isoformat()}); Order 949 §15",
+                    })
+                    report["erased"].append(str(transfer_id))
+                except DomainError as error:  # a hold placed meanwhile, an erasure by hand meanwhile
+                    report["failed"].append({"transfer_id": str(transfer_id), "rule": error.rule,
+                                             "detail": error.detail})
+            if progress is not None:
+                progress(done, len(todo))
+        return report
 
     def reapply_erasures(self) -> int:
         """Erasures the data dir's journal holds that this database does not: destroyed again
@@ -850,6 +916,7 @@ class TransferLedger(Application[UUID]):
         if draft.parent_transfer_id is None:
             return None
         parent = self._get_transfer(draft.parent_transfer_id, "parent_transfer_id")
+        check_not_erased(parent.erasure is not None, str(parent.id), "parent_transfer_id")
         check_holder_received_parent(draft.sender.party, parent, "sender.party")
         check_categories_received(draft.data_categories, parent)
         return parent
@@ -945,7 +1012,8 @@ class TransferLedger(Application[UUID]):
             return {"leaf_index": None, "recorded_at": None}
         return {"leaf_index": leaf.leaf_index, "recorded_at": leaf.recorded_at}
 
-    def _transfer_view(self, transfer: Transfer, appended: AppendedLeaf | None = None) -> dict[str, Any]:
+    def _transfer_view(self, transfer: Transfer, appended: AppendedLeaf | None = None, *,
+                       reread: bool = False) -> dict[str, Any]:
         view: dict[str, Any] = {"id": str(transfer.id), **transfer.data}
         view.pop("origin_requires_written_form", None)
         if appended is not None:
@@ -953,6 +1021,7 @@ class TransferLedger(Application[UUID]):
         else:
             view.update(self._leaf(transfer.id, 1))
         erasure, restriction = transfer.erasure, transfer.restriction
+        view["erasure"] = view["restriction"] = None
         if erasure is not None:
             version = erasure.pop("version")
             view["erasure"] = {**erasure, "erased_at": format_datetime(erasure["erased_at"]),
@@ -961,7 +1030,15 @@ class TransferLedger(Application[UUID]):
             version = restriction.pop("version")
             view["restriction"] = {**restriction, "restricted_at": format_datetime(restriction["restricted_at"]),
                                    "leaf_index": self._leaf(transfer.id, version)["leaf_index"]}
-        return self.open_personal(view, transfer.id)
+        if appended is not None:
+            return view  # just recorded by this process: its values are in memory, in clear
+        opened = self.open_personal(view, transfer.id)
+        if erasure is None and not reread and _erased_in(opened):
+            # An erasure committed between loading the transfer and opening its values: read it
+            # again, so that no answer shows half an erasure. (Still none: a database restored
+            # from before the erasure, which the data dir's journal re-applied.)
+            return self._transfer_view(self.repository.get(transfer.id), reread=True)
+        return opened
 
     def _authorization_view(self, auth: Authorization) -> dict[str, Any]:
         return self.open_personal(self._authorization_fields(auth), auth.id)

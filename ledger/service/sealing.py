@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.personal import ACTOR_LOG, SUBJECT_DATA, actor_log_until, commitments_in, get_path
@@ -39,7 +40,7 @@ from ledger.tlog.commitment import (
     commit,
     new_key,
     new_key_id,
-    new_salt,
+    new_salts,
     opening_aad,
     seal_openings,
     unseal_openings,
@@ -55,8 +56,9 @@ def subject_scope(transfer_id: UUID | str) -> str:
     return f"{SUBJECT_DATA}:{transfer_id}"
 
 
-def actor_scope(aggregate_id: UUID | str, until: date) -> str:
-    return f"{ACTOR_LOG}:{aggregate_id}:{until.isoformat()}"
+def actor_scope(until: date) -> str:
+    """The log of who acted, of every event due on the same day, shares one data key."""
+    return f"{ACTOR_LOG}:{until.isoformat()}"
 
 
 def bucket_of(until: date | None) -> str:
@@ -100,6 +102,11 @@ class Sealer:
         self.log_retention_years = log_retention_years
         self.now = now or (lambda: datetime.now(UTC))
         self._local = threading.local()
+        self._wrappers: dict[str, AESGCM] = {}  # by KEK id: AES-GCM objects made once
+        # The actor-log keys of the days events are due, committed: a key of day D seals the
+        # events recorded 3 years (the Party's period) before D, and is destroyed only once D
+        # has passed, so a process never writes under a key destroyed meanwhile.
+        self._day_keys: dict[str, tuple[str, AESGCM]] = {}
 
     # -- one save ------------------------------------------------------------------
 
@@ -108,30 +115,39 @@ class Sealer:
         self._local.pending = _Pending({}, rows)
         self._local.aggregates = aggregates
 
-    def end(self) -> None:
+    def end(self, committed: bool) -> None:
+        """The save is over: the day keys it made are kept for the next saves if it committed."""
+        pending: _Pending | None = self._local.pending
+        if committed and pending is not None:
+            for scope, made in pending.keys.items():
+                if scope.startswith(ACTOR_LOG + ":"):
+                    self._day_keys[scope] = made
         self._local.pending = None
         self._local.aggregates = None
 
-    def _key(self, scope: str, until: date | None, *, new_aggregate: bool) -> tuple[str, bytes]:
+    def _key(self, scope: str, until: date | None, *, new_aggregate: bool) -> tuple[str, AESGCM]:
         """The data key of ``scope``: made in this save, stored and live, or new (without a
         query when the scope is a new aggregate's own)."""
         pending: _Pending = self._local.pending
-        made = pending.keys.get(scope)
+        made = pending.keys.get(scope) or self._day_keys.get(scope)
         if made is not None:
             return made
         stored = None if new_aggregate else self.store.live_key(scope)
         if stored is not None:
             key = self.unwrap(stored)
             if key is not None:
-                pending.keys[scope] = (stored.key_id, key)
-                return stored.key_id, key
+                pending.keys[scope] = (stored.key_id, AESGCM(key))
+                return pending.keys[scope]
         bucket = bucket_of(until)
         kek = self.keyring.for_bucket(bucket)
+        wrapper = self._wrappers.get(kek.kek_id)
+        if wrapper is None:
+            wrapper = self._wrappers[kek.kek_id] = AESGCM(kek.key)
         key_id, key = new_key_id(), new_key()
-        pending.rows.append(key_row(key_id, scope, kek.kek_id, bucket, wrap_key(kek.key, key_id, scope, key),
+        pending.rows.append(key_row(key_id, scope, kek.kek_id, bucket, wrap_key(wrapper, key_id, scope, key),
                                     format_datetime(self.now())))
-        pending.keys[scope] = (key_id, key)
-        return key_id, key
+        pending.keys[scope] = (key_id, AESGCM(key))
+        return pending.keys[scope]
 
     def unwrap(self, row: DataKeyRow) -> bytes | None:
         """A stored data key, unwrapped; None once destroyed (or its KEK is)."""
@@ -153,11 +169,12 @@ class Sealer:
         oid = originator_id_text(originator_id)
         by_class: dict[str, dict[str, Opening]] = {}
         fields: dict[str, str] = {}
-        for path, retention_class in personal.items():
+        salts = new_salts(len(personal))
+        for n, (path, retention_class) in enumerate(personal.items()):
             value = get_path(state, path)
             if value is None:
                 continue
-            salt = new_salt()
+            salt = salts[n]
             _set(state, path, commit(salt, oid, version, path, value))
             by_class.setdefault(retention_class, {})[path] = Opening(salt, value)
             fields[path] = retention_class
@@ -180,7 +197,7 @@ class Sealer:
                 acting = get_path(state, getattr(type(event), "ACTING", "") + ".party")
                 acted_at = getattr(event, "timestamp", None) or self.now()
                 until = actor_log_until(acted_at, self.log_retention_years(str(acting)))
-                key_id, key = self._key(actor_scope(oid, until), until, new_aggregate=version == 1)
+                key_id, key = self._key(actor_scope(until), until, new_aggregate=False)
                 info = {"key_id": key_id, "until": until.isoformat()}
             block[retention_class] = info
             self._local.pending.rows.append(opening_row(

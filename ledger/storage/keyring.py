@@ -44,11 +44,17 @@ class Keyring:
         self.directory = Path(directory)
         self._lock = threading.Lock()
         self._by_id: dict[str, Kek] = {}
+        self._by_bucket: dict[str, Kek] = {}
+        self._paths: dict[str, Path] = {}
 
     def _path(self, bucket: str) -> Path:
+        path = self._paths.get(bucket)
+        if path is not None:
+            return path
         if bucket != OPEN_BUCKET and not (len(bucket) == 7 and bucket[4] == "-" and bucket.replace("-", "").isdigit()):
             raise KeyringError(f"bad key bucket {bucket!r}")
-        return self.directory / f"kek-{bucket}.key"
+        path = self._paths[bucket] = self.directory / f"kek-{bucket}.key"
+        return path
 
     def _ensure_directory(self) -> None:
         try:
@@ -73,9 +79,12 @@ class Keyring:
         """The live KEK of ``bucket``, made now if there is none (another process may make it
         at the same moment: the first file linked in place wins, both use it)."""
         path = self._path(bucket)
+        cached = self._by_bucket.get(bucket)
+        if cached is not None and path.exists():  # a KEK destroyed by another process is not used
+            return cached
         kek = self._read(path)
         if kek is not None:
-            self._by_id[kek.kek_id] = kek
+            self._by_id[kek.kek_id] = self._by_bucket[bucket] = kek
             return kek
         with self._lock:
             self._ensure_directory()
@@ -98,7 +107,7 @@ class Keyring:
         kek = self._read(path)
         if kek is None:
             raise KeyringError(f"key-encryption key {path} vanished as it was made")
-        self._by_id[kek.kek_id] = kek
+        self._by_id[kek.kek_id] = self._by_bucket[bucket] = kek
         return kek
 
     def by_id(self, kek_id: str, bucket: str) -> Kek | None:
@@ -134,6 +143,7 @@ class Keyring:
                 pass
             _fsync_directory(self.directory)
             self._by_id.pop(kek.kek_id, None)
+            self._by_bucket.pop(bucket, None)
         return kek.kek_id
 
     # -- the erasure journal: what was destroyed, kept beside the keys ---------------

@@ -22,7 +22,6 @@ HMAC-SHA-256 and RFC 8785.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import os
@@ -43,19 +42,64 @@ NONCE_SIZE = 12
 KEY_SIZE = 32
 
 
+_FAST_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_MAX_EXACT_INT = 2**53
+
+
+def _plain(value: Any) -> bool:
+    """Whether RFC 8785 of ``value`` is what the standard encoder writes with sorted keys: strings
+    (escaped as ECMAScript's JSON.stringify escapes them: see ``ledger.tlog.leaf``), exact integers,
+    booleans, null, lists, and objects with ASCII keys (code-point order is UTF-16 order there)."""
+    kind = type(value)
+    if kind is str:
+        return True
+    if kind is int:
+        return bool(-_MAX_EXACT_INT < value < _MAX_EXACT_INT)
+    if value is None or kind is bool:
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of ``value``: the standard encoder where it writes the same bytes
+    (every value the ledger seals), the ``rfc8785`` package otherwise (tests check both agree)."""
+    if _plain(value):
+        try:
+            return _FAST_JSON(value).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: rfc8785 refuses it as it should
+            pass
+    return rfc8785.dumps(value)
+
+
 class SealError(Exception):
     """An opening or a wrapped key does not decrypt, or does not match its commitment."""
 
 
+_MESSAGE_HEAD = b'["' + COMMITMENT_TAG.encode("ascii") + b'",'
+
+
 def commitment_message(originator_id: str, originator_version: int, path: str, value: Any) -> bytes:
-    """The bytes the commitment's HMAC is computed over."""
+    """The bytes the commitment's HMAC is computed over: JCS of ``[COMMITMENT_TAG, originator_id,
+    originator_version, path, value]``, written directly (the id and path are ASCII, the version
+    an exact integer; ``canonical_json`` writes the value)."""
+    if originator_id.isascii() and path.isascii() and type(originator_version) is int and _plain(value):
+        try:
+            return b"%b%b,%d,%b,%b]" % (
+                _MESSAGE_HEAD, _FAST_JSON(originator_id).encode("ascii"), originator_version,
+                _FAST_JSON(path).encode("ascii"), _FAST_JSON(value).encode("utf-8"))
+        except UnicodeEncodeError:
+            pass
     return rfc8785.dumps([COMMITMENT_TAG, originator_id, originator_version, path, value])
 
 
 def commit(salt: bytes, originator_id: str, originator_version: int, path: str, value: Any) -> str:
     """The commitment to ``value``, as the event state holds it (``commitment:<64 hex>``)."""
-    digest = hmac.new(salt, commitment_message(originator_id, originator_version, path, value), hashlib.sha256)
-    return COMMITMENT_PREFIX + digest.hexdigest()
+    digest = hmac.digest(salt, commitment_message(originator_id, originator_version, path, value), "sha256")
+    return COMMITMENT_PREFIX + digest.hex()
 
 
 def opens(commitment: str, salt: bytes, originator_id: str, originator_version: int, path: str,
@@ -67,11 +111,11 @@ def opens(commitment: str, salt: bytes, originator_id: str, originator_version: 
 
 
 def opening_aad(originator_id: str, originator_version: int, retention_class: str, key_id: str) -> bytes:
-    return rfc8785.dumps([OPENING_TAG, originator_id, originator_version, retention_class, key_id])
+    return canonical_json([OPENING_TAG, originator_id, originator_version, retention_class, key_id])
 
 
 def data_key_aad(key_id: str, scope: str) -> bytes:
-    return rfc8785.dumps([DATA_KEY_TAG, key_id, scope])
+    return canonical_json([DATA_KEY_TAG, key_id, scope])
 
 
 def _b64(data: bytes) -> str:
@@ -90,11 +134,13 @@ class Opening:
     value: Any
 
 
-def seal_openings(key: bytes, aad: bytes, openings: dict[str, Opening]) -> str:
-    """Encrypt one event's openings of one class: base64 of nonce || AES-GCM ciphertext."""
-    plain = rfc8785.dumps({path: {"salt": _b64(o.salt), "value": o.value} for path, o in openings.items()})
+def seal_openings(key: bytes | AESGCM, aad: bytes, openings: dict[str, Opening]) -> str:
+    """Encrypt one event's openings of one class: base64 of nonce || AES-GCM ciphertext
+    (``key`` the data key, or an ``AESGCM`` made of it, reused across events)."""
+    plain = canonical_json({path: {"salt": _b64(o.salt), "value": o.value} for path, o in openings.items()})
     nonce = os.urandom(NONCE_SIZE)
-    return _b64(nonce + AESGCM(key).encrypt(nonce, plain, aad))
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    return _b64(nonce + cipher.encrypt(nonce, plain, aad))
 
 
 def unseal_openings(key: bytes, aad: bytes, sealed: str) -> dict[str, Opening]:
@@ -108,10 +154,11 @@ def unseal_openings(key: bytes, aad: bytes, sealed: str) -> dict[str, Opening]:
         raise SealError(f"opening does not decrypt: {type(e).__name__}") from None
 
 
-def wrap_key(kek: bytes, key_id: str, scope: str, key: bytes) -> str:
+def wrap_key(kek: bytes | AESGCM, key_id: str, scope: str, key: bytes) -> str:
     """A data key wrapped under a key-encryption key: base64 of nonce || ciphertext."""
     nonce = os.urandom(NONCE_SIZE)
-    return _b64(nonce + AESGCM(kek).encrypt(nonce, key, data_key_aad(key_id, scope)))
+    cipher = kek if isinstance(kek, AESGCM) else AESGCM(kek)
+    return _b64(nonce + cipher.encrypt(nonce, key, data_key_aad(key_id, scope)))
 
 
 def unwrap_key(kek: bytes, key_id: str, scope: str, wrapped: str) -> bytes:
@@ -124,6 +171,12 @@ def unwrap_key(kek: bytes, key_id: str, scope: str, wrapped: str) -> bytes:
 
 def new_salt() -> bytes:
     return os.urandom(SALT_SIZE)
+
+
+def new_salts(count: int) -> list[bytes]:
+    """``count`` fresh salts from one read of the system's random source."""
+    pool = os.urandom(SALT_SIZE * count)
+    return [pool[i * SALT_SIZE:(i + 1) * SALT_SIZE] for i in range(count)]
 
 
 def new_key() -> bytes:

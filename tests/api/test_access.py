@@ -184,6 +184,43 @@ def revoke(by: str) -> Prepare:
     return prepare
 
 
+def on_own_transfer(method: str, action: str, body: Callable[[str], dict[str, Any]]) -> Prepare:
+    """A fresh FR -> INTERPOL transfer; the key's Party erases it, or holds or frees its data."""
+    def prepare(api: Api, w: World, key: str) -> Request:
+        t = api.transfer("FR", "INTERPOL")
+        if method == "DELETE":
+            api.ok(api.post(f"/v1/transfers/{t['id']}/restriction", hold("FR"), "FR-authority"), 200)
+        me = key.split("-")[0]
+        return method, f"/v1/transfers/{t['id']}/{action}", body(me if me in PARTIES else "FR")
+
+    return prepare
+
+
+def certificate_of_erased_onward(api: Api, w: World, key: str) -> Request:
+    """An onward transfer FR -> INTERPOL of DE's data, erased by FR: its certificate is read like it."""
+    root = api.transfer("DE", "FR")
+    hop = api.onward("FR", "INTERPOL", root, api.grant(api.request("FR", "INTERPOL", root)))
+    api.ok(api.post(f"/v1/transfers/{hop['id']}/erasure", erase("FR"), "FR-authority"), 200)
+    return "GET", f"/v1/transfers/{hop['id']}/erasure-certificate", None
+
+
+def erase(party: str) -> dict[str, Any]:
+    return {"erased_by": builders.actor(party), "ground": "purpose-achieved", "reasons": "proceeding closed"}
+
+
+def hold(party: str) -> dict[str, Any]:
+    return {"by": builders.actor(party), "reasons": "evidence"}
+
+
+#: A transfer FR sent to INTERPOL: its sender or recipient erases or restricts its data (Order 949 §15).
+OWN_TRANSFER = {"FR": "sender", "INTERPOL": "recipient", "DE": "unrelated", "BR": "unrelated", "NL": "unrelated"}
+PARTIES_TO_IT = expectations(
+    {"FR-authority": 200, "INTERPOL-authority": 200, "DE-authority": (404, "transfer-not-found"),
+     "BR-authority": (404, "transfer-not-found"), "NL-authority": (404, "transfer-not-found"),
+     **{f"{p}-{R}": ROLE for p in PARTIES}},
+    COMMAND_OTHERS,
+)
+
 ORIGIN_DECIDES = expectations(
     {"DE-authority": 200, "FR-authority": ORIGIN, "INTERPOL-authority": ORIGIN,
      "BR-authority": (404, "authorization-not-found"), "NL-authority": (404, "authorization-not-found"),
@@ -227,6 +264,17 @@ ENDPOINTS = [
     Endpoint("POST /v1/authorizations/{id}/revocation", revoke("DE"), REQUEST_FR, ORIGIN_DECIDES),
     Endpoint("POST /v1/authorizations/{id}/revocation (for another Party)", revoke("FR"), REQUEST_FR,
              {"DE-authority": PARTY}),
+    Endpoint("POST /v1/transfers/{id}/erasure", on_own_transfer("POST", "erasure", erase), OWN_TRANSFER,
+             PARTIES_TO_IT),
+    Endpoint("GET /v1/transfers/{id}/erasure-certificate", certificate_of_erased_onward, TRANSFER_T2,
+             read("transfer-not-found")),
+    Endpoint("POST /v1/transfers/{id}/restriction", on_own_transfer("POST", "restriction", hold), OWN_TRANSFER,
+             PARTIES_TO_IT),
+    Endpoint("DELETE /v1/transfers/{id}/restriction", on_own_transfer("DELETE", "restriction", hold),
+             OWN_TRANSFER, PARTIES_TO_IT),
+    Endpoint("POST /v1/transfers/{id}/erasure (for another Party)",
+             lambda api, w, key: on_own_transfer("POST", "erasure", lambda _: erase("INTERPOL"))(api, w, key),
+             OWN_TRANSFER, {"FR-authority": PARTY}),
     Endpoint("GET /v1/events", get(lambda w: "/v1/events"), LEDGER, expectations(
         dict.fromkeys(PARTIES, ROLE),
         {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,
