@@ -24,12 +24,15 @@ from api.deps import (
     cosignatures_of,
     idempotency_claim,
     ledger_of,
+    not_found,
+    require_party,
     require_role,
     transfer_parties,
 )
 from api.errors import PROBLEM_JSON, ApiProblem, domain_problem, problem_response
 from api.responses import MALFORMED_JSON, UNAUTHENTICATED_RULES, body_too_large, problems
 from api.schemas import (
+    AcknowledgementIn,
     AuthorizationOut,
     AuthorizationPage,
     AuthorizationRequestIn,
@@ -41,6 +44,8 @@ from api.schemas import (
     Health,
     InclusionProofOut,
     LineageOut,
+    NoticeOut,
+    NoticePage,
     RestrictionIn,
     RevocationIn,
     TransferDetailOut,
@@ -257,6 +262,34 @@ def erasure_certificate(request: Request, principal: CurrentPrincipal, ledger: L
                                lambda: sign_current_checkpoint(ledger.store, request.app.state.signer))
     except CertificateError as e:
         raise ApiProblem(503, "certificate-unavailable", str(e)) from None
+
+
+@router.get("/v1/notices", response_model=NoticePage, responses=_LIST, tags=["personal data"],
+            summary="Erasure notices to the key's Party (all, for an auditor of the whole ledger), in commit order")
+def list_notices(principal: CurrentPrincipal, ledger: Ledger, cursor: Annotated[str | None, CURSOR] = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    require_role(principal, *READER_ROLES)
+    items, next_cursor = ledger.list_notices(party=None if principal.is_global else principal.party,
+                                             after=_cursor(cursor), limit=limit)
+    return _page(items, next_cursor)
+
+
+@router.post("/v1/notices/{notice_id}/acknowledgement", response_model=NoticeOut, responses=_COMMAND,
+             tags=["personal data"], summary="The Party told acknowledges an erasure notice")
+async def acknowledge_notice(body: AcknowledgementIn, request: Request, principal: CurrentPrincipal,
+                             notice_id: Annotated[str, UUID_PATH], idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
+    require_role(principal, "recorder", "authority")
+    nid = views.path_id(notice_id, "notice")
+    try:
+        _, notice = await run_in_threadpool(ledger.find_notice, nid)
+    except DomainError:
+        raise not_found("notice", nid) from None
+    if notice["party"] != principal.party:
+        raise not_found("notice", nid)
+    require_party(principal, body.acknowledged_by.party, "acknowledged_by.party", "act")
+    return await _command(request, ledger, principal, idempotency_key, _fingerprinted(body), 200,
+                          lambda claim: ledger.plan_acknowledge_notice(nid, body, idempotency=claim))
 
 
 @router.post("/v1/transfers/{transfer_id}/restriction", response_model=TransferOut, responses=_COMMAND,

@@ -20,6 +20,7 @@ from domain.model import Transfer
 from domain.parties import Actor, Official
 from domain.validation import Value
 from domain.values import (
+    AcknowledgementDraft,
     AuthorizationRequestDraft,
     DecisionDraft,
     DecisionSignature,
@@ -134,6 +135,9 @@ ErasureIn = contract(ErasureDraft, "ErasureIn", names={Official: ActorIn}, examp
     "ground": "purpose-achieved",
     "reasons": "proceeding FR-PNC-2026-0417 closed by judgment of 2026-11-30",
 })
+AcknowledgementIn = contract(AcknowledgementDraft, "AcknowledgementIn", names={Official: ActorIn}, example={
+    "acknowledged_by": {"party": "INTERPOL", "authority": "INTERPOL/IPSG", "officer": "A. Rossi"},
+})
 RestrictionIn = contract(RestrictionDraft, "RestrictionIn", names={Official: ActorIn}, example={
     "by": {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"},
     "reasons": "evidence in proceeding FR-PNC-2026-0417, appeal pending",
@@ -239,6 +243,23 @@ class ErasureCertificateOut(BaseModel):
     tlog_proof: str = Field(description="C2SP tlog-proof of the leaf against a signed, where witnessed cosigned, "
                             "checkpoint")
     cannot_prove: str = Field(description="What the certificate cannot prove (copies outside the ledger)")
+
+
+class NoticeOut(BaseModel):
+    """A notice to a Party that data it received onward were erased (Order 949 §15)."""
+
+    id: str
+    party: str = Field(description="The Party told")
+    transfer_id: str = Field(description="The transfer whose data were erased")
+    ground: str
+    erased_at: str
+    erasure_leaf_index: int | None
+    acknowledgement: dict[str, Any] | None = Field(description="acknowledged_by, acknowledged_at, leaf_index")
+
+
+class NoticePage(BaseModel):
+    items: list[NoticeOut]
+    next_cursor: str | None
 
 
 class AuthorizationPage(BaseModel):

@@ -102,13 +102,31 @@ class Transfer(Aggregate):
         reasons: str
         key_ids: list[str]
         erased: list[dict[str, Any]]
+        #: The Parties told of the erasure, each with its notice's id (domain.personal.notice_parties).
+        notices: list[dict[str, str]]
 
         def apply(self, aggregate: Any) -> None:
             if self.retention_class == SUBJECT_DATA:
                 aggregate._erasure = {
                     "ground": self.ground, "erased_by": self.erased_by, "reasons": self.reasons,
                     "key_ids": list(self.key_ids), "erased_at": self.timestamp, "version": self.originator_version,
+                    "notices": [dict(n) for n in self.notices],
                 }
+                aggregate._acknowledged = {}
+
+    class NoticeAcknowledged(Event):
+        """A Party told of an erasure says it received the notice (and erases its own copies)."""
+
+        TOPIC = _PREFIX + "ErasureNoticeAcknowledged:v1"
+        ACTING = "acknowledged_by"
+        PERSONAL = {"acknowledged_by.officer": ACTOR_LOG}
+        notice_id: str
+        acknowledged_by: dict[str, str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._acknowledged = {**getattr(aggregate, "_acknowledged", {}), self.notice_id: {
+                "acknowledged_by": self.acknowledged_by, "acknowledged_at": self.timestamp,
+                "version": self.originator_version}}
 
     class ProcessingRestricted(Event):
         """An evidence hold: the transfer's personal data are kept, not erased (LED art. 16(3))."""
@@ -244,11 +262,21 @@ class Transfer(Aggregate):
         return dict(restriction) if restriction else None
 
     def erase(self, retention_class: str, ground: str, erased_by: Actor, reasons: str,
-              key_ids: list[str], erased: list[dict[str, Any]]) -> None:
+              key_ids: list[str], erased: list[dict[str, Any]], notify: list[str]) -> None:
+        """Record the erasure; ``notify``: the Parties to tell (each gets a notice id)."""
         self.trigger_event(
             self.PersonalDataErased, retention_class=retention_class, ground=ground,
             erased_by=erased_by.as_dict(), reasons=reasons, key_ids=list(key_ids), erased=erased,
+            notices=[{"notice_id": str(notice_id(self.id, party)), "party": party} for party in notify],
         )
+
+    @property
+    def acknowledged(self) -> dict[str, dict[str, Any]]:
+        """The erasure notices acknowledged, by notice id."""
+        return dict(getattr(self, "_acknowledged", {}))
+
+    def acknowledge_notice(self, notice: str, acknowledged_by: Actor) -> None:
+        self.trigger_event(self.NoticeAcknowledged, notice_id=notice, acknowledged_by=acknowledged_by.as_dict())
 
     def restrict(self, restricted_by: Actor, reasons: str) -> None:
         self.trigger_event(self.ProcessingRestricted, restricted_by=restricted_by.as_dict(), reasons=reasons)
@@ -539,6 +567,11 @@ class PartyPolicy(Aggregate):
         self.trigger_event(
             self.WrittenFormRequirementSet, required=required, set_by=set_by.as_dict()
         )
+
+
+def notice_id(transfer_id: UUID, party: str) -> UUID:
+    """The id of the notice of a transfer's erasure to a Party: stable, derived from both."""
+    return uuid5(NAMESPACE_URL, f"urn:transfer-ledger:erasure-notice:{transfer_id}:{party}")
 
 
 def party_policy_id(party: str) -> UUID:

@@ -171,3 +171,30 @@ def check_restricted(restricted: bool, transfer_id: str) -> None:
             values={"transfer_id": transfer_id},
             article="LED art. 16(3)",
         )
+
+
+def notice_parties(erased_by: str, origin: str, sender: str, descendant_recipients: list[str]) -> list[str]:
+    """Whom an erasure is told to (Order 949 §15, LED art. 16(6)): every Party that received the
+    data onward (each descendant's recipient), and the origin when the data came from it through
+    others; not the Party that erases."""
+    parties = set(descendant_recipients)
+    if origin != sender:
+        parties.add(origin)
+    parties.discard(erased_by)
+    return sorted(parties)
+
+
+def check_notice_addressed_to(party: str, notice_party: str, notice: str) -> None:
+    """Only the Party a notice is addressed to acknowledges it."""
+    if party != notice_party:
+        raise RuleViolation(
+            f"notice {notice} is addressed to {notice_party}, not {party}",
+            rule="not-addressee", field="acknowledged_by.party",
+            values={"party": party, "addressee": notice_party}, article="Order 949 §15",
+        )
+
+
+def check_notice_unacknowledged(acknowledged: bool, notice: str) -> None:
+    if acknowledged:
+        raise RuleViolation(f"notice {notice} was already acknowledged", rule="notice-already-acknowledged",
+                            field="notice_id", values={"notice_id": notice}, article="Order 949 §15")

@@ -515,3 +515,11 @@ class RestrictionDraft(Value):
 
     by: Official = Field(description="Who places or lifts the hold")
     reasons: Text = Field(min_length=1, max_length=2000)
+
+
+class AcknowledgementDraft(Value):
+    """The addressee of an erasure notice acknowledges it."""
+
+    NOUN = "acknowledgement"
+
+    acknowledged_by: Official

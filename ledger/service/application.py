@@ -45,9 +45,12 @@ from domain.personal import (
     check_erasure_possible,
     check_not_erased,
     check_not_restricted,
+    check_notice_addressed_to,
+    check_notice_unacknowledged,
     check_restricted,
     commitments_in,
     is_due,
+    notice_parties,
 )
 from domain.rules import (
     authorization_required,
@@ -68,6 +71,7 @@ from domain.rules import (
     written_form_required,
 )
 from domain.values import (
+    AcknowledgementDraft,
     AuthorizationRequestDraft,
     DecisionDraft,
     ErasureDraft,
@@ -451,6 +455,10 @@ class TransferLedger(Application[UUID]):
         if record.resource_kind == "transfer":
             transfer = self._get_transfer(UUID(record.resource_id), "id")
             return record.status_code, self._transfer_view(transfer)
+        if record.resource_kind is not None and record.resource_kind.startswith("notice:"):
+            notice = record.resource_kind.split(":", 1)[1]
+            transfer = self._get_transfer(UUID(record.resource_id), "id")
+            return record.status_code, next(n for n in self._notices_of(transfer) if n["id"] == notice)
         authorization = self.repository.get(UUID(record.resource_id), version=record.resource_version)
         return record.status_code, self._authorization_view(authorization)
 
@@ -607,10 +615,12 @@ class TransferLedger(Application[UUID]):
         for f in fields:
             erased.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
         retention_class = key.scope.split(":", 1)[0]
+        notify = notice_parties(erased_by.party, transfer.origin, transfer.sender.party,
+                                [d.recipient.party for d in self._descendants(transfer)])
         transfer.erase(retention_class, ground, erased_by, reasons, [key.key_id], [
             {"originator_id": oid, "originator_version": version, "commitments": commitments}
             for (oid, version), commitments in sorted(erased.items())
-        ])
+        ], notify)
         erased_at = format_datetime(transfer.modified_on)
         statements = self.personal.erasure_statements([key.key_id], fields, str(transfer.id), transfer.version,
                                                       erased_at)
@@ -637,6 +647,111 @@ class TransferLedger(Application[UUID]):
         prepared.statements = statements
         prepared.after_commit = after_commit
         return prepared
+
+    def _descendants(self, transfer: Transfer) -> list[Transfer]:
+        """Every onward transfer of ``transfer``'s data, at any depth (a scan of its lineage)."""
+        root = str(transfer.root_transfer_id)
+        below, found = {transfer.id}, []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = self.recorder.select_notifications(start=cursor, limit=500, topics=[Transfer.Recorded.TOPIC],
+                                                      inclusive_of_start=False)
+            for notification in page:
+                if f'"{root}"'.encode() not in notification.state:
+                    continue
+                candidate = self._load(notification.originator_id)
+                if candidate.parent_transfer_id in below:
+                    below.add(candidate.id)
+                    found.append(candidate)
+            cursor = page[-1].id if len(page) == 500 else None
+        return found
+
+    def list_notices(self, *, party: str | None, after: int = 0, limit: int = 50
+                     ) -> tuple[list[dict[str, Any]], int | None]:
+        """Erasure notices in commit order after a cursor: those addressed to ``party`` (all, if None)."""
+        items: list[dict[str, Any]] = []
+        cursor = after
+        while True:
+            page = self.recorder.select_notifications(start=cursor, limit=500,
+                                                      topics=[Transfer.PersonalDataErased.TOPIC],
+                                                      inclusive_of_start=False)
+            for notification in page:
+                cursor = notification.id
+                if party is not None and f'"{party}"'.encode() not in notification.state:
+                    continue
+                transfer = self._get_transfer(notification.originator_id, "transfer_id")
+                for notice in self._notices_of(transfer):
+                    if party is None or notice["party"] == party:
+                        items.append(notice)
+                if len(items) >= limit:
+                    return items, cursor
+            if len(page) < 500:
+                return items, None
+
+    def _notices_of(self, transfer: Transfer) -> list[dict[str, Any]]:
+        erasure = transfer.erasure
+        if erasure is None:
+            return []
+        leaf = self._leaf(transfer.id, erasure["version"])["leaf_index"]
+        acknowledged = transfer.acknowledged
+        out = []
+        for notice in erasure["notices"]:
+            ack = acknowledged.get(notice["notice_id"])
+            out.append({
+                "id": notice["notice_id"], "party": notice["party"], "transfer_id": str(transfer.id),
+                "ground": erasure["ground"], "erased_at": format_datetime(erasure["erased_at"]),
+                "erasure_leaf_index": leaf,
+                "acknowledgement": None if ack is None else {
+                    "acknowledged_by": ack["acknowledged_by"],
+                    "acknowledged_at": format_datetime(ack["acknowledged_at"]),
+                    "leaf_index": self._leaf(transfer.id, ack["version"])["leaf_index"]},
+            })
+        return self.open_personal({"notices": out}, transfer.id)["notices"]  # type: ignore[no-any-return]
+
+    def find_notice(self, notice: Any) -> tuple[Transfer, dict[str, Any]]:
+        """The transfer whose erasure a notice tells of, and the notice; NotFound if none."""
+        nid = str(parse_uuid(notice, "notice_id"))
+        cursor = 0
+        while True:
+            page = self.recorder.select_notifications(start=cursor, limit=500,
+                                                      topics=[Transfer.PersonalDataErased.TOPIC],
+                                                      inclusive_of_start=False)
+            for notification in page:
+                cursor = notification.id
+                if nid.encode() in notification.state:
+                    transfer = self._get_transfer(notification.originator_id, "transfer_id")
+                    for item in self._notices_of(transfer):
+                        if item["id"] == nid:
+                            return transfer, item
+            if len(page) < 500:
+                raise NotFound(f"no erasure notice {nid}", rule="notice-not-found", field="notice_id",
+                               values={"id": nid})
+
+    def acknowledge_notice(self, notice: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+                           ) -> dict[str, Any]:
+        return self._run(self.plan_acknowledge_notice(notice, data, idempotency=idempotency))
+
+    def plan_acknowledge_notice(self, notice: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+                                ) -> Prepare:
+        """The addressee acknowledges an erasure notice: an event on the erased transfer."""
+        draft = AcknowledgementDraft.parse(data)
+        nid = str(parse_uuid(notice, "notice_id"))
+
+        def prepare() -> Prepared:
+            transfer, item = self.find_notice(nid)
+            transfer = self._get_transfer(transfer.id, "transfer_id")
+            check_notice_addressed_to(draft.acknowledged_by.party, item["party"], nid)
+            check_notice_unacknowledged(nid in transfer.acknowledged, nid)
+            transfer.acknowledge_notice(nid, draft.acknowledged_by)
+
+            def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+                return next(n for n in self._notices_of(self._get_transfer(transfer.id, "transfer_id"))
+                            if n["id"] == nid)
+
+            return self._prepared(transfer, resource=transfer, kind=f"notice:{nid}", idempotency=idempotency,
+                                  respond=respond)
+
+        return prepare
 
     def restrict_processing(
         self, transfer_id: Any, data: Any, *, lift: bool = False, idempotency: IdempotencyClaim | None = None

@@ -204,6 +204,18 @@ def certificate_of_erased_onward(api: Api, w: World, key: str) -> Request:
     return "GET", f"/v1/transfers/{hop['id']}/erasure-certificate", None
 
 
+def acknowledge(api: Api, w: World, key: str) -> Request:
+    """The notice to INTERPOL of the erasure of a transfer DE -> FR that FR passed on to INTERPOL."""
+    root = api.transfer("DE", "FR")
+    api.onward("FR", "INTERPOL", root, api.grant(api.request("FR", "INTERPOL", root)))
+    api.ok(api.post(f"/v1/transfers/{root['id']}/erasure", erase("FR"), "FR-authority"), 200)
+    notice = next(n for n in api.ok(api.get("/v1/notices", "INTERPOL-recorder", params={"limit": 500}), 200)["items"]
+                  if n["transfer_id"] == root["id"])
+    me = key.split("-")[0]
+    return ("POST", f"/v1/notices/{notice['id']}/acknowledgement",
+            {"acknowledged_by": builders.actor(me if me in PARTIES else "INTERPOL")})
+
+
 def erase(party: str) -> dict[str, Any]:
     return {"erased_by": builders.actor(party), "ground": "purpose-achieved", "reasons": "proceeding closed"}
 
@@ -266,6 +278,11 @@ ENDPOINTS = [
              {"DE-authority": PARTY}),
     Endpoint("POST /v1/transfers/{id}/erasure", on_own_transfer("POST", "erasure", erase), OWN_TRANSFER,
              PARTIES_TO_IT),
+    Endpoint("GET /v1/notices", get(lambda w: "/v1/notices"), LEDGER, LISTS),
+    Endpoint("POST /v1/notices/{id}/acknowledgement", acknowledge,
+             {"INTERPOL": "addressee", "DE": "unrelated", "FR": "unrelated", "BR": "unrelated", "NL": "unrelated"},
+             expectations({"INTERPOL": 200, **{p: (404, "notice-not-found") for p in ("DE", "FR", "BR", "NL")}},
+                          COMMAND_OTHERS)),
     Endpoint("GET /v1/transfers/{id}/erasure-certificate", certificate_of_erased_onward, TRANSFER_T2,
              read("transfer-not-found")),
     Endpoint("POST /v1/transfers/{id}/restriction", on_own_transfer("POST", "restriction", hold), OWN_TRANSFER,

@@ -117,3 +117,27 @@ def test_an_erasure_certificate_verifies_offline_and_fails_when_altered(api: Api
     written = run("erasure-certificate", t["id"], "--out", str(out), settings=api.settings)
     assert "written to" in written.stdout
     assert run("verify-certificate", str(out), "--vkey", vkey).stdout.startswith("OK: erasure of " + t["id"])
+
+
+def test_notices_over_http(api: Api) -> None:
+    root, auth = api.chain()  # DE -> FR; DE granted FR's onward transfer to INTERPOL
+    api.onward("FR", "INTERPOL", root, auth)
+    api.ok(api.post(f"/v1/transfers/{root['id']}/erasure", erasure("FR"), "FR-authority"), 200)
+    page = api.ok(api.get("/v1/notices", "INTERPOL-recorder"), 200)
+    assert [n["party"] for n in page["items"]] == ["INTERPOL"] and page["next_cursor"] is None
+    notice = page["items"][0]
+    assert api.ok(api.get("/v1/notices", "BR-recorder"), 200)["items"] == []
+    assert [n["id"] for n in api.ok(api.get("/v1/notices", "*-auditor"), 200)["items"]] == [notice["id"]]
+    body = {"acknowledged_by": builders.actor("INTERPOL")}
+    problem(api.post(f"/v1/notices/{notice['id']}/acknowledgement", {"acknowledged_by": builders.actor("BR")},
+                     "BR-authority"), 404, "notice-not-found")
+    problem(api.post(f"/v1/notices/{notice['id']}/acknowledgement", body, "*-auditor"), 403, "role-required")
+    done = api.ok(api.post(f"/v1/notices/{notice['id']}/acknowledgement", body, "INTERPOL-recorder",
+                           idem="ack-1"), 200)
+    assert done["acknowledgement"]["acknowledged_by"]["party"] == "INTERPOL"
+    again = api.ok(api.post(f"/v1/notices/{notice['id']}/acknowledgement", body, "INTERPOL-recorder",
+                            idem="ack-1"), 200)
+    assert again == done
+    problem(api.post(f"/v1/notices/{notice['id']}/acknowledgement", body, "INTERPOL-recorder"), 409,
+            "notice-already-acknowledged")
+    assert api.ok(api.get("/v1/notices", "INTERPOL-authority"), 200)["items"] == [done]

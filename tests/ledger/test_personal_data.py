@@ -304,3 +304,33 @@ def test_an_erasure_racing_onward_transfers_and_reads_takes_one_order(ledger: Tr
             assert "erased" in subjects
     recorded = results.count("recorded")
     assert len(ledger.get_authorization(auth["id"])["uses"]) == recorded
+
+
+def test_an_erasure_notifies_the_parties_that_received_the_data_onward(ledger: TransferLedger) -> None:
+    from tests.support.builders import granted_chain, onward
+
+    root, auth = granted_chain(ledger)  # DE -> FR, FR asked DE to pass on to INTERPOL
+    hop = ledger.record_transfer(onward("FR", "INTERPOL", root, auth))
+    erased = ledger.erase_personal_data(root["id"], erasure("FR"))
+    assert [n["party"] for n in erased["erasure"]["notices"]] == ["INTERPOL"]  # downstream; not FR itself
+    notices, cursor = ledger.list_notices(party="INTERPOL")
+    assert cursor is None and [n["transfer_id"] for n in notices] == [root["id"]]
+    notice = notices[0]
+    assert notice["acknowledgement"] is None and notice["erasure_leaf_index"] == erased["erasure"]["leaf_index"]
+    assert ledger.list_notices(party="BR") == ([], None)
+    # the hop's own erasure tells the origin, whose data they were
+    erased_hop = ledger.erase_personal_data(hop["id"], erasure("INTERPOL"))
+    assert [n["party"] for n in erased_hop["erasure"]["notices"]] == ["DE"]
+    with pytest.raises(RuleViolation) as stranger:
+        ledger.acknowledge_notice(notice["id"], {"acknowledged_by": actor("BR")})
+    assert stranger.value.rule == "not-addressee"
+    acknowledged = ledger.acknowledge_notice(notice["id"], {"acknowledged_by": actor("INTERPOL")})
+    assert acknowledged["acknowledgement"]["acknowledged_by"]["party"] == "INTERPOL"
+    assert acknowledged["acknowledgement"]["leaf_index"] == ledger.store.head().size - 1
+    with pytest.raises(RuleViolation) as twice:
+        ledger.acknowledge_notice(notice["id"], {"acknowledged_by": actor("INTERPOL")})
+    assert twice.value.rule == "notice-already-acknowledged"
+    from domain.errors import NotFound
+
+    with pytest.raises(NotFound):
+        ledger.acknowledge_notice("00000000-0000-4000-8000-000000000000", {"acknowledged_by": actor("INTERPOL")})
