@@ -117,6 +117,9 @@ LEAF_KEYS = (
     "prev_leaf_hash", "recorded_at", "state", "topic",
 )
 MANIFEST_KEYS = ("format", "origin", "tree_size", "root_hash", "exported_at", "files", "proofs")
+#: What ``bundle.json``'s ``personal_data`` says of the events: their leaves hold commitments
+#: (event format 2: docs/FORMAT.md section 17), or the values themselves (format 1).
+PERSONAL_DATA_KINDS = ("commitments", "in-leaves")
 FILE_KEYS = ("name", "size", "sha256")
 PROOF_KEYS = ("transfer_id", "leaf_index", "file")
 
@@ -274,6 +277,17 @@ class ExportResult:
     checkpoint: str
     proofs: dict[str, int]  # transfer id -> leaf index
     files: list[str]
+
+
+def _personal_data_of(ledger_or_store: Any) -> str:
+    """How the exported events hold personal data: ``commitments`` (format 2) or ``in-leaves``."""
+    event_format = getattr(ledger_or_store, "event_format", None)
+    if event_format is None:
+        from ledger.storage.sql import SqlAccess  # export only: verify-export loads no database code
+
+        rows = SqlAccess(ledger_or_store).query("SELECT value FROM {ledger_meta} WHERE name = 'event_format'")
+        event_format = int(rows[0]["value"]) if rows else 1
+    return "commitments" if event_format == 2 else "in-leaves"
 
 
 def _store_of(ledger_or_store: Any) -> LedgerStore:
@@ -506,6 +520,7 @@ def export_bundle(
                 {"name": name, "size": digests[name][0], "sha256": digests[name][1]} for name in files
             ],
             "proofs": proofs,
+            "personal_data": _personal_data_of(ledger_or_store),
         }
         writer.write(MANIFEST_FILE, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         files.append(MANIFEST_FILE)
@@ -1038,8 +1053,12 @@ def _check_manifest(
     if not isinstance(obj, dict):
         bad(1, "not a JSON object")
         return None
-    if set(obj) != set(MANIFEST_KEYS):
-        bad(1, f"members are {sorted(obj)}, expected {list(MANIFEST_KEYS)}")
+    if not set(MANIFEST_KEYS) <= set(obj) <= {*MANIFEST_KEYS, "personal_data"}:
+        bad(1, f"members are {sorted(obj)}, expected {list(MANIFEST_KEYS)} and optionally personal_data")
+        return None
+    if "personal_data" in obj and obj["personal_data"] not in PERSONAL_DATA_KINDS:
+        bad(_line_of(text, '"personal_data"'),
+            f"personal_data is {_short(obj['personal_data'])}, expected one of {list(PERSONAL_DATA_KINDS)}")
         return None
     line = lambda key: _line_of(text, f'"{key}"')  # noqa: E731
     if obj["format"] != BUNDLE_FORMAT:

@@ -334,3 +334,20 @@ def test_an_erasure_notifies_the_parties_that_received_the_data_onward(ledger: T
 
     with pytest.raises(NotFound):
         ledger.acknowledge_notice("00000000-0000-4000-8000-000000000000", {"acknowledged_by": actor("INTERPOL")})
+
+
+def test_an_export_carries_commitments_and_says_so(ledger: TransferLedger, backend: Backend, tmp_path: Path) -> None:
+    from ledger.audit.bundles import export_bundle, verify_bundle
+
+    t = personal_transfer(ledger)
+    ledger.erase_personal_data(t["id"], erasure())
+    later = personal_transfer(ledger)  # kept: its values are in the ledger, but not in a bundle
+    out = tmp_path / "bundle"
+    export_bundle(ledger, KEY, out, [t["id"], later["id"]])
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["personal_data"] == "commitments"
+    for path in out.rglob("*"):
+        if path.is_file():
+            for value in (SUBJECT, JUSTIFICATION, OFFICER):
+                assert value.encode() not in path.read_bytes(), path
+    assert verify_bundle(out, KEY.verifier()).ok
