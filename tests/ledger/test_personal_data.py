@@ -351,3 +351,48 @@ def test_an_export_carries_commitments_and_says_so(ledger: TransferLedger, backe
             for value in (SUBJECT, JUSTIFICATION, OFFICER):
                 assert value.encode() not in path.read_bytes(), path
     assert verify_bundle(out, KEY.verifier()).ok
+
+
+def test_no_clear_value_reaches_the_postgresql_data_directory(ledger: TransferLedger) -> None:
+    """Dead tuples and WAL keep old rows on PostgreSQL: what they keep must be sealed. After a
+    checkpoint, the server's whole data directory is searched for the values in clear."""
+    import os
+
+    from tests.support.backends import PG_URL
+
+    if not PG_URL:
+        pytest.skip("needs TRANSFER_LEDGER_TEST_DATABASE_URL")
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(PG_URL.split("?", 1)[0])
+    try:  # the data directory is the server owner's to name: try its superuser on this host
+        admin = psycopg.connect(make_conninfo(**{**params, "user": "postgres", "password": ""}), autocommit=True,
+                                connect_timeout=5)
+    except psycopg.OperationalError:
+        pytest.skip("no superuser connection to the test server")
+    import secrets
+
+    # values of this run only: the server's WAL holds every other test's (format 1 ones in clear)
+    subject, justification, officer = (f"{v} {secrets.token_hex(8)}" for v in (SUBJECT, JUSTIFICATION, OFFICER))
+    t = ledger.record_transfer(transfer("DE", "FR", subjects=[subject], justification=justification,
+                                        sender=actor("DE", officer), retention_until="2031-03-31"))
+    ledger.request_authorization(request("FR", "INTERPOL", t, justification=justification + " again"))
+    ledger.erase_personal_data(t["id"], erasure())
+    with admin:
+        admin.execute("CHECKPOINT")
+        data_directory = admin.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+    if not os.access(data_directory, os.R_OK):
+        pytest.skip(f"cannot read {data_directory}")
+    needles = [v.encode() for v in (subject, justification, officer)]
+    searched = 0
+    for folder, _, names in os.walk(data_directory):
+        for name in names:
+            try:
+                data = Path(folder, name).read_bytes()
+            except OSError:
+                continue
+            searched += len(data)
+            for needle in needles:
+                assert needle not in data, (folder, name, needle)
+    assert searched > 1_000_000
