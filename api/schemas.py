@@ -156,7 +156,7 @@ _TRANSFER_DESCRIPTIONS = {
 class ErasedOut(BaseModel):
     """A personal value that was destroyed: when, by which erasure, and the commitment that stays."""
 
-    erased: dict[str, Any] = Field(description="erased_at, the erasure's leaf_index, the erasure (transfer_id, "
+    erased: dict[str, Any] = Field(description="erased_at, the erasure's leaf_index, the erasure event (originator_id, "
                                    "version) and the retention_class")
     commitment: str = Field(description="The salted commitment the leaf keeps (docs/FORMAT.md)")
 

@@ -569,6 +569,48 @@ class PartyPolicy(Aggregate):
         )
 
 
+class ActorLog(Aggregate):
+    """The log of who acted (officers, ``ordered_by``) of every event due on one day (LED art. 25).
+
+    One aggregate per day, with a deterministic id (:func:`actor_log_id`): its one event records
+    the destruction of that day's actor-log data key when the period has ended.
+    """
+
+    TOPIC = _PREFIX + "ActorLog"
+
+    class Event(Aggregate.Event):
+        TOPIC = _PREFIX + "ActorLog.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _PREFIX + "ActorLog.Created"
+
+    class Erased(Created):
+        """The actor log due on ``until`` was destroyed (LED art. 25 period ended; Order 949 §15):
+        ``key_ids`` destroyed, ``erased`` the commitments by event; ``kept`` the events under an
+        evidence hold, whose openings were sealed again under a key of their own first."""
+
+        TOPIC = _PREFIX + "ActorLogErased:v1"
+        until: str
+        ground: str
+        key_ids: list[str]
+        erased: list[dict[str, Any]]
+        kept: list[dict[str, Any]]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.until = self.until
+
+    @classmethod
+    def erased(cls, until: str, key_ids: list[str], erased: list[dict[str, Any]],
+               kept: list[dict[str, Any]]) -> ActorLog:
+        return cls._create(cls.Erased, id=actor_log_id(until), until=until, ground="retention-expired",
+                           key_ids=key_ids, erased=erased, kept=kept)
+
+
+def actor_log_id(until: str) -> UUID:
+    """The id of the actor log due on a day."""
+    return uuid5(NAMESPACE_URL, f"urn:transfer-ledger:actor-log:{until}")
+
+
 def notice_id(transfer_id: UUID, party: str) -> UUID:
     """The id of the notice of a transfer's erasure to a Party: stable, derived from both."""
     return uuid5(NAMESPACE_URL, f"urn:transfer-ledger:erasure-notice:{transfer_id}:{party}")

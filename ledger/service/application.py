@@ -19,6 +19,7 @@ grant as it now stands. So a revocation that commits first always wins
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -36,9 +37,10 @@ from eventsourcing.application import (
 from eventsourcing.persistence import Mapper, RecordConflictError
 
 from domain.errors import DomainError, InvalidInput, NotFound
-from domain.model import Authorization, PartyPolicy, Transfer, party_policy_id
+from domain.model import ActorLog, Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, Official, parse_party
 from domain.personal import (
+    ACTOR_LOG,
     DEFAULT_LOG_RETENTION_YEARS,
     SUBJECT_DATA,
     check_erasure_by_party,
@@ -89,9 +91,18 @@ from ledger.storage.idempotency import (
     IdempotencyStore,
 )
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
-from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore
+from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore, key_row, opening_row
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
+from ledger.tlog.commitment import (
+    commit,
+    new_key,
+    new_key_id,
+    opening_aad,
+    seal_openings,
+    unseal_openings,
+    wrap_key,
+)
 from ledger.tlog.leaf import AppendedLeaf
 from ledger.tlog.note import NoteError, Verifier
 
@@ -812,6 +823,7 @@ class TransferLedger(Application[UUID]):
                                   "held": [str(t) for t, state in due if state == "held"],
                                   "erased": [], "failed": []}
         todo = [t for t, state in due if state == "due"]
+        report["actor_logs"] = [] if dry_run else self._erase_actor_logs(today)
         for done, transfer_id in enumerate(todo, 1):
             if not dry_run:
                 try:
@@ -829,6 +841,105 @@ class TransferLedger(Application[UUID]):
             if progress is not None:
                 progress(done, len(todo))
         return report
+
+    def _erase_actor_logs(self, today: date) -> list[dict[str, Any]]:
+        """Destroy the actor-log keys of every day that has passed (LED art. 25): one ActorLog
+        event a day. The events of a transfer under a hold keep theirs: their openings are sealed
+        again under a key of the transfer's own, in the same transaction, before the day's key goes."""
+        if self.sealer is None:
+            return []
+        by_day: dict[str, list[DataKeyRow]] = {}
+        for key in self.personal.live_keys():
+            if key.scope.startswith(ACTOR_LOG + ":"):
+                day = key.scope.split(":", 1)[1]
+                if is_due(date.fromisoformat(day), today):
+                    by_day.setdefault(day, []).append(key)
+        done = []
+        for day, keys in sorted(by_day.items()):
+            done.append(self._run(functools.partial(self._actor_log_prepared, day, keys)))
+        return done
+
+    def _actor_log_prepared(self, day: str, keys: list[DataKeyRow]) -> Prepared:
+        assert self.sealer is not None and self.keyring is not None
+        erased: list[ErasedField] = []
+        erased_values: list[Any] = []
+        kept: list[dict[str, Any]] = []
+        reseal: list[tuple[str, Sequence[Any]]] = []
+        held_keys: dict[str, tuple[str, Any]] = {}
+        for key in keys:
+            data_key = self.sealer.unwrap(key)
+            for row in self.personal.openings_of_keys([key.key_id]):
+                openings = unseal_openings(data_key, opening_aad(row.originator_id, row.originator_version,
+                                                                 row.retention_class, row.key_id), row.sealed) \
+                    if data_key is not None else {}
+                held = self._held_transfer_of(row.originator_id)
+                if held is not None and openings:
+                    scope = f"{ACTOR_LOG}-held:{held}"
+                    if scope not in held_keys:
+                        live = self.personal.live_key(scope)
+                        if live is not None and self.sealer.unwrap(live) is not None:
+                            held_keys[scope] = (live.key_id, self.sealer.unwrap(live))
+                        else:
+                            kek = self.keyring.for_bucket(OPEN_BUCKET)
+                            key_id, fresh = new_key_id(), new_key()
+                            reseal.append(("INSERT INTO {ledger_data_keys} VALUES (?,?,?,?,?,?,?,?)",
+                                           key_row(key_id, scope, kek.kek_id, OPEN_BUCKET,
+                                                   wrap_key(kek.key, key_id, scope, fresh),
+                                                   format_datetime(self.clock()))[1]))
+                            held_keys[scope] = (key_id, fresh)
+                    key_id, fresh = held_keys[scope]
+                    reseal.append(("INSERT INTO {ledger_openings} VALUES (?,?,?,?,?)", opening_row(
+                        row.originator_id, row.originator_version, row.retention_class, key_id,
+                        seal_openings(fresh, opening_aad(row.originator_id, row.originator_version,
+                                                         row.retention_class, key_id), openings))[1]))
+                    kept.append({"originator_id": row.originator_id, "originator_version": row.originator_version,
+                                 "held_by_transfer": held})
+                    continue
+                for path, o in openings.items():
+                    erased_values.append(o.value)
+                    erased.append(ErasedField(commit(o.salt, row.originator_id, row.originator_version, path,
+                                                     o.value), row.originator_id, row.originator_version, path,
+                                              row.retention_class))
+        by_event: dict[tuple[str, int], dict[str, str]] = {}
+        for f in erased:
+            by_event.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
+        log = ActorLog.erased(day, [k.key_id for k in keys], [
+            {"originator_id": oid, "originator_version": version, "commitments": commitments}
+            for (oid, version), commitments in sorted(by_event.items())], kept)
+        erased_at = format_datetime(log.created_on)
+        statements = self.personal.erasure_statements([k.key_id for k in keys], erased, str(log.id), 1, erased_at)
+        statements += reseal
+        statements += self.idempotency.scrub_statements([t for v in erased_values for t in _texts(v)])
+        keyring = self.keyring
+
+        def after_commit() -> None:
+            for key in keys:
+                keyring.journal({"key_id": key.key_id, "scope": key.scope,
+                                 "erasure": {"transfer_id": str(log.id), "version": 1}, "erased_at": erased_at,
+                                 "fields": [[f.commitment, f.originator_id, f.originator_version, f.path,
+                                             f.retention_class] for f in erased]})
+            self.store.clear_old_pages()
+
+        def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+            return {"until": day, "key_ids": [k.key_id for k in keys], "erased": len(erased), "kept": len(kept)}
+
+        prepared = self._prepared(log, resource=log, kind="actor-log", idempotency=None, respond=respond)
+        prepared.statements = statements
+        prepared.after_commit = after_commit
+        return prepared
+
+    def _held_transfer_of(self, originator_id: str) -> str | None:
+        """The transfer under a hold whose data an event is about, if any (itself, or an
+        authorization's parent)."""
+        try:
+            aggregate = self._load(UUID(originator_id))
+        except (AggregateNotFoundError, ValueError):
+            return None
+        scope = getattr(aggregate, "subject_scope", None)
+        if scope is None:
+            return None
+        transfer = aggregate if isinstance(aggregate, Transfer) else self._load(scope)
+        return str(transfer.id) if transfer.restriction is not None else None
 
     def reapply_erasures(self) -> int:
         """Erasures the data dir's journal holds that this database does not: destroyed again

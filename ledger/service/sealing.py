@@ -311,7 +311,7 @@ class Opener:
                     leaves[where] = self.erasure_leaf(*where)
                 values[row.commitment] = {
                     "erased": {"erased_at": row.erased_at, "leaf_index": leaves[where],
-                               "erasure": {"transfer_id": row.erasure_id, "version": row.erasure_version},
+                               "erasure": {"originator_id": row.erasure_id, "version": row.erasure_version},
                                "retention_class": row.retention_class},
                     "commitment": row.commitment,
                 }

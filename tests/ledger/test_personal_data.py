@@ -114,7 +114,7 @@ def test_erasure_destroys_the_subject_data_and_every_proof_still_holds(ledger: T
     assert ledger.get_transfer(t["id"])["subjects"] == marker
     # the authorization request's free texts were about the same data: erased with them
     auth = ledger.get_authorization(req["id"])
-    assert auth["justification"]["erased"]["erasure"]["transfer_id"] == t["id"]
+    assert auth["justification"]["erased"]["erasure"]["originator_id"] == t["id"]
     assert auth["requested_by"]["officer"] == "Insp. K. Weber"
     # the erasure event names the destroyed key and the commitments, in its own leaf
     event = json.loads(stored_states(ledger)[-1])
@@ -396,3 +396,24 @@ def test_no_clear_value_reaches_the_postgresql_data_directory(ledger: TransferLe
             for needle in needles:
                 assert needle not in data, (folder, name, needle)
     assert searched > 1_000_000
+
+
+def test_the_log_of_who_acted_goes_when_its_period_ends_unless_held(ledger: TransferLedger) -> None:
+    from datetime import date, timedelta
+
+    kept = personal_transfer(ledger)
+    gone = personal_transfer(ledger)
+    ledger.restrict_processing(kept["id"], hold())
+    until = date.fromisoformat(json.loads(stored_states(ledger)[0])["personal_data"]["actor-log"]["until"])
+    assert ledger.run_retention(until)["actor_logs"] == []  # the last day is still inside the period
+    report = ledger.run_retention(until + timedelta(days=1))
+    [log] = report["actor_logs"]
+    assert log["until"] == until.isoformat() and log["kept"] >= 1 and log["erased"] >= 1
+    after = ledger.get_transfer(gone["id"])
+    assert after["sender"]["officer"]["erased"]["retention_class"] == "actor-log"
+    assert after["subjects"] == [SUBJECT]  # the subject data have their own period (2031)
+    held = ledger.get_transfer(kept["id"])
+    assert held["sender"]["officer"] == OFFICER  # sealed again under the hold's own key
+    assert held["restriction"]["restricted_by"]["officer"] == "Insp. K. Weber"
+    assert ledger.run_retention(until + timedelta(days=2))["actor_logs"] == []  # once
+    assert verify_ledger(ledger.store, KEY.verifier(), KEY.name).ok
