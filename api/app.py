@@ -150,6 +150,18 @@ def _load_proof_nodes(proofs: NodeCache) -> None:
         logger.exception("loading the stored Merkle nodes failed; proofs will load them on demand")
 
 
+def _run_retention(ledger: Any, interval: int, stop: threading.Event) -> None:
+    """``serve --retention-interval``: the retention job every ``interval`` seconds until the app stops."""
+    while not stop.wait(interval):
+        try:
+            report = ledger.run_retention()
+            logger.info("retention: %d transfer(s) erased, %d held, %d refused, %d actor log day(s) erased",
+                        len(report["erased"]), len(report["held"]), len(report["failed"]),
+                        len(report["actor_logs"]))
+        except Exception:  # noqa: BLE001 - the next run tries again
+            logger.exception("the retention job failed; it runs again in %d s", interval)
+
+
 def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     """The API over the ledger configured by ``settings`` (opened at start-up).
 
@@ -168,6 +180,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             raise ConfigError(f"{settings.data_dir} is not initialized: run `transfer-ledger init`")
         ledger = bootstrap.open_ledger(settings)
         proofs: NodeCache | None = None
+        stop, retention = threading.Event(), None
         try:
             app.state.ledger = ledger
             app.state.principals = bootstrap.principals_of(ledger, cache_seconds=AUTH_CACHE_SECONDS)
@@ -177,12 +190,19 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             app.state.proofs = proofs = NodeCache(ledger.store)
+            if settings.retention_interval and ledger.event_format == 2:
+                retention = threading.Thread(target=_run_retention, args=(ledger, settings.retention_interval, stop),
+                                             name="retention", daemon=True)
+                retention.start()
             if serving:
                 tune_gc_for_serving()
                 warm = threading.Thread(target=_load_proof_nodes, args=(proofs,), name="proof-nodes", daemon=True)
                 warm.start()
             yield
         finally:
+            stop.set()
+            if retention is not None:
+                retention.join(timeout=30)
             if proofs is not None:
                 proofs.close()  # a load in progress stops at its next batch
             ledger.close()

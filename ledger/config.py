@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     #: LED art. 25: how long the log of who acted is kept, in years, and per Party (``RU=5,FR=3``).
     log_retention_years: Annotated[int, Field(ge=1, le=100)] = DEFAULT_LOG_RETENTION_YEARS
     log_retention_years_by_party: Annotated[str, Field(pattern=_YEARS_BY_PARTY)] = ""
+    #: ``serve``: seconds between two runs of the retention job (0: never; run ``retention run``).
+    retention_interval: Annotated[int, Field(ge=0, le=31_536_000)] = 0
 
     def __init__(self, data_dir: Path | str | None = None, database_url: str | None = None, **values: Any) -> None:
         if data_dir is not None:

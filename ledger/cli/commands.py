@@ -215,6 +215,10 @@ def serve(
                           "answered 503 with Retry-After (per worker process).",
                           min=1, max=100_000, envvar="TRANSFER_LEDGER_COMMIT_QUEUE")
     ] = DEFAULT_COMMIT_QUEUE,
+    retention_interval: Annotated[
+        int, typer.Option(help="Run the retention job (as `retention run`) every this many seconds in each "
+                          "worker; 0: never.", min=0, max=31_536_000, envvar="TRANSFER_LEDGER_RETENTION_INTERVAL")
+    ] = 0,
 ) -> None:
     """Run the HTTP API with uvicorn on the configured database.
 
@@ -243,6 +247,7 @@ def serve(
         os.environ.pop("TRANSFER_LEDGER_DATABASE_URL", None)
     os.environ["TRANSFER_LEDGER_COMMIT_BATCH"] = str(commit_batch)
     os.environ["TRANSFER_LEDGER_COMMIT_QUEUE"] = str(commit_queue)
+    os.environ["TRANSFER_LEDGER_RETENTION_INTERVAL"] = str(retention_interval)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
     # the handler that was in place: make that a no-op, so a clean shutdown
     # exits 0 (as a service manager expects), not "killed by SIGTERM".

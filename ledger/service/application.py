@@ -124,6 +124,10 @@ _VERBATIM_IN_JSON = re.compile(r"[A-Za-z0-9-]+")
 MAX_ATTEMPTS = 20
 
 
+class _NothingLeft(Exception):
+    """What a retention step was to destroy is gone already (another process did it)."""
+
+
 class AlreadyDone(Exception):
     """A concurrent request with the same idempotency key recorded first."""
 
@@ -855,12 +859,18 @@ class TransferLedger(Application[UUID]):
                 if is_due(date.fromisoformat(day), today):
                     by_day.setdefault(day, []).append(key)
         done = []
-        for day, keys in sorted(by_day.items()):
-            done.append(self._run(functools.partial(self._actor_log_prepared, day, keys)))
+        for day in sorted(by_day):
+            try:
+                done.append(self._run(functools.partial(self._actor_log_prepared, day)))
+            except _NothingLeft:
+                continue  # another process erased that day meanwhile
         return done
 
-    def _actor_log_prepared(self, day: str, keys: list[DataKeyRow]) -> Prepared:
+    def _actor_log_prepared(self, day: str) -> Prepared:
         assert self.sealer is not None and self.keyring is not None
+        keys = [k for k in self.personal.live_keys() if k.scope == f"{ACTOR_LOG}:{day}"]
+        if not keys:
+            raise _NothingLeft(day)
         erased: list[ErasedField] = []
         erased_values: list[Any] = []
         kept: list[dict[str, Any]] = []

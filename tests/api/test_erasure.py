@@ -141,3 +141,26 @@ def test_notices_over_http(api: Api) -> None:
     problem(api.post(f"/v1/notices/{notice['id']}/acknowledgement", body, "INTERPOL-recorder"), 409,
             "notice-already-acknowledged")
     assert api.ok(api.get("/v1/notices", "INTERPOL-authority"), 200)["items"] == [done]
+
+
+def test_serve_runs_the_retention_job_on_its_interval(api: Api) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from ledger.config import Settings
+
+    past = api.transfer("DE", "FR", subjects=[SUBJECT], retention_until="2026-01-31")
+    api.stop()
+    settings = Settings(api.settings.data_dir, api.settings.database_url, retention_interval=1)
+    with TestClient(create_app(settings)) as client:
+        headers = api.headers("FR-recorder")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            read = client.get(f"/v1/transfers/{past['id']}", headers=headers).json()
+            if read["erasure"] is not None:
+                break
+            time.sleep(0.2)
+        assert read["erasure"]["ground"] == "retention-expired", read
+        assert "erased" in read["subjects"]
