@@ -21,6 +21,7 @@ Two retention classes:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -51,8 +52,8 @@ def is_commitment(value: Any) -> bool:
     return type(value) is str and _COMMITMENT.fullmatch(value) is not None
 
 
-def commitments_in(doc: Any) -> set[str]:
-    """Every commitment in a JSON-like document."""
+def strings_in(doc: Any, keep: Callable[[str], Any]) -> set[str]:
+    """Every string of a JSON-like document that ``keep`` keeps."""
     found: set[str] = set()
     stack = [doc]
     while stack:
@@ -61,9 +62,14 @@ def commitments_in(doc: Any) -> set[str]:
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
-        elif is_commitment(item):
+        elif isinstance(item, str) and keep(item):
             found.add(item)
     return found
+
+
+def commitments_in(doc: Any) -> set[str]:
+    """Every commitment in a JSON-like document."""
+    return strings_in(doc, is_commitment)
 
 
 def quotable(text: str | None) -> str | None:

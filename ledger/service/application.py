@@ -53,6 +53,7 @@ from domain.personal import (
     commitments_in,
     is_due,
     notice_parties,
+    strings_in,
 )
 from domain.rules import (
     authorization_required,
@@ -180,17 +181,7 @@ _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 
 def _ids_in(doc: Any) -> set[str]:
     """The aggregate ids (hyphenated UUIDs) a JSON-like document names."""
-    found: set[str] = set()
-    stack = [doc]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, str) and _UUID_TEXT.fullmatch(item):
-            found.add(item)
-    return found
+    return strings_in(doc, _UUID_TEXT.fullmatch)
 
 
 def _erased_in(view: dict[str, Any]) -> bool:
