@@ -146,6 +146,7 @@ class Finding(BaseModel):
 class FindingsOut(Fresh):
     now: str = Field(description="The moment time-dependent findings are judged at")
     pending_deadline_days: float
+    notice_deadline_days: float = Field(description="How long a Party told of an erasure has to acknowledge it")
     counts: dict[str, int]
     total: int
     truncated: bool
@@ -225,6 +226,8 @@ class ProjectionStatusOut(BaseModel):
 # -- endpoints ------------------------------------------------------------------------------
 
 RULE_NAMES = tuple(RULES)
+NoticeDeadline = Annotated[float, Query(ge=0, le=36500, description="An erasure notice unacknowledged longer "
+                                        "than this is a finding")]
 
 
 @router.get("/v1/audit/findings", response_model=FindingsOut, responses=_PROBLEMS,
@@ -239,9 +242,11 @@ def audit_findings(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     min_index: MinIndex = None,
     wait: Wait = 5.0,
+    notice_deadline_days: NoticeDeadline = queries.DEFAULT_NOTICE_DEADLINE_DAYS,
 ) -> dict[str, Any]:
     return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.findings(
-        db, now=now_time(), share=share, rule=rule, pending_deadline_days=pending_deadline_days, limit=limit))
+        db, now=now_time(), share=share, rule=rule, pending_deadline_days=pending_deadline_days, limit=limit,
+        notice_deadline_days=notice_deadline_days))
 
 
 @router.get("/v1/audit/statistics", response_model=StatisticsOut, responses=_PROBLEMS,

@@ -31,6 +31,8 @@ USED = Authorization.Used.TOPIC
 POLICY_REGISTERED = PartyPolicy.Registered.TOPIC
 WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
 KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
+ERASED = Transfer.PersonalDataErased.TOPIC
+NOTICE_ACKNOWLEDGED = Transfer.NoticeAcknowledged.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -114,6 +116,17 @@ class WrittenFormSetState(msgspec.Struct, gc=False):
     required: bool
 
 
+class PersonalDataErasedState(msgspec.Struct, gc=False):
+    retention_class: str
+    notices: list[dict[str, str]]  # {"notice_id", "party"}
+    timestamp: Stamp | None = None
+
+
+class NoticeAcknowledgedState(msgspec.Struct, gc=False):
+    notice_id: str
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -121,6 +134,7 @@ _DECODERS: dict[str, Any] = {
         (TRANSFER_RECORDED, TransferRecordedState), (REQUESTED, RequestedState), (GRANTED, GrantedState),
         (REFUSED, RefusedState), (REVOKED, RevokedState), (USED, UsedState),
         (POLICY_REGISTERED, PolicyRegisteredState), (WRITTEN_FORM_SET, WrittenFormSetState),
+        (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
     )
 }
 

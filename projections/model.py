@@ -59,7 +59,9 @@ from domain.rules import (
     onward_transfer_not_covered,
 )
 from projections.events import (
+    ERASED,
     GRANTED,
+    NOTICE_ACKNOWLEDGED,
     POLICY_REGISTERED,
     REFUSED,
     REQUESTED,
@@ -69,6 +71,8 @@ from projections.events import (
     WRITTEN_FORM_SET,
     FeedEvent,
     GrantedState,
+    NoticeAcknowledgedState,
+    PersonalDataErasedState,
     RefusedState,
     RequestedState,
     RevokedState,
@@ -94,6 +98,8 @@ RULES: dict[str, tuple[str, str]] = {
         ART_36_3, "Authorization request left undecided longer than the audit deadline"),
     "retention-period-expired": (
         ORDER_949_RETENTION, "Retention date passed: the recipient's destruction of the data is to be confirmed"),
+    "erasure-notice-unacknowledged": (
+        ORDER_949_RETENTION, "A Party told of an erasure has not acknowledged it within the audit deadline"),
     "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
 }
 
@@ -235,6 +241,9 @@ class State:
         self.dirty_authorizations: dict[str, AuthRec] = {}
         self.dirty_policies: dict[str, PolicyRec] = {}
         self.uses: list[tuple[str, str, int]] = []
+        self.erasures: list[tuple[str, str, str, int]] = []  # transfer, class, erased_at, leaf
+        self.notices: list[tuple[str, str, str, str, int]] = []  # id, transfer, party, erased_at, leaf
+        self.acknowledgements: list[tuple[str, str, int]] = []  # notice, acknowledged_at, leaf
         self.findings: list[tuple[Any, ...]] = []
         self.stats_transfers: dict[tuple[str, ...], list[int]] = {}
         self.stats_categories: dict[tuple[str, ...], int] = {}
@@ -674,6 +683,19 @@ def _on_written_form_set(state: State, ev: FeedEvent) -> None:
     state.dirty_policies[policy.party] = policy
 
 
+def _on_erased(state: State, ev: FeedEvent) -> None:
+    d: PersonalDataErasedState = ev.data
+    at = time_of(d.timestamp) or ev.recorded_at
+    state.erasures.append((ev.originator_id, d.retention_class, at, ev.leaf_index))
+    for notice in d.notices:
+        state.notices.append((notice["notice_id"], ev.originator_id, notice["party"], at, ev.leaf_index))
+
+
+def _on_notice_acknowledged(state: State, ev: FeedEvent) -> None:
+    d: NoticeAcknowledgedState = ev.data
+    state.acknowledgements.append((d.notice_id, time_of(d.timestamp) or ev.recorded_at, ev.leaf_index))
+
+
 _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     TRANSFER_RECORDED: _on_transfer,
     REQUESTED: _on_requested,
@@ -683,4 +705,6 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     USED: _on_used,
     POLICY_REGISTERED: _on_policy_registered,
     WRITTEN_FORM_SET: _on_written_form_set,
+    ERASED: _on_erased,
+    NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
 }

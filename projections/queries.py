@@ -26,6 +26,11 @@ from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COL
 #: The default deadline for deciding on an authorization request (days): an
 #: audit policy, not a rule of the Convention; every query can set its own.
 DEFAULT_PENDING_DEADLINE_DAYS = 30.0
+#: How long a Party told of an erasure has to acknowledge it before it is a finding.
+DEFAULT_NOTICE_DEADLINE_DAYS = 30.0
+#: How long after the last day of its period an erasure still counts as on time (the retention
+#: job runs daily: docs/OPERATIONS.md).
+RETENTION_GRACE_SECONDS = 86400.0
 
 _T_COLUMNS = ", ".join(TRANSFER_COLUMNS)
 _A_COLUMNS = ", ".join(AUTH_COLUMNS)
@@ -244,6 +249,7 @@ def _shift(moment: str, seconds: float) -> str:
 def findings(
     db: Db, *, now: str, pending_deadline_days: float = DEFAULT_PENDING_DEADLINE_DAYS,
     share: str | None = None, rule: str | None = None, limit: int = 1000,
+    notice_deadline_days: float = DEFAULT_NOTICE_DEADLINE_DAYS,
 ) -> dict[str, Any]:
     """Every finding at ``now``: those the events proved, and the time-dependent ones.
 
@@ -252,7 +258,8 @@ def findings(
     deadline = pending_deadline_days * 86400.0
     out: list[dict[str, Any]] = []
     party_clause = _share(("origin", "sender", "recipient"), share)
-    if rule is None or rule not in ("request-pending-too-long", "retention-period-expired"):
+    if rule is None or rule not in ("request-pending-too-long", "retention-period-expired",
+                                    "erasure-notice-unacknowledged"):
         where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
         for r in db.query(
             f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
@@ -292,21 +299,64 @@ def findings(
         where, params = _where(
             party_clause, ("retention_until IS NOT NULL AND retention_until < ?", [today])
         )
+        erased = {r["transfer_id"]: r for r in db.query(
+            "SELECT transfer_id, erased_at, leaf_index FROM {proj_erasures} WHERE retention_class = 'subject-data'")}
         for r in db.query(f"SELECT {_T_COLUMNS} FROM {{proj_transfers}}{where}", params):
+            due = f"{r['retention_until']}T23:59:59.999999Z"
+            proof = [{"leaf_index": int(r["leaf_index"]), "event": "TransferRecorded", "id": r["id"],
+                      "retention_until": r["retention_until"]}]
+            erasure = erased.get(r["id"])
+            if erasure is not None and erasure["erased_at"] <= _shift(due, RETENTION_GRACE_SECONDS):
+                continue  # destroyed on time (Order 949 §15)
+            if erasure is not None:
+                reason = "erased-late"
+                detail = (f"the personal data of transfer {r['id']} ({r['sender']} to {r['recipient']}), to be kept "
+                          f"until {r['retention_until']}, were erased only at {erasure['erased_at']}")
+                proof.append({"leaf_index": int(erasure["leaf_index"]), "event": "PersonalDataErased", "id": r["id"]})
+            else:
+                reason = "retention-date-passed"
+                detail = (f"{r['recipient']} received data from {r['sender']} (transfer {r['id']}) to keep until "
+                          f"{r['retention_until']}; the ledger records no destruction: confirm it (Order 949 §15)")
             out.append(_finding(
-                f"retention-period-expired/{r['id']}", "retention-period-expired", "retention-date-passed",
-                int(r["leaf_index"]), f"{r['retention_until']}T23:59:59.999999Z", r["origin"], r["sender"],
-                r["recipient"], r["id"], r["authorization_id"],
-                f"{r['recipient']} received data from {r['sender']} (transfer {r['id']}) to keep until "
-                f"{r['retention_until']}; the ledger records no destruction: confirm it (Order 949 §15)",
-                [{"leaf_index": int(r["leaf_index"]), "event": "TransferRecorded", "id": r["id"],
-                  "retention_until": r["retention_until"]}],
+                f"retention-period-expired/{r['id']}", "retention-period-expired", reason,
+                int(r["leaf_index"]), due, r["origin"], r["sender"], r["recipient"], r["id"], r["authorization_id"],
+                detail, proof,
+            ))
+    if rule in (None, "erasure-notice-unacknowledged"):
+        deadline_notice = notice_deadline_days * 86400.0
+        cutoff = _shift(now, -deadline_notice)
+        rows = db.query(
+            "SELECT n.id, n.transfer_id, n.party, n.erased_at, n.leaf_index, a.acknowledged_at, "
+            "a.leaf_index AS ack_leaf, t.origin, t.sender, t.recipient FROM {proj_notices} n "
+            "JOIN {proj_transfers} t ON t.id = n.transfer_id "
+            "LEFT JOIN {proj_notice_acks} a ON a.notice_id = n.id "
+            "WHERE n.erased_at < ?", (cutoff,))
+        for r in rows:
+            if share is not None and share not in (r["party"], r["origin"], r["sender"], r["recipient"]):
+                continue
+            due = _shift(r["erased_at"], deadline_notice)
+            if r["acknowledged_at"] is not None and r["acknowledged_at"] <= due:
+                continue
+            proof = [{"leaf_index": int(r["leaf_index"]), "event": "PersonalDataErased", "id": r["transfer_id"],
+                      "notice_id": r["id"]}]
+            late = r["acknowledged_at"] is not None
+            if late:
+                proof.append({"leaf_index": int(r["ack_leaf"]), "event": "ErasureNoticeAcknowledged",
+                              "id": r["transfer_id"], "notice_id": r["id"]})
+            out.append(_finding(
+                f"erasure-notice-unacknowledged/{r['id']}", "erasure-notice-unacknowledged",
+                "acknowledged-late" if late else "not-acknowledged", int(r["leaf_index"]), due, r["origin"],
+                r["sender"], r["recipient"], r["transfer_id"], None,
+                f"{r['party']} was told on {r['erased_at'][:10]} that the data of transfer {r['transfer_id']} were "
+                f"erased and {'acknowledged it late' if late else 'has not acknowledged it'}; the deadline is "
+                f"{notice_deadline_days:g} days", proof,
             ))
     out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
     counts: dict[str, int] = {}
     for f in out:
         counts[f["rule"]] = counts.get(f["rule"], 0) + 1
-    return {"now": now, "pending_deadline_days": pending_deadline_days, "counts": counts,
+    return {"now": now, "pending_deadline_days": pending_deadline_days,
+            "notice_deadline_days": notice_deadline_days, "counts": counts,
             "total": len(out), "truncated": len(out) > limit, "items": out[:limit]}
 
 

@@ -478,6 +478,12 @@ def prepare_writes(state: State) -> Writes:
         ("proj_policies", PolicyRec.COLUMNS, [p.row() for p in state.dirty_policies.values()],
          upsert_clause(("party",), PolicyRec.COLUMNS)),
         ("proj_findings", FINDING_COLUMNS, list(state.findings), "ON CONFLICT (id) DO NOTHING"),
+        ("proj_erasures", ("transfer_id", "retention_class", "erased_at", "leaf_index"), list(state.erasures),
+         "ON CONFLICT DO NOTHING"),
+        ("proj_notices", ("id", "transfer_id", "party", "erased_at", "leaf_index"), list(state.notices),
+         "ON CONFLICT DO NOTHING"),
+        ("proj_notice_acks", ("notice_id", "acknowledged_at", "leaf_index"), list(state.acknowledgements),
+         "ON CONFLICT DO NOTHING"),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),

@@ -27,8 +27,9 @@ class ReadModel:
 #: The read models. They are built together (the findings read the lineage and the
 #: registry as they stood at each event), so each is rebuilt with the others.
 MODELS: tuple[ReadModel, ...] = (
-    ReadModel("lineage", 3, ("proj_transfers",),
-              "every transfer with its parent, root, depth and origin: ancestors and descendants"),
+    ReadModel("lineage", 4, ("proj_transfers", "proj_erasures", "proj_notices", "proj_notice_acks"),
+              "every transfer with its parent, root, depth and origin: ancestors and descendants; "
+              "erasures of their personal data, and the notices of them"),
     ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
               "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
     ReadModel("findings", 1, ("proj_findings",),
@@ -67,6 +68,18 @@ TABLES: dict[str, list[str]] = {
     "proj_transfers": [
         f"CREATE TABLE IF NOT EXISTS {{proj_transfers}} ({_columns(TRANSFER_COLUMNS, 'id')})",
         "CREATE INDEX IF NOT EXISTS proj_transfers_tree ON {proj_transfers} (root_leaf, parent_id)",
+    ],
+    "proj_erasures": [
+        "CREATE TABLE IF NOT EXISTS {proj_erasures} (transfer_id TEXT NOT NULL, retention_class TEXT NOT NULL, "
+        "erased_at TEXT NOT NULL, leaf_index BIGINT NOT NULL, PRIMARY KEY (transfer_id, retention_class))",
+    ],
+    "proj_notices": [
+        "CREATE TABLE IF NOT EXISTS {proj_notices} (id TEXT PRIMARY KEY, transfer_id TEXT NOT NULL, "
+        "party TEXT NOT NULL, erased_at TEXT NOT NULL, leaf_index BIGINT NOT NULL)",
+    ],
+    "proj_notice_acks": [
+        "CREATE TABLE IF NOT EXISTS {proj_notice_acks} (notice_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, "
+        "leaf_index BIGINT NOT NULL)",
     ],
     "proj_authorizations": [
         f"CREATE TABLE IF NOT EXISTS {{proj_authorizations}} ({_columns(AUTH_COLUMNS, 'id')})",

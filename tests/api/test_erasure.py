@@ -164,3 +164,28 @@ def test_serve_runs_the_retention_job_on_its_interval(api: Api) -> None:
             time.sleep(0.2)
         assert read["erasure"]["ground"] == "retention-expired", read
         assert "erased" in read["subjects"]
+
+
+def test_the_findings_follow_erasures_and_their_notices(api: Api) -> None:
+    root, auth = api.chain()
+    api.onward("FR", "INTERPOL", root, auth)
+    late = api.transfer("DE", "FR", subjects=[SUBJECT], retention_until="2026-01-31")
+    kept = api.transfer("DE", "FR", subjects=[SUBJECT], retention_until="2026-01-31")
+
+    def findings(rule: str, **params: Any) -> dict[str, str]:
+        body = api.ok(api.get("/v1/audit/findings", "*-auditor", params={"rule": rule, **params}), 200)
+        return {f["transfer_id"]: f["reason"] for f in body["items"]}
+
+    assert findings("retention-period-expired") == {late["id"]: "retention-date-passed",
+                                                    kept["id"]: "retention-date-passed"}
+    api.ok(api.post(f"/v1/transfers/{late['id']}/erasure", erasure("FR", "retention-expired"), "FR-authority"), 200)
+    # erased, but ten months after the period ended: still a finding, of another kind
+    assert findings("retention-period-expired") == {late["id"]: "erased-late", kept["id"]: "retention-date-passed"}
+    api.ok(api.post(f"/v1/transfers/{root['id']}/erasure", erasure("FR"), "FR-authority"), 200)
+    assert findings("erasure-notice-unacknowledged") == {}  # within 30 days
+    assert findings("erasure-notice-unacknowledged", notice_deadline_days=0) == {root["id"]: "not-acknowledged"}
+    [notice] = api.ok(api.get("/v1/notices", "INTERPOL-recorder"), 200)["items"]
+    api.ok(api.post(f"/v1/notices/{notice['id']}/acknowledgement",
+                    {"acknowledged_by": builders.actor("INTERPOL")}, "INTERPOL-recorder"), 200)
+    assert findings("erasure-notice-unacknowledged", notice_deadline_days=0) == {root["id"]: "acknowledged-late"}
+    assert findings("erasure-notice-unacknowledged", notice_deadline_days=1) == {}
