@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -122,7 +124,7 @@ def signed_decision_bytes(authorization_id: str, origin: str, draft: DecisionDra
 _VERBATIM_IN_JSON = re.compile(r"[A-Za-z0-9-]+")
 
 #: How often a command is re-checked after losing a race to another writer.
-MAX_ATTEMPTS = 20
+MAX_ATTEMPTS = 100
 
 
 class _NothingLeft(Exception):
@@ -331,7 +333,7 @@ class TransferLedger(Application[UUID]):
 
     def _execute(self, prepare: Prepare) -> dict[str, Any]:
         """Prepare and save one command; prepare again if another writer committed first."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             prepared = prepare()
             appended: list[AppendedLeaf] = []
             try:
@@ -340,7 +342,11 @@ class TransferLedger(Application[UUID]):
                 done = self.replay(prepared.idempotency) if prepared.idempotency is not None else None
                 if done is not None:
                     raise AlreadyDone(*done) from None
-                continue  # a decision, revocation or use committed first: check again
+                # A decision, revocation or use committed first: check again, after a random
+                # pause that grows with the attempts, so that writers racing for one grant
+                # do not keep colliding in step.
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+                continue
             return prepared.respond(_leaves_by_event(appended))
         raise RuntimeError("could not record the command: too much contention")
 
