@@ -149,7 +149,13 @@ def test_no_byte_of_an_erased_value_stays_in_the_sqlite_files(ledger: TransferLe
     ledger.remember_refusal(claim, 409, {"detail": f"refused for {SUBJECT}"})
     kept = ledger.get_transfer(t["id"])
     assert kept["subjects"] == [SUBJECT]
+    from ledger.service.read_models import runner_of
+
+    runner = runner_of(ledger)
+    runner.catch_up()  # the read models, in the same database, before and after the erasure
     ledger.erase_personal_data(t["id"], erasure())
+    runner.catch_up()
+    assert runner.db.query("SELECT COUNT(*) AS n FROM {proj_erasures}")[0]["n"] == 1
     files = [p for p in backend.settings.data_dir.rglob("*") if p.is_file()]
     assert backend.settings.database_file in files
     needles = [SUBJECT.encode(), JUSTIFICATION.encode(), json.dumps(SUBJECT)[1:-1].encode()]
