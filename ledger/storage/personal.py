@@ -146,19 +146,20 @@ class PersonalDataStore:
         )
         return _key(rows[0]) if rows else None
 
+    def _select_in(self, sql: str, values: Iterable[str]) -> list[dict[str, Any]]:
+        """Rows of ``sql`` (ending in ``IN (``) for these values, 500 at a time."""
+        wanted = sorted(set(values))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows.extend(self.sql.query(sql + ",".join("?" * len(chunk)) + ")", tuple(chunk)))
+        return rows
+
     def keys_of_scopes(self, scopes: Sequence[str]) -> list[DataKeyRow]:
-        if not scopes:
-            return []
-        marks = ",".join("?" * len(scopes))
-        return [_key(r) for r in self.sql.query("SELECT * FROM {" + KEYS + "} WHERE scope IN (" + marks + ")",
-                                                 tuple(scopes))]
+        return [_key(r) for r in self._select_in("SELECT * FROM {" + KEYS + "} WHERE scope IN (", scopes)]
 
     def keys(self, key_ids: Sequence[str]) -> list[DataKeyRow]:
-        if not key_ids:
-            return []
-        marks = ",".join("?" * len(key_ids))
-        return [_key(r) for r in self.sql.query("SELECT * FROM {" + KEYS + "} WHERE key_id IN (" + marks + ")",
-                                                 tuple(key_ids))]
+        return [_key(r) for r in self._select_in("SELECT * FROM {" + KEYS + "} WHERE key_id IN (", key_ids)]
 
     def live_keys(self) -> list[DataKeyRow]:
         return [_key(r) for r in self.sql.query("SELECT * FROM {" + KEYS + "} WHERE wrapped IS NOT NULL")]
@@ -174,47 +175,29 @@ class PersonalDataStore:
 
     def openings(self, originator_ids: Iterable[str]) -> list[OpeningRow]:
         """Every opening of these aggregates' events, each with its key's row."""
-        ids = sorted(set(originator_ids))
         out: list[OpeningRow] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.sql.query(
-                "SELECT o.originator_id, o.originator_version, o.retention_class, o.key_id, o.sealed, "
-                "k.scope, k.kek_id, k.bucket, k.wrapped, k.destroyed_at, k.destroyed_by "
-                "FROM {" + OPENINGS + "} o LEFT JOIN {" + KEYS + "} k ON k.key_id = o.key_id "
-                "WHERE o.originator_id IN (" + marks + ")",
-                tuple(chunk),
-            )
-            for r in rows:
-                key = (DataKeyRow(r["key_id"], r["scope"], r["kek_id"], r["bucket"], r["wrapped"],
-                                  r["destroyed_at"], r["destroyed_by"]) if r["scope"] is not None else None)
-                out.append(OpeningRow(r["originator_id"], int(r["originator_version"]), r["retention_class"],
-                                      r["key_id"], r["sealed"], key))
+        for r in self._select_in(
+            "SELECT o.originator_id, o.originator_version, o.retention_class, o.key_id, o.sealed, "
+            "k.scope, k.kek_id, k.bucket, k.wrapped, k.destroyed_at, k.destroyed_by "
+            "FROM {" + OPENINGS + "} o LEFT JOIN {" + KEYS + "} k ON k.key_id = o.key_id "
+            "WHERE o.originator_id IN (", originator_ids,
+        ):
+            key = (DataKeyRow(r["key_id"], r["scope"], r["kek_id"], r["bucket"], r["wrapped"],
+                              r["destroyed_at"], r["destroyed_by"]) if r["scope"] is not None else None)
+            out.append(OpeningRow(r["originator_id"], int(r["originator_version"]), r["retention_class"],
+                                  r["key_id"], r["sealed"], key))
         return out
 
     def openings_of_keys(self, key_ids: Sequence[str]) -> list[OpeningRow]:
-        if not key_ids:
-            return []
-        marks = ",".join("?" * len(key_ids))
-        rows = self.sql.query("SELECT * FROM {" + OPENINGS + "} WHERE key_id IN (" + marks + ")", tuple(key_ids))
         return [OpeningRow(r["originator_id"], int(r["originator_version"]), r["retention_class"], r["key_id"],
-                           r["sealed"], None) for r in rows]
+                           r["sealed"], None)
+                for r in self._select_in("SELECT * FROM {" + OPENINGS + "} WHERE key_id IN (", key_ids)]
 
     def erased(self, commitments: Iterable[str]) -> list[ErasedRow]:
         """What the erasure tables say of these commitments (those erased)."""
-        wanted = sorted(set(commitments))
-        out: list[ErasedRow] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out.extend(
-                ErasedRow(r["commitment"], r["originator_id"], int(r["originator_version"]), r["path"],
+        return [ErasedRow(r["commitment"], r["originator_id"], int(r["originator_version"]), r["path"],
                           r["retention_class"], r["erasure_id"], int(r["erasure_version"]), r["erased_at"])
-                for r in self.sql.query("SELECT * FROM {" + ERASED + "} WHERE commitment IN (" + marks + ")",
-                                        tuple(chunk))
-            )
-        return out
+                for r in self._select_in("SELECT * FROM {" + ERASED + "} WHERE commitment IN (", commitments)]
 
     # -- erasure --------------------------------------------------------------------------
 
