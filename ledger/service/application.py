@@ -24,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,7 +36,7 @@ from eventsourcing.application import (
     Application,
     ProcessingEvent,
 )
-from eventsourcing.persistence import Mapper, RecordConflictError
+from eventsourcing.persistence import Mapper, Notification, RecordConflictError
 
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.model import ActorLog, Authorization, PartyPolicy, Transfer, party_policy_id
@@ -53,6 +53,7 @@ from domain.personal import (
     check_notice_unacknowledged,
     check_restricted,
     commitments_in,
+    get_path,
     is_due,
     notice_parties,
     strings_in,
@@ -94,18 +95,10 @@ from ledger.storage.idempotency import (
     IdempotencyStore,
 )
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
-from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore, key_row, opening_row
+from ledger.storage.personal import DataKeyRow, ErasedField, OpeningRow, PersonalDataStore, opening_row
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
-from ledger.tlog.commitment import (
-    commit,
-    new_key,
-    new_key_id,
-    opening_aad,
-    seal_openings,
-    unseal_openings,
-    wrap_key,
-)
+from ledger.tlog.commitment import Opening, commit, opening_aad, seal_openings, unseal_openings
 from ledger.tlog.leaf import AppendedLeaf
 from ledger.tlog.note import NoteError, Verifier
 
@@ -186,17 +179,40 @@ def _ids_in(doc: Any) -> set[str]:
     return strings_in(doc, _UUID_TEXT.fullmatch)
 
 
+#: The transfer's own subject-data fields (domain.model): what an erasure of it destroys.
+_SUBJECT_PATHS = tuple(path for path, kind in Transfer.Recorded.PERSONAL.items() if kind == SUBJECT_DATA)
+
+
 def _erased_in(view: dict[str, Any]) -> bool:
-    """Whether a view shows a field as erased (the opener's marker)."""
-    return any(isinstance(v, dict) and "erased" in v and "commitment" in v
-               for v in (view.get("subjects"), view.get("justification"), view.get("purpose", {}).get("description")))
+    """Whether a transfer's view shows one of its subject-data fields as erased (the opener's marker)."""
+    return any(isinstance(v, dict) and "erased" in v for v in (get_path(view, p) for p in _SUBJECT_PATHS))
 
 
 def _texts(value: Any) -> list[str]:
     """The texts of an opened value (a string, or a list of them) worth scrubbing from stored answers."""
-    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
-        if isinstance(value, list) else []
-    return [t for t in texts if len(t) >= 4]
+    texts = value if isinstance(value, list) else [value]
+    return [t for t in texts if isinstance(t, str) and len(t) >= 4]
+
+
+def _fields_of(row: OpeningRow, openings: dict[str, Opening]) -> list[ErasedField]:
+    """The commitments an opening row opens, as an erasure names them."""
+    return [ErasedField(commit(o.salt, row.originator_id, row.originator_version, path, o.value),
+                        row.originator_id, row.originator_version, path, row.retention_class)
+            for path, o in openings.items()]
+
+
+def _erased_by_event(fields: Iterable[ErasedField]) -> list[dict[str, Any]]:
+    """An erasure event's ``erased``: the commitments by event, in event order."""
+    by_event: dict[tuple[str, int], dict[str, str]] = {}
+    for f in fields:
+        by_event.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
+    return [{"originator_id": oid, "originator_version": version, "commitments": commitments}
+            for (oid, version), commitments in sorted(by_event.items())]
+
+
+def _insert_statement(table: str, values: Sequence[Any]) -> str:
+    """An ``also_insert`` row as a statement of its own (run in order with an erasure's)."""
+    return "INSERT INTO {" + table + "} VALUES (" + ",".join("?" * len(values)) + ")"
 
 
 def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], AppendedLeaf]:
@@ -617,39 +633,15 @@ class TransferLedger(Application[UUID]):
                           reasons: str, idempotency: IdempotencyClaim | None) -> Prepared:
         """The erasure event of ``key``'s data, with the statements that destroy the key and its
         openings in the same transaction, and what to journal once it commits."""
-        assert self.sealer is not None and self.opener is not None and self.keyring is not None
-        openings = self.personal.openings_of_keys([key.key_id])
-        opened = self.opener.opened(sorted({row.originator_id for row in openings}))
-        under_key = {(row.originator_id, row.originator_version, row.retention_class) for row in openings}
-        fields = [f for f in opened.fields.values()
-                  if (f.originator_id, f.originator_version, f.retention_class) in under_key]
-        erased: dict[tuple[str, int], dict[str, str]] = {}
-        for f in fields:
-            erased.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
+        opened = self._opened_under([key])
+        fields = [f for row, openings in opened for f in _fields_of(row, openings)]
         retention_class = key.scope.split(":", 1)[0]
         notify = notice_parties(erased_by.party, transfer.origin, transfer.sender.party,
                                 [d.recipient.party for d in self._descendants(transfer)])
-        transfer.erase(retention_class, ground, erased_by, reasons, [key.key_id], [
-            {"originator_id": oid, "originator_version": version, "commitments": commitments}
-            for (oid, version), commitments in sorted(erased.items())
-        ], notify)
+        transfer.erase(retention_class, ground, erased_by, reasons, [key.key_id], _erased_by_event(fields), notify)
         erased_at = format_datetime(transfer.modified_on)
-        statements = self.personal.erasure_statements([key.key_id], fields, str(transfer.id), transfer.version,
-                                                      erased_at)
-        statements += self.idempotency.scrub_statements(
-            [v for f in fields for v in _texts(opened.values[f.commitment])])
-        version = transfer.version
-        keyring = self.keyring
-
-        def after_commit() -> None:
-            keyring.journal({
-                "key_id": key.key_id, "scope": key.scope, "erasure": {"transfer_id": str(transfer.id),
-                                                                      "version": version},
-                "erased_at": erased_at,
-                "fields": [[f.commitment, f.originator_id, f.originator_version, f.path, f.retention_class]
-                           for f in fields],
-            })
-            self.store.clear_old_pages()
+        statements = self._destroying([key], fields, [o for _, openings in opened for o in openings.values()],
+                                      str(transfer.id), transfer.version, erased_at)
 
         def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
             return self._transfer_view(self._get_transfer(transfer.id, "transfer_id"))
@@ -657,48 +649,70 @@ class TransferLedger(Application[UUID]):
         prepared = self._prepared(transfer, resource=transfer, kind="transfer", idempotency=idempotency,
                                   respond=respond)
         prepared.statements = statements
-        prepared.after_commit = after_commit
+        prepared.after_commit = self._after_erasure([key], fields, str(transfer.id), transfer.version, erased_at)
         return prepared
+
+    def _opened_under(self, keys: Sequence[DataKeyRow]) -> list[tuple[OpeningRow, dict[str, Opening]]]:
+        """The openings sealed under ``keys``, decrypted (none for a key already unreadable)."""
+        assert self.sealer is not None
+        out = []
+        for key in keys:
+            data_key = self.sealer.unwrap(key)
+            for row in self.personal.openings_of_keys([key.key_id]):
+                aad = opening_aad(row.originator_id, row.originator_version, row.retention_class, row.key_id)
+                out.append((row, unseal_openings(data_key, aad, row.sealed) if data_key is not None else {}))
+        return out
+
+    def _destroying(self, keys: Sequence[DataKeyRow], fields: Sequence[ErasedField], openings: Iterable[Opening],
+                    erasure_id: str, version: int, erased_at: str) -> list[tuple[str, Sequence[Any]]]:
+        """The statements an erasure runs in its own transaction: the keys destroyed, their openings
+        deleted, the commitments noted as erased, and stored answers that quoted a value scrubbed."""
+        return [
+            *self.personal.erasure_statements([k.key_id for k in keys], fields, erasure_id, version, erased_at),
+            *self.idempotency.scrub_statements([t for o in openings for t in _texts(o.value)]),
+        ]
+
+    def _after_erasure(self, keys: Sequence[DataKeyRow], fields: Sequence[ErasedField], erasure_id: str,
+                       version: int, erased_at: str) -> Callable[[], None]:
+        """Once an erasure committed: journal it in the data dir (a restored database gets it again)
+        and clear the SQLite WAL of the old pages."""
+        keyring = self.keyring
+        assert keyring is not None
+
+        def after_commit() -> None:
+            for key in keys:
+                keyring.journal({
+                    "key_id": key.key_id, "scope": key.scope,
+                    "erasure": {"transfer_id": erasure_id, "version": version}, "erased_at": erased_at,
+                    "fields": [[f.commitment, f.originator_id, f.originator_version, f.path, f.retention_class]
+                               for f in fields],
+                })
+            self.store.clear_old_pages()
+
+        return after_commit
 
     def _descendants(self, transfer: Transfer) -> list[Transfer]:
         """Every onward transfer of ``transfer``'s data, at any depth (a scan of its lineage)."""
         root = str(transfer.root_transfer_id)
         below, found = {transfer.id}, []
-        cursor: int | None = 0
-        while cursor is not None:
-            page = self.recorder.select_notifications(start=cursor, limit=500, topics=[Transfer.Recorded.TOPIC],
-                                                      inclusive_of_start=False)
-            for notification in page:
-                if f'"{root}"'.encode() not in notification.state:
-                    continue
-                candidate = self._load(notification.originator_id)
-                if candidate.parent_transfer_id in below:
-                    below.add(candidate.id)
-                    found.append(candidate)
-            cursor = page[-1].id if len(page) == 500 else None
+        for notification in self._notifications(Transfer.Recorded.TOPIC, mentions=(root,)):
+            candidate = self._load(notification.originator_id)
+            if candidate.parent_transfer_id in below:
+                below.add(candidate.id)
+                found.append(candidate)
         return found
 
     def list_notices(self, *, party: str | None, after: int = 0, limit: int = 50
                      ) -> tuple[list[dict[str, Any]], int | None]:
         """Erasure notices in commit order after a cursor: those addressed to ``party`` (all, if None)."""
         items: list[dict[str, Any]] = []
-        cursor = after
-        while True:
-            page = self.recorder.select_notifications(start=cursor, limit=500,
-                                                      topics=[Transfer.PersonalDataErased.TOPIC],
-                                                      inclusive_of_start=False)
-            for notification in page:
-                cursor = notification.id
-                if party is not None and f'"{party}"'.encode() not in notification.state:
-                    continue
-                transfer = self._get_transfer(notification.originator_id, "transfer_id")
-                for notice in self._notices_of(transfer):
-                    if party is None or notice["party"] == party:
-                        items.append(notice)
-                if len(items) >= limit:
-                    return items, cursor
-            if len(page) < 500:
-                return items, None
+        mentions = (party,) if party is not None else ()
+        for notification in self._notifications(Transfer.PersonalDataErased.TOPIC, after, mentions):
+            transfer = self._get_transfer(notification.originator_id, "transfer_id")
+            items.extend(n for n in self._notices_of(transfer) if party is None or n["party"] == party)
+            if len(items) >= limit:
+                return items, notification.id
+        return items, None
 
     def _notices_of(self, transfer: Transfer) -> list[dict[str, Any]]:
         erasure = transfer.erasure
@@ -723,21 +737,12 @@ class TransferLedger(Application[UUID]):
     def find_notice(self, notice: Any) -> tuple[Transfer, dict[str, Any]]:
         """The transfer whose erasure a notice tells of, and the notice; NotFound if none."""
         nid = str(parse_uuid(notice, "notice_id"))
-        cursor = 0
-        while True:
-            page = self.recorder.select_notifications(start=cursor, limit=500,
-                                                      topics=[Transfer.PersonalDataErased.TOPIC],
-                                                      inclusive_of_start=False)
-            for notification in page:
-                cursor = notification.id
-                if nid.encode() in notification.state:
-                    transfer = self._get_transfer(notification.originator_id, "transfer_id")
-                    for item in self._notices_of(transfer):
-                        if item["id"] == nid:
-                            return transfer, item
-            if len(page) < 500:
-                raise NotFound(f"no erasure notice {nid}", rule="notice-not-found", field="notice_id",
-                               values={"id": nid})
+        for notification in self._notifications(Transfer.PersonalDataErased.TOPIC, mentions=(nid,)):
+            transfer = self._get_transfer(notification.originator_id, "transfer_id")
+            for item in self._notices_of(transfer):
+                if item["id"] == nid:
+                    return transfer, item
+        raise NotFound(f"no erasure notice {nid}", rule="notice-not-found", field="notice_id", values={"id": nid})
 
     def acknowledge_notice(self, notice: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
                            ) -> dict[str, Any]:
@@ -869,70 +874,44 @@ class TransferLedger(Application[UUID]):
         if not keys:
             raise _NothingLeft(day)
         erased: list[ErasedField] = []
-        erased_values: list[Any] = []
+        erased_openings: list[Opening] = []
         kept: list[dict[str, Any]] = []
         reseal: list[tuple[str, Sequence[Any]]] = []
-        held_keys: dict[str, tuple[str, Any]] = {}
-        for key in keys:
-            data_key = self.sealer.unwrap(key)
-            for row in self.personal.openings_of_keys([key.key_id]):
-                openings = unseal_openings(data_key, opening_aad(row.originator_id, row.originator_version,
-                                                                 row.retention_class, row.key_id), row.sealed) \
-                    if data_key is not None else {}
-                held = self._held_transfer_of(row.originator_id)
-                if held is not None and openings:
-                    scope = f"{ACTOR_LOG}-held:{held}"
-                    if scope not in held_keys:
-                        live = self.personal.live_key(scope)
-                        if live is not None and self.sealer.unwrap(live) is not None:
-                            held_keys[scope] = (live.key_id, self.sealer.unwrap(live))
-                        else:
-                            kek = self.keyring.for_bucket(OPEN_BUCKET)
-                            key_id, fresh = new_key_id(), new_key()
-                            reseal.append(("INSERT INTO {ledger_data_keys} VALUES (?,?,?,?,?,?,?,?)",
-                                           key_row(key_id, scope, kek.kek_id, OPEN_BUCKET,
-                                                   wrap_key(kek.key, key_id, scope, fresh),
-                                                   format_datetime(self.clock()))[1]))
-                            held_keys[scope] = (key_id, fresh)
-                    key_id, fresh = held_keys[scope]
-                    reseal.append(("INSERT INTO {ledger_openings} VALUES (?,?,?,?,?)", opening_row(
-                        row.originator_id, row.originator_version, row.retention_class, key_id,
-                        seal_openings(fresh, opening_aad(row.originator_id, row.originator_version,
-                                                         row.retention_class, key_id), openings))[1]))
-                    kept.append({"originator_id": row.originator_id, "originator_version": row.originator_version,
-                                 "held_by_transfer": held})
-                    continue
-                for path, o in openings.items():
-                    erased_values.append(o.value)
-                    erased.append(ErasedField(commit(o.salt, row.originator_id, row.originator_version, path,
-                                                     o.value), row.originator_id, row.originator_version, path,
-                                              row.retention_class))
-        by_event: dict[tuple[str, int], dict[str, str]] = {}
-        for f in erased:
-            by_event.setdefault((f.originator_id, f.originator_version), {})[f.path] = f.commitment
-        log = ActorLog.erased(day, [k.key_id for k in keys], [
-            {"originator_id": oid, "originator_version": version, "commitments": commitments}
-            for (oid, version), commitments in sorted(by_event.items())], kept)
+        held_keys: dict[str, tuple[str, bytes]] = {}
+        for row, openings in self._opened_under(keys):
+            held = self._held_transfer_of(row.originator_id)
+            if held is None or not openings:
+                erased.extend(_fields_of(row, openings))
+                erased_openings.extend(openings.values())
+                continue
+            scope = f"{ACTOR_LOG}-held:{held}"
+            if scope not in held_keys:
+                live = self.personal.live_key(scope)
+                live_key = self.sealer.unwrap(live) if live is not None else None
+                if live is not None and live_key is not None:
+                    held_keys[scope] = (live.key_id, live_key)
+                else:
+                    key_id, fresh, (table, values) = self.sealer.new_data_key(scope, None)
+                    reseal.append((_insert_statement(table, values), values))
+                    held_keys[scope] = (key_id, fresh)
+            key_id, held_key = held_keys[scope]
+            table, values = opening_row(row.originator_id, row.originator_version, row.retention_class, key_id,
+                                        seal_openings(held_key, opening_aad(row.originator_id, row.originator_version,
+                                                                            row.retention_class, key_id), openings))
+            reseal.append((_insert_statement(table, values), values))
+            kept.append({"originator_id": row.originator_id, "originator_version": row.originator_version,
+                         "held_by_transfer": held})
+        log = ActorLog.erased(day, [k.key_id for k in keys], _erased_by_event(erased), kept)
         erased_at = format_datetime(log.created_on)
-        statements = self.personal.erasure_statements([k.key_id for k in keys], erased, str(log.id), 1, erased_at)
-        statements += reseal
-        statements += self.idempotency.scrub_statements([t for v in erased_values for t in _texts(v)])
-        keyring = self.keyring
-
-        def after_commit() -> None:
-            for key in keys:
-                keyring.journal({"key_id": key.key_id, "scope": key.scope,
-                                 "erasure": {"transfer_id": str(log.id), "version": 1}, "erased_at": erased_at,
-                                 "fields": [[f.commitment, f.originator_id, f.originator_version, f.path,
-                                             f.retention_class] for f in erased]})
-            self.store.clear_old_pages()
+        # the day's openings go first (erasure statements), then the held ones come back under their own key
+        statements = [*self._destroying(keys, erased, erased_openings, str(log.id), 1, erased_at), *reseal]
 
         def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
             return {"until": day, "key_ids": [k.key_id for k in keys], "erased": len(erased), "kept": len(kept)}
 
         prepared = self._prepared(log, resource=log, kind="actor-log", idempotency=None, respond=respond)
         prepared.statements = statements
-        prepared.after_commit = after_commit
+        prepared.after_commit = self._after_erasure(keys, erased, str(log.id), 1, erased_at)
         return prepared
 
     def _held_transfer_of(self, originator_id: str) -> str | None:
@@ -1123,25 +1102,31 @@ class TransferLedger(Application[UUID]):
         encryption), and values of letters, digits and hyphens (Party codes, UUIDs), which
         every JSON encoder writes as they are.
         """
+        items: list[dict[str, Any]] = []
+        for notification in self._notifications(topic, after, mentions):
+            view = view_of(self.repository.get(notification.originator_id))
+            if keep(view):
+                items.append(view)
+                if len(items) == limit:
+                    return items, notification.id
+        return items, None
+
+    def _notifications(self, topic: str, after: int = 0, mentions: Sequence[str] = ()) -> Iterator[Notification]:
+        """The stored events of ``topic`` after a cursor, in commit order, 500 a query; those whose
+        stored JSON lacks one of ``mentions`` are passed over (see :meth:`_scan`)."""
         plain = self.mapper.compressor is None and self.mapper.cipher is None
         needles = [f'"{m}"'.encode() for m in mentions if plain and _VERBATIM_IN_JSON.fullmatch(m)]
-        items: list[dict[str, Any]] = []
         cursor = after
         while True:
             page = self.recorder.select_notifications(
                 start=cursor, limit=500, topics=[topic], inclusive_of_start=False
             )
             for notification in page:
-                cursor = notification.id
-                if needles and not all(needle in notification.state for needle in needles):
-                    continue
-                view = view_of(self.repository.get(notification.originator_id))
-                if keep(view):
-                    items.append(view)
-                    if len(items) == limit:
-                        return items, cursor
+                if not needles or all(needle in notification.state for needle in needles):
+                    yield notification
             if len(page) < 500:
-                return items, None
+                return
+            cursor = page[-1].id
 
     # -- helpers ---------------------------------------------------------------
 

@@ -138,16 +138,23 @@ class Sealer:
             if key is not None:
                 pending.keys[scope] = (stored.key_id, AESGCM(key))
                 return pending.keys[scope]
+        key_id, key, row = self.new_data_key(scope, until)
+        pending.rows.append(row)
+        pending.keys[scope] = (key_id, AESGCM(key))
+        return pending.keys[scope]
+
+    def new_data_key(self, scope: str, until: date | None) -> tuple[str, bytes, tuple[str, tuple[Any, ...]]]:
+        """A fresh data key for ``scope``, wrapped under the KEK of the bucket ``until`` falls in:
+        its id, the key, and the row that stores it (to insert with what it seals)."""
         bucket = bucket_of(until)
         kek = self.keyring.for_bucket(bucket)
         wrapper = self._wrappers.get(kek.kek_id)
         if wrapper is None:
             wrapper = self._wrappers[kek.kek_id] = AESGCM(kek.key)
         key_id, key = new_key_id(), new_key()
-        pending.rows.append(key_row(key_id, scope, kek.kek_id, bucket, wrap_key(wrapper, key_id, scope, key),
-                                    format_datetime(self.now())))
-        pending.keys[scope] = (key_id, AESGCM(key))
-        return pending.keys[scope]
+        row = key_row(key_id, scope, kek.kek_id, bucket, wrap_key(wrapper, key_id, scope, key),
+                      format_datetime(self.now()))
+        return key_id, key, row
 
     def unwrap(self, row: DataKeyRow) -> bytes | None:
         """A stored data key, unwrapped; None once destroyed (or its KEK is)."""

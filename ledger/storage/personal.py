@@ -155,17 +155,11 @@ class PersonalDataStore:
             rows.extend(self.sql.query(sql + ",".join("?" * len(chunk)) + ")", tuple(chunk)))
         return rows
 
-    def keys_of_scopes(self, scopes: Sequence[str]) -> list[DataKeyRow]:
-        return [_key(r) for r in self._select_in("SELECT * FROM {" + KEYS + "} WHERE scope IN (", scopes)]
-
     def keys(self, key_ids: Sequence[str]) -> list[DataKeyRow]:
         return [_key(r) for r in self._select_in("SELECT * FROM {" + KEYS + "} WHERE key_id IN (", key_ids)]
 
     def live_keys(self) -> list[DataKeyRow]:
         return [_key(r) for r in self.sql.query("SELECT * FROM {" + KEYS + "} WHERE wrapped IS NOT NULL")]
-
-    def destroyed_keys(self) -> list[DataKeyRow]:
-        return [_key(r) for r in self.sql.query("SELECT * FROM {" + KEYS + "} WHERE wrapped IS NULL")]
 
     def live_buckets(self) -> set[str]:
         return {r["bucket"] for r in self.sql.query(

@@ -169,10 +169,6 @@ def unwrap_key(kek: bytes, key_id: str, scope: str, wrapped: str) -> bytes:
         raise SealError(f"data key {key_id} does not unwrap: {type(e).__name__}") from None
 
 
-def new_salt() -> bytes:
-    return os.urandom(SALT_SIZE)
-
-
 def new_salts(count: int) -> list[bytes]:
     """``count`` fresh salts from one read of the system's random source."""
     pool = os.urandom(SALT_SIZE * count)
