@@ -830,6 +830,7 @@ class TransferLedger(Application[UUID]):
                                   "erased": [], "failed": []}
         todo = [t for t, state in due if state == "due"]
         report["actor_logs"] = [] if dry_run else self._erase_actor_logs(today)
+        report["keks_destroyed"] = [] if dry_run else self._destroy_spent_keks(today)
         for done, transfer_id in enumerate(todo, 1):
             if not dry_run:
                 try:
@@ -867,6 +868,15 @@ class TransferLedger(Application[UUID]):
             except _NothingLeft:
                 continue  # another process erased that day meanwhile
         return done
+
+    def _destroy_spent_keks(self, today: date) -> list[str]:
+        """Destroy the key-encryption key of every bucket whose month has passed and that wraps no
+        live data key any more: an old backup of the database then opens nothing of that month
+        (docs/decisions/0012-personal-data-erasure.md). The buckets destroyed."""
+        assert self.keyring is not None
+        month, live = today.strftime("%Y-%m"), self.personal.live_buckets()
+        spent = [b for b in self.keyring.buckets() if b != OPEN_BUCKET and b < month and b not in live]
+        return [bucket for bucket in spent if self.keyring.destroy(bucket) is not None]
 
     def _actor_log_prepared(self, day: str) -> Prepared:
         assert self.sealer is not None and self.keyring is not None

@@ -422,4 +422,12 @@ def test_the_log_of_who_acted_goes_when_its_period_ends_unless_held(ledger: Tran
     assert held["sender"]["officer"] == OFFICER  # sealed again under the hold's own key
     assert held["restriction"]["restricted_by"]["officer"] == "Insp. K. Weber"
     assert ledger.run_retention(until + timedelta(days=2))["actor_logs"] == []  # once
+    # once its month has passed, the month's key-encryption key goes too: no live key needs it
+    bucket = until.strftime("%Y-%m")
+    assert report["keks_destroyed"] == [] and bucket in ledger.keyring.buckets()  # type: ignore[union-attr]
+    next_month = (until.replace(day=1) + timedelta(days=32)).replace(day=1)
+    assert ledger.run_retention(next_month)["keks_destroyed"] == [bucket]
+    assert bucket not in ledger.keyring.buckets()  # type: ignore[union-attr]
+    assert ledger.get_transfer(kept["id"])["sender"]["officer"] == OFFICER  # the held log has its own key
+    assert ledger.get_transfer(gone["id"])["subjects"] == [SUBJECT]  # the subject data's month is 2031-03
     assert verify_ledger(ledger.store, KEY.verifier(), KEY.name).ok
