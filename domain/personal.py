@@ -88,10 +88,12 @@ def get_path(state: dict[str, Any], path: str) -> Any:
 
 
 def set_path(state: dict[str, Any], path: str, value: Any) -> None:
-    """Set the value at a dotted ``path`` (every step but the last exists)."""
+    """Set the value at a dotted ``path`` of ``state`` (every step but the last exists), copying
+    the objects along the way: the ones ``state`` shared with others stay as they were."""
     *parents, last = path.split(".")
     target = state
     for step in parents:
+        target[step] = dict(target[step])
         target = target[step]
     target[last] = value
 

@@ -30,7 +30,7 @@ from uuid import UUID
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from domain.personal import ACTOR_LOG, SUBJECT_DATA, actor_log_until, commitments_in, get_path
+from domain.personal import ACTOR_LOG, SUBJECT_DATA, actor_log_until, commitments_in, get_path, set_path
 from domain.values import format_datetime
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore, key_row, opening_row
@@ -64,24 +64,6 @@ def actor_scope(until: date) -> str:
 def bucket_of(until: date | None) -> str:
     """The key-encryption key's bucket: the month the data are due, or ``open``."""
     return until.strftime("%Y-%m") if until is not None else OPEN_BUCKET
-
-
-def _copy_path(state: dict[str, Any], path: str) -> None:
-    """Copy the dicts along ``path`` so that setting its value leaves the event's own untouched."""
-    *parents, _ = path.split(".")
-    target = state
-    for step in parents:
-        target[step] = dict(target[step])
-        target = target[step]
-
-
-def _set(state: dict[str, Any], path: str, value: Any) -> None:
-    _copy_path(state, path)
-    *parents, last = path.split(".")
-    target = state
-    for step in parents:
-        target = target[step]
-    target[last] = value
 
 
 @dataclass
@@ -182,7 +164,7 @@ class Sealer:
             if value is None:
                 continue
             salt = salts[n]
-            _set(state, path, commit(salt, oid, version, path, value))
+            set_path(state, path, commit(salt, oid, version, path, value))  # the event's own dicts stay
             by_class.setdefault(retention_class, {})[path] = Opening(salt, value)
             fields[path] = retention_class
         if not fields:
