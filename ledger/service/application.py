@@ -235,6 +235,7 @@ class TransferLedger(Application[UUID]):
         self._idempotency: IdempotencyStore | None = None
         self._open_personal_data()
         self._committer: GroupCommitter | None = None
+        self._write_lock = threading.Lock()
         # In the group-commit thread, while a batch is prepared: the aggregates
         # that earlier commands of the batch changed (not yet saved).
         self._batch = threading.local()
@@ -350,10 +351,14 @@ class TransferLedger(Application[UUID]):
     def _execute(self, prepare: Prepare) -> dict[str, Any]:
         """Prepare and save one command; prepare again if another writer committed first."""
         for attempt in range(MAX_ATTEMPTS):
-            prepared = prepare()
             appended: list[AppendedLeaf] = []
             try:
-                self._save_prepared([prepared], appended)
+                # One command of this process at a time from prepare to commit: every append is
+                # serialized by the database anyway, and threads racing for one aggregate would
+                # otherwise keep overtaking one another's reads (another process still can).
+                with self._write_lock:
+                    prepared = prepare()
+                    self._save_prepared([prepared], appended)
             except RecordConflictError:
                 done = self.replay(prepared.idempotency) if prepared.idempotency is not None else None
                 if done is not None:
