@@ -242,6 +242,9 @@ class ErasureCertificateOut(BaseModel):
                                     "erased, by event, as the leaf says")
     tlog_proof: str = Field(description="C2SP tlog-proof of the leaf against a signed, where witnessed cosigned, "
                             "checkpoint")
+    cosigned_by: list[str] = Field(description="`<name>+<key id>` of each witness cosignature line of the "
+                                   "checkpoint, in order; empty when no witness cosigned it")
+    witnessing: str = Field(description="In words: which witnesses cosigned the checkpoint, or that none did")
     cannot_prove: str = Field(description="What the certificate cannot prove (copies outside the ledger)")
 
 

@@ -99,18 +99,33 @@ def erasure_certificate_command(
     out.write_text(json.dumps(certificate, indent=2) + "\n", "utf-8")
     typer.echo(f"certificate of the erasure of {certificate['transfer_id']} (leaf {certificate['leaf_index']}, "
                f"{len(certificate['erasure']['key_ids'])} key(s) destroyed) written to {out}")
+    typer.echo(certificate["witnessing"])
 
 
 @app.command("verify-certificate")
 def verify_certificate_command(
     certificate: Annotated[Path, typer.Argument(help="The certificate file (JSON).")],
     vkey: Annotated[str, typer.Option(help="The ledger's verifier key, or a file holding it.")],
+    witness: Annotated[list[str] | None, typer.Option(
+        "--witness", metavar="VKEY", help="A witness's cosigner vkey (type 0x04), or a file holding it "
+        "(repeatable): its cosignature of the certificate's checkpoint must verify.", show_default=False)] = None,
+    quorum: Annotated[int | None, typer.Option(
+        metavar="K", min=0, help="How many of the --witness keys must have cosigned [default: all given].",
+        show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Check an erasure certificate offline: the checkpoint's signature, the erasure leaf's inclusion,
-    and that the leaf says what the certificate claims. Exit 0 if it holds, 1 if not, 2 if unreadable."""
+    that the leaf says what the certificate claims, and who cosigned the checkpoint.
+
+    With --witness, each given witness's cosignature is checked under its vkey (one that does not
+    verify fails the certificate) and at least K of them must have cosigned. Cosignatures of
+    witnesses not given are counted, not checked. Exit 0 if it holds, 1 if not, 2 if unreadable
+    or on a usage error (a malformed vkey, K larger than the witnesses given).
+    """
     from ledger.audit.bundles import load_vkey
     from ledger.audit.certificates import CertificateError, verify_certificate
+    from ledger.tlog.cosignature import CosignatureVerifier
+    from ledger.witness import WitnessStateError, read_key_argument
 
     try:
         doc = json.loads(certificate.read_text("utf-8"))
@@ -120,8 +135,19 @@ def verify_certificate_command(
         verifier = load_vkey(vkey)
     except (OSError, ValueError) as e:
         fail(f"--vkey: {e}", 2)
+    witnesses: dict[tuple[str, int], CosignatureVerifier] = {}
+    for value in witness or []:
+        try:
+            key = read_key_argument(value, CosignatureVerifier.from_vkey, "--witness")
+        except WitnessStateError as e:
+            fail(str(e), 2)
+        if witnesses.get((key.name, key.key_id), key) != key:
+            fail(f"two different --witness keys share name {key.name!r} and key id {key.key_id:08x}", 2)
+        witnesses[(key.name, key.key_id)] = key
+    if quorum is not None and quorum > len(witnesses):
+        fail(f"--quorum {quorum} exceeds the {len(witnesses)} distinct --witness keys given", 2)
     try:
-        report = verify_certificate(doc, verifier)
+        report = verify_certificate(doc, verifier, witnesses=witnesses.values(), quorum=quorum)
     except CertificateError as e:
         if as_json:
             typer.echo(json.dumps({"ok": False, "error": str(e)}))
@@ -130,8 +156,13 @@ def verify_certificate_command(
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    else:
-        typer.echo(f"OK: erasure of {report.transfer_id} at leaf {report.leaf_index}, in the signed tree of "
-                   f"{report.tree_size} leaves (root {report.root_hash}, {report.cosignatures} cosignature(s)); "
-                   f"{len(report.key_ids)} key(s) destroyed, {report.commitments} commitment(s) erased")
-        typer.echo(f"It cannot prove: {doc['cannot_prove']}")
+        return
+    typer.echo(f"OK: erasure of {report.transfer_id} at leaf {report.leaf_index}, in the signed tree of "
+               f"{report.tree_size} leaves (root {report.root_hash}, {report.cosignatures} cosignature(s)); "
+               f"{len(report.key_ids)} key(s) destroyed, {report.commitments} commitment(s) erased")
+    if report.quorum is not None:
+        names = ", ".join(w["witness"] for w in report.witnesses_verified) or "none"
+        typer.echo(f"Witnesses: {len(report.witnesses_verified)} of the {len(witnesses)} given cosigned "
+                   f"(quorum {report.quorum}), each verified: {names}")
+    typer.echo(f"Witnessing: {doc['witnessing']}")
+    typer.echo(f"It cannot prove: {doc['cannot_prove']}")

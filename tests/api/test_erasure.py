@@ -94,6 +94,8 @@ def test_an_erasure_certificate_verifies_offline_and_fails_when_altered(api: Api
     assert certificate["erasure"]["key_ids"] == erased["erasure"]["key_ids"]
     assert erased["subjects"]["commitment"] in certificate["erasure"]["erased"][0]["commitments"].values()
     assert SUBJECT not in json.dumps(certificate) and "outside the ledger" in certificate["cannot_prove"]
+    # no witness cosigned anything of this ledger: the certificate says so in words
+    assert certificate["cosigned_by"] == [] and certificate["witnessing"].startswith("Not witnessed: ")
     path = tmp_path / "certificate.json"
     path.write_text(json.dumps(certificate))
     vkey = str(api.settings.vkey_file)
@@ -116,7 +118,9 @@ def test_an_erasure_certificate_verifies_offline_and_fails_when_altered(api: Api
     out = tmp_path / "cli.json"
     written = run("erasure-certificate", t["id"], "--out", str(out), settings=api.settings)
     assert "written to" in written.stdout
-    assert run("verify-certificate", str(out), "--vkey", vkey).stdout.startswith("OK: erasure of " + t["id"])
+    checked = run("verify-certificate", str(out), "--vkey", vkey).stdout
+    assert checked.startswith("OK: erasure of " + t["id"]) and "0 cosignature(s)" in checked
+    assert "Witnessing: Not witnessed: " in checked
 
 
 def test_notices_over_http(api: Api) -> None:
