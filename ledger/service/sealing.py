@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -35,14 +35,15 @@ from domain.values import format_datetime
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, PersonalDataStore, key_row, opening_row
 from ledger.tlog.commitment import (
-    Opening,
+    Committer,
     SealError,
-    commit,
+    canonical_json,
     new_key,
     new_key_id,
     new_salts,
     opening_aad,
-    seal_openings,
+    opening_plaintext,
+    seal_plaintext,
     unseal_openings,
     unwrap_key,
     wrap_key,
@@ -63,15 +64,17 @@ def actor_scope(until: date) -> str:
 
 def bucket_of(until: date | None) -> str:
     """The key-encryption key's bucket: the month the data are due, or ``open``."""
-    return until.strftime("%Y-%m") if until is not None else OPEN_BUCKET
+    return f"{until.year:04d}-{until.month:02d}" if until is not None else OPEN_BUCKET
 
 
 @dataclass
 class _Pending:
     """Data keys made for the events of the save under way (not committed yet)."""
 
-    keys: dict[str, tuple[str, bytes]]
+    keys: dict[str, tuple[str, AESGCM]]
     rows: list[tuple[str, Any]]
+    created_at: str  # of the keys made in the save
+    keks: dict[str, Any] = field(default_factory=dict)  # by bucket: the KEKs found live in the save
 
 
 class Sealer:
@@ -94,7 +97,7 @@ class Sealer:
 
     def begin(self, rows: list[tuple[str, Any]], aggregates: dict[Any, Any]) -> None:
         """The save under way in this thread: rows to insert with it, its aggregates by id."""
-        self._local.pending = _Pending({}, rows)
+        self._local.pending = _Pending({}, rows, format_datetime(self.now()))
         self._local.aggregates = aggregates
 
     def end(self, committed: bool) -> None:
@@ -120,22 +123,28 @@ class Sealer:
             if key is not None:
                 pending.keys[scope] = (stored.key_id, AESGCM(key))
                 return pending.keys[scope]
-        key_id, key, row = self.new_data_key(scope, until)
+        key_id, key, row = self.new_data_key(scope, until, pending.created_at)
         pending.rows.append(row)
         pending.keys[scope] = (key_id, AESGCM(key))
         return pending.keys[scope]
 
-    def new_data_key(self, scope: str, until: date | None) -> tuple[str, bytes, tuple[str, tuple[Any, ...]]]:
+    def new_data_key(self, scope: str, until: date | None,
+                     created_at: str | None = None) -> tuple[str, bytes, tuple[str, tuple[Any, ...]]]:
         """A fresh data key for ``scope``, wrapped under the KEK of the bucket ``until`` falls in:
         its id, the key, and the row that stores it (to insert with what it seals)."""
         bucket = bucket_of(until)
-        kek = self.keyring.for_bucket(bucket)
+        pending: _Pending | None = getattr(self._local, "pending", None)
+        kek = pending.keks.get(bucket) if pending is not None else None
+        if kek is None:
+            kek = self.keyring.for_bucket(bucket)  # checks that its file is there: once per save
+            if pending is not None:
+                pending.keks[bucket] = kek
         wrapper = self._wrappers.get(kek.kek_id)
         if wrapper is None:
             wrapper = self._wrappers[kek.kek_id] = AESGCM(kek.key)
         key_id, key = new_key_id(), new_key()
         row = key_row(key_id, scope, kek.kek_id, bucket, wrap_key(wrapper, key_id, scope, key),
-                      format_datetime(self.now()))
+                      created_at or format_datetime(self.now()))
         return key_id, key, row
 
     def unwrap(self, row: DataKeyRow) -> bytes | None:
@@ -151,36 +160,37 @@ class Sealer:
 
     def seal(self, event: Any, state: dict[str, Any], originator_id: str, version: int) -> None:
         """Replace the personal values of ``state`` (the event's, about to be encoded) by
-        commitments, and queue the openings' rows."""
+        commitments, and queue the openings' rows. Each value is written in JCS once: its
+        commitment and its opening are computed from the same bytes."""
         personal: dict[str, str] = getattr(type(event), "PERSONAL", {})
-        if getattr(self._local, "pending", None) is None:
+        pending: _Pending | None = getattr(self._local, "pending", None)
+        if pending is None:
             raise RuntimeError("an event with personal data saved outside a sealed save")
-        oid = originator_id_text(originator_id)
-        by_class: dict[str, dict[str, Opening]] = {}
-        fields: dict[str, str] = {}
-        salts = new_salts(len(personal))
-        for n, (path, retention_class) in enumerate(personal.items()):
-            value = get_path(state, path)
-            if value is None:
-                continue
-            salt = salts[n]
-            set_path(state, path, commit(salt, oid, version, path, value))  # the event's own dicts stay
-            by_class.setdefault(retention_class, {})[path] = Opening(salt, value)
-            fields[path] = retention_class
-        if not fields:
+        present = [(path, retention_class, value) for path, retention_class in personal.items()
+                   if (value := get_path(state, path)) is not None]
+        if not present:
             return
+        oid = originator_id_text(originator_id)
+        commit_to = Committer(oid, version)
+        by_class: dict[str, list[tuple[str, bytes, bytes]]] = {}
+        fields: dict[str, str] = {}
+        for salt, (path, retention_class, value) in zip(new_salts(len(present)), present, strict=True):
+            value_json = canonical_json(value)
+            set_path(state, path, commit_to(salt, path, value, value_json))  # the event's own dicts stay
+            by_class.setdefault(retention_class, []).append((path, salt, value_json))
+            fields[path] = retention_class
         block: dict[str, Any] = {"format": PERSONAL_DATA_FORMAT, "fields": fields}
         aggregate = self._local.aggregates.get(event.originator_id)
-        for retention_class, openings in by_class.items():
+        for retention_class, sealed_fields in by_class.items():
             if retention_class == SUBJECT_DATA:
                 of_transfer = getattr(aggregate, "subject_scope", None) if aggregate is not None else None
                 of_transfer = str(of_transfer or originator_id)
-                until_text = state.get("retention_until") if str(of_transfer) == oid else None
+                until_text = state.get("retention_until") if of_transfer == oid else None
                 until = date.fromisoformat(until_text) if until_text else None
                 key_id, key = self._key(subject_scope(of_transfer), until,
                                         new_aggregate=version == 1 and of_transfer == oid)
                 info: dict[str, Any] = {"key_id": key_id, "of_transfer": of_transfer}
-                if str(of_transfer) == oid:
+                if of_transfer == oid:
                     info["until"] = until_text
             else:
                 acting = get_path(state, getattr(type(event), "ACTING", "") + ".party")
@@ -189,9 +199,10 @@ class Sealer:
                 key_id, key = self._key(actor_scope(until), until, new_aggregate=False)
                 info = {"key_id": key_id, "until": until.isoformat()}
             block[retention_class] = info
-            self._local.pending.rows.append(opening_row(
+            pending.rows.append(opening_row(
                 oid, version, retention_class, key_id,
-                seal_openings(key, opening_aad(oid, version, retention_class, key_id), openings),
+                seal_plaintext(key, opening_aad(oid, version, retention_class, key_id),
+                               opening_plaintext(sealed_fields)),
             ))
         state["personal_data"] = block
 
@@ -243,6 +254,7 @@ class Opened:
 
     values: dict[str, Any]  # commitment -> value
     fields: dict[str, ErasedField]  # commitment -> where it is (openings that opened)
+    salts: dict[str, bytes]  # commitment -> its salt (what an export writes beside the value)
 
 
 class Opener:
@@ -258,6 +270,7 @@ class Opener:
         """Decrypt the openings of these aggregates' events; only those that open their commitment count."""
         values: dict[str, Any] = {}
         fields: dict[str, ErasedField] = {}
+        salts: dict[str, bytes] = {}
         keys: dict[str, bytes | None] = {}
         for row in self.store.openings(originator_id_text(i) if isinstance(i, UUID) else i for i in originator_ids):
             if row.key is None:
@@ -276,12 +289,14 @@ class Opener:
                     row.sealed)
             except SealError:
                 continue
+            commit_to = Committer(row.originator_id, row.originator_version)
             for path, o in openings.items():
-                token = commit(o.salt, row.originator_id, row.originator_version, path, o.value)
+                token = commit_to(o.salt, path, o.value)
                 values[token] = o.value
                 fields[token] = ErasedField(token, row.originator_id, row.originator_version, path,
                                             row.retention_class)
-        return Opened(values, fields)
+                salts[token] = o.salt
+        return Opened(values, fields, salts)
 
     def open(self, doc: Any, originator_ids: Iterable[UUID | str]) -> Any:
         """``doc`` with each commitment of these aggregates' events replaced by its value, or,

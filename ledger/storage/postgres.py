@@ -27,7 +27,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.storage.reads import Dialect, LedgerReads
 from ledger.storage.schema import tables_beside_the_events
-from ledger.storage.sql import DDL_LOCK, TABLE_REF
+from ledger.storage.sql import DDL_LOCK, TABLE_REF, group_rows
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
@@ -305,12 +305,9 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
         return text
 
     def _insert_rows(self, curs: Any, rows: Sequence[tuple[str, Sequence[Any]]], conn: Any) -> None:
-        """Insert the other rows of the transaction (idempotency records): one
+        """Insert the other rows of the transaction (idempotency records, openings, data keys): one
         statement per table and up to :data:`_ROWS_PER_INSERT` rows, not one per row."""
-        groups: dict[tuple[str, int], list[Sequence[Any]]] = {}
-        for table, values in rows:
-            groups.setdefault((table, len(values)), []).append(values)
-        for (table, columns), group in groups.items():
+        for (table, columns), group in group_rows(rows).items():
             for start in range(0, len(group), _ROWS_PER_INSERT):
                 chunk = group[start : start + _ROWS_PER_INSERT]
                 params = [value for values in chunk for value in values]

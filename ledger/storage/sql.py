@@ -20,6 +20,15 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 #: A ``{name}`` table reference in a statement.
 TABLE_REF = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
+def group_rows(rows: Sequence[tuple[str, Sequence[Any]]]) -> dict[tuple[str, int], list[Sequence[Any]]]:
+    """The other rows of an append (``also_insert``: idempotency records, openings, data keys)
+    by table and width, in order: one statement per group, not one per row."""
+    groups: dict[tuple[str, int], list[Sequence[Any]]] = {}
+    for table, values in rows:
+        groups.setdefault((table, len(values)), []).append(values)
+    return groups
+
+
 #: PostgreSQL advisory lock key serializing the creation of the ledger's tables ("TLDG" in ASCII).
 DDL_LOCK = 0x544C4447
 

@@ -30,7 +30,7 @@ from eventsourcing.sqlite import (
 
 from ledger.storage.reads import Dialect, LedgerReads
 from ledger.storage.schema import tables_beside_the_events
-from ledger.storage.sql import TABLE_REF
+from ledger.storage.sql import TABLE_REF, group_rows
 from ledger.storage.store import Head, compute_append
 from ledger.tlog.leaf import ZERO_HASH
 from ledger.tlog.merkle import NodeId
@@ -158,8 +158,9 @@ class SQLiteLedgerRecorder(LedgerReads, SQLiteApplicationRecorder):
             cursor.executemany(_INSERT_NODE, append.nodes)
         head = append.head
         cursor.execute(_UPDATE_HEAD, (head.size, head.last_leaf_hash, head.frontier))
-        for table, values in also_insert:
-            cursor.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", tuple(values))
+        if also_insert:
+            for (table, columns), rows in group_rows(also_insert).items():
+                cursor.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * columns)})", rows)
         for statement, params in also_run:  # written with {name} table references (ledger.storage.sql)
             cursor.execute(TABLE_REF.sub(lambda m: m.group(1), statement), tuple(params))
         if leaf_sink is not None:

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,35 +43,36 @@ NONCE_SIZE = 12
 KEY_SIZE = 32
 
 
-_FAST_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_SORT_KEYS = orjson.OPT_SORT_KEYS
 _MAX_EXACT_INT = 2**53
 
 
 def _plain(value: Any) -> bool:
-    """Whether RFC 8785 of ``value`` is what the standard encoder writes with sorted keys: strings
-    (escaped as ECMAScript's JSON.stringify escapes them: see ``ledger.tlog.leaf``), exact integers,
-    booleans, null, lists, and objects with ASCII keys (code-point order is UTF-16 order there)."""
+    """Whether RFC 8785 of ``value`` is what ``orjson`` writes with sorted keys: strings (both
+    escape as ECMAScript's JSON.stringify does: see ``ledger.tlog.leaf``), exact integers,
+    booleans, null, lists, and objects with ASCII keys (code-point order is UTF-16 order there).
+    Not floats: ECMAScript writes them otherwise."""
     kind = type(value)
     if kind is str:
         return True
+    if kind is list or kind is tuple:
+        return all(type(item) is str for item in value) or all(_plain(item) for item in value)
     if kind is int:
         return bool(-_MAX_EXACT_INT < value < _MAX_EXACT_INT)
     if value is None or kind is bool:
         return True
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
     if kind is dict:
         return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
     return False
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 (JCS) bytes of ``value``: the standard encoder where it writes the same bytes
-    (every value the ledger seals), the ``rfc8785`` package otherwise (tests check both agree)."""
-    if _plain(value):
+    """RFC 8785 (JCS) bytes of ``value``: ``orjson`` where it writes the same bytes (every value
+    the ledger seals), the ``rfc8785`` package otherwise (tests check both agree)."""
+    if type(value) is str or _plain(value):
         try:
-            return _FAST_JSON(value).encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: rfc8785 refuses it as it should
+            return orjson.dumps(value, option=_SORT_KEYS)
+        except orjson.JSONEncodeError:  # a lone surrogate, a value nested too deep: rfc8785 decides
             pass
     return rfc8785.dumps(value)
 
@@ -82,24 +84,37 @@ class SealError(Exception):
 _MESSAGE_HEAD = b'["' + COMMITMENT_TAG.encode("ascii") + b'",'
 
 
+class Committer:
+    """Commitments to the fields of one event ``(originator_id, originator_version)``: the
+    message's head, JCS of ``[COMMITMENT_TAG, originator_id, originator_version, ``, written once."""
+
+    def __init__(self, originator_id: str, originator_version: int) -> None:
+        self.originator_id, self.originator_version = originator_id, originator_version
+        exact = type(originator_version) is int and -_MAX_EXACT_INT < originator_version < _MAX_EXACT_INT
+        self._head = b"%b%b,%d," % (_MESSAGE_HEAD, canonical_json(originator_id), originator_version) \
+            if exact else None
+
+    def message(self, path: str, value: Any, value_json: bytes | None = None) -> bytes:
+        """JCS of ``[COMMITMENT_TAG, originator_id, originator_version, path, value]``, written from
+        the JCS of each member (``value_json``: the value's, when the caller has it already)."""
+        if self._head is None:
+            return rfc8785.dumps([COMMITMENT_TAG, self.originator_id, self.originator_version, path, value])
+        return b"%b%b,%b]" % (self._head, canonical_json(path),
+                              canonical_json(value) if value_json is None else value_json)
+
+    def __call__(self, salt: bytes, path: str, value: Any, value_json: bytes | None = None) -> str:
+        """The commitment to ``value`` at ``path``, as the event state holds it (``commitment:<64 hex>``)."""
+        return COMMITMENT_PREFIX + hmac.digest(salt, self.message(path, value, value_json), "sha256").hex()
+
+
 def commitment_message(originator_id: str, originator_version: int, path: str, value: Any) -> bytes:
-    """The bytes the commitment's HMAC is computed over: JCS of ``[COMMITMENT_TAG, originator_id,
-    originator_version, path, value]``, written directly (the id and path are ASCII, the version
-    an exact integer; ``canonical_json`` writes the value)."""
-    if originator_id.isascii() and path.isascii() and type(originator_version) is int and _plain(value):
-        try:
-            return b"%b%b,%d,%b,%b]" % (
-                _MESSAGE_HEAD, _FAST_JSON(originator_id).encode("ascii"), originator_version,
-                _FAST_JSON(path).encode("ascii"), _FAST_JSON(value).encode("utf-8"))
-        except UnicodeEncodeError:
-            pass
-    return rfc8785.dumps([COMMITMENT_TAG, originator_id, originator_version, path, value])
+    """The bytes the commitment's HMAC is computed over (:meth:`Committer.message`)."""
+    return Committer(originator_id, originator_version).message(path, value)
 
 
 def commit(salt: bytes, originator_id: str, originator_version: int, path: str, value: Any) -> str:
     """The commitment to ``value``, as the event state holds it (``commitment:<64 hex>``)."""
-    digest = hmac.digest(salt, commitment_message(originator_id, originator_version, path, value), "sha256")
-    return COMMITMENT_PREFIX + digest.hex()
+    return Committer(originator_id, originator_version)(salt, path, value)
 
 
 def opens(commitment: str, salt: bytes, originator_id: str, originator_version: int, path: str,
@@ -134,13 +149,30 @@ class Opening:
     value: Any
 
 
-def seal_openings(key: bytes | AESGCM, aad: bytes, openings: dict[str, Opening]) -> str:
-    """Encrypt one event's openings of one class: base64 of nonce || AES-GCM ciphertext
-    (``key`` the data key, or an ``AESGCM`` made of it, reused across events)."""
-    plain = canonical_json({path: {"salt": _b64(o.salt), "value": o.value} for path, o in openings.items()})
+def opening_plaintext(fields: list[tuple[str, bytes, bytes]]) -> bytes:
+    """JCS of ``{path: {"salt": base64, "value": value}}``, from each field's path, salt and the JCS
+    of its value (the bytes its commitment was computed over: the value is written once)."""
+    if all(path.isascii() for path, _, _ in fields):
+        ordered = sorted(fields)  # ASCII: code-point order is UTF-16 order (paths are distinct)
+    else:
+        ordered = sorted(fields, key=lambda f: f[0].encode("utf-16-be"))  # RFC 8785 section 3.2.3
+    return b"{%b}" % b",".join([
+        b'%b:{"salt":"%b","value":%b}' % (canonical_json(path), base64.b64encode(salt), value)
+        for path, salt, value in ordered])
+
+
+def seal_plaintext(key: bytes | AESGCM, aad: bytes, plain: bytes) -> str:
+    """Encrypt an opening's plaintext: base64 of nonce || AES-GCM ciphertext (``key`` the data
+    key, or an ``AESGCM`` made of it, reused across events)."""
     nonce = os.urandom(NONCE_SIZE)
     cipher = key if isinstance(key, AESGCM) else AESGCM(key)
     return _b64(nonce + cipher.encrypt(nonce, plain, aad))
+
+
+def seal_openings(key: bytes | AESGCM, aad: bytes, openings: dict[str, Opening]) -> str:
+    """Encrypt one event's openings of one class (:func:`opening_plaintext`, :func:`seal_plaintext`)."""
+    return seal_plaintext(key, aad, opening_plaintext(
+        [(path, o.salt, canonical_json(o.value)) for path, o in openings.items()]))
 
 
 def unseal_openings(key: bytes, aad: bytes, sealed: str) -> dict[str, Opening]:

@@ -21,6 +21,7 @@ from ledger.tlog.commitment import (
     commitment_message,
     new_key,
     opening_aad,
+    opening_plaintext,
     opens,
     seal_openings,
     unseal_openings,
@@ -47,6 +48,26 @@ def test_the_commitment_message_is_rfc8785_of_the_documented_array(oid: str, ver
                                                                    value: Any) -> None:
     assert commitment_message(oid, version, path, value) == rfc8785.dumps(
         ["transfer-ledger/commitment/v1", oid, version, path, value])
+
+
+@given(st.dictionaries(TEXT, st.tuples(st.binary(min_size=32, max_size=32), JSON), max_size=6))
+def test_an_opening_written_from_its_fields_bytes_is_rfc8785_of_the_documented_object(
+        fields: dict[str, tuple[bytes, Any]]) -> None:
+    """The sealer writes each value's JCS once (for its commitment) and builds the opening from it:
+    the same bytes as JCS of the whole object, paths in UTF-16 order (RFC 8785 section 3.2.3)."""
+    import base64
+
+    written = opening_plaintext([(path, salt, canonical_json(value)) for path, (salt, value) in fields.items()])
+    assert written == rfc8785.dumps(
+        {path: {"salt": base64.b64encode(salt).decode(), "value": value} for path, (salt, value) in fields.items()})
+
+
+def test_opening_paths_sort_in_utf16_order_not_code_point_order() -> None:
+    salt = b"s" * 32
+    fields = {"\uffff": "a", "\U0001f600": "b"}  # UTF-16: D83D DE00 sorts before FFFF
+    written = opening_plaintext([(path, salt, canonical_json(value)) for path, value in fields.items()])
+    assert written.index("\U0001f600".encode()) < written.index("\uffff".encode())
+    assert written == rfc8785.dumps({p: {"salt": "c3Nz" * 10 + "c3M=", "value": v} for p, v in fields.items()})
 
 
 def test_a_float_goes_the_careful_way() -> None:
