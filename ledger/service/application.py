@@ -760,8 +760,7 @@ class TransferLedger(Application[UUID]):
         nid = str(parse_uuid(notice, "notice_id"))
 
         def prepare() -> Prepared:
-            transfer, item = self.find_notice(nid)
-            transfer = self._get_transfer(transfer.id, "transfer_id")
+            transfer, item = self.find_notice(nid)  # read again at each attempt: the newest version
             check_notice_addressed_to(draft.acknowledged_by.party, item["party"], nid)
             check_notice_unacknowledged(nid in transfer.acknowledged, nid)
             transfer.acknowledge_notice(nid, draft.acknowledged_by)
