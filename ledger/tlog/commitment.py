@@ -126,12 +126,21 @@ def opens(commitment: str, salt: bytes, originator_id: str, originator_version: 
     return hmac.compare_digest(commit(salt, originator_id, originator_version, path, value), commitment)
 
 
+_OPENING_HEAD = b'["' + OPENING_TAG.encode("ascii") + b'",'
+_DATA_KEY_HEAD = b'["' + DATA_KEY_TAG.encode("ascii") + b'",'
+
+
 def opening_aad(originator_id: str, originator_version: int, retention_class: str, key_id: str) -> bytes:
-    return canonical_json([OPENING_TAG, originator_id, originator_version, retention_class, key_id])
+    """JCS of ``[OPENING_TAG, originator_id, originator_version, retention_class, key_id]``."""
+    if type(originator_version) is not int or not -_MAX_EXACT_INT < originator_version < _MAX_EXACT_INT:
+        return rfc8785.dumps([OPENING_TAG, originator_id, originator_version, retention_class, key_id])
+    return b"%b%b,%d,%b,%b]" % (_OPENING_HEAD, canonical_json(originator_id), originator_version,
+                                canonical_json(retention_class), canonical_json(key_id))
 
 
 def data_key_aad(key_id: str, scope: str) -> bytes:
-    return canonical_json([DATA_KEY_TAG, key_id, scope])
+    """JCS of ``[DATA_KEY_TAG, key_id, scope]``."""
+    return b"%b%b,%b]" % (_DATA_KEY_HEAD, canonical_json(key_id), canonical_json(scope))
 
 
 def _b64(data: bytes) -> str:

@@ -19,6 +19,7 @@ from ledger.tlog.commitment import (
     canonical_json,
     commit,
     commitment_message,
+    data_key_aad,
     new_key,
     opening_aad,
     opening_plaintext,
@@ -68,6 +69,14 @@ def test_opening_paths_sort_in_utf16_order_not_code_point_order() -> None:
     written = opening_plaintext([(path, salt, canonical_json(value)) for path, value in fields.items()])
     assert written.index("\U0001f600".encode()) < written.index("\uffff".encode())
     assert written == rfc8785.dumps({p: {"salt": "c3Nz" * 10 + "c3M=", "value": v} for p, v in fields.items()})
+
+
+@given(TEXT, st.integers(-(2**53) + 1, 2**53 - 1), TEXT, TEXT)
+def test_the_associated_data_are_rfc8785_of_the_documented_arrays(oid: str, version: int, cls: str,
+                                                                  key_id: str) -> None:
+    assert opening_aad(oid, version, cls, key_id) == rfc8785.dumps(
+        ["transfer-ledger/opening/v1", oid, version, cls, key_id])
+    assert data_key_aad(key_id, cls) == rfc8785.dumps(["transfer-ledger/data-key/v1", key_id, cls])
 
 
 def test_a_float_goes_the_careful_way() -> None:
