@@ -9,6 +9,7 @@ import base64
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,18 @@ import httpx
 import pytest
 
 from ledger.audit.certificates import NOT_WITNESSED, NOT_YET_WITNESSED
+from ledger.config import Settings
 from ledger.tlog.cosignature import CosignatureVerifier
-from tests.api.test_witness import Witnessed, cli, one_line_error, witnessed  # noqa: F401 - the fixture
 from tests.support import builders
+from tests.support.witness import Witnessed, cli, one_line_error, witnessed_ledger
 
 SUBJECT = "Yevgenia Arkadyevna Lobacheva"
 
 
 @pytest.fixture
-def w(witnessed: Witnessed) -> Witnessed:  # noqa: F811 - tests/api/test_witness.py's fixture, by a short name
-    return witnessed
+def w(settings: Settings, tmp_path: Path) -> Iterator[Witnessed]:
+    with witnessed_ledger(settings, tmp_path) as witnessed:
+        yield witnessed
 
 
 def erased_transfer(w: Witnessed) -> dict[str, Any]:
