@@ -6,17 +6,26 @@ digest); FR transfers; INTERPOL's onward transfer to a third State needs DE's
 grant again (not FR's), which DE signs with its registered key; a refusal
 with reasons; a revocation, and an onward transfer refused after it.
 Then a signed checkpoint of it all.
+
+On a ledger of event format 2 (what ``init`` starts), the personal data of the
+first transfer go next: FR places an evidence hold, which refuses an erasure,
+and lifts it; FR erases them; the erased fields read as erased; the Parties the
+data went on to are notified, and INTERPOL acknowledges; and a certificate of
+the erasure is written into the data dir and verified offline.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from domain.errors import DomainError
 from domain.values import DecisionDraft
+from ledger.config import VKEY_FILE
 from ledger.service.application import TransferLedger, signed_decision_bytes
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.note import Signer
@@ -221,5 +230,66 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
     stored = sign_current_checkpoint(ledger.store, signer)
     for line in stored.note.rstrip("\n").split("\n"):
         say(f"   {line}")
+    certificate = None
+    if ledger.event_format == 2 and ledger.sealer is not None:
+        certificate = _erasure(ledger, signer, say, step, refused, first["id"])
+    else:
+        say("")
+        say("(This ledger is in event format 1: its personal data are inside its leaves and cannot be erased.)")
     say("")
     say("Check it all with: transfer-ledger verify")
+    if certificate is not None:
+        say(f"and the certificate with: transfer-ledger verify-certificate {certificate} "
+            f"--vkey {certificate.parent / VKEY_FILE}")
+
+
+def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[str], None],
+             refused: Callable[[Callable[[], Any]], None], transfer_id: str) -> Path:
+    """Steps 12 to 16: a hold, the erasure of the first transfer's subject data, how it reads, the
+    notices and an acknowledgement, and a certificate (written into the data dir, verified)."""
+    from ledger.audit.certificates import certify_erasure, verify_certificate
+    from ledger.storage.cosignatures import CosignatureStore
+    from ledger.storage.sql import SqlAccess
+
+    erasure = {"erased_by": OFAC, "ground": "purpose-achieved",
+               "reasons": "proceeding FR-PNC-2026-0417 closed by final judgment"}
+
+    step("12. FR places an evidence hold on DE's data (LED art. 16(3)); an erasure is refused while it stands")
+    held = ledger.restrict_processing(transfer_id, {"by": OFAC, "reasons": "evidence for the appeal"})
+    say(f"   hold placed at leaf {held['restriction']['leaf_index']}")
+    refused(lambda: ledger.erase_personal_data(transfer_id, erasure))
+    ledger.restrict_processing(transfer_id, {"by": OFAC, "reasons": "the appeal was decided"}, lift=True)
+    say(f"   hold lifted at leaf {ledger.store.head().size - 1}: the data may be erased again")
+
+    step("13. The proceeding is closed: FR erases the subject data of DE's transfer (Order 949 §15)")
+    erased = ledger.erase_personal_data(transfer_id, erasure)
+    say(f"   erased at leaf {erased['erasure']['leaf_index']}: data key {erased['erasure']['key_ids'][0]} "
+        f"destroyed; every leaf and checkpoint stays valid")
+
+    step("14. The transfer now reads with its subject data erased; who acted stays (LED art. 25)")
+    read = ledger.get_transfer(transfer_id)
+    for field in ("subjects", "justification"):
+        say(f"   {field}: erased at leaf {read[field]['erased']['leaf_index']}, "
+            f"{read[field]['commitment'][:27]}... stays in the leaf")
+    say(f"   sender.officer: {read['sender']['officer']}")
+
+    step("15. The Parties the data went on to are told; INTERPOL acknowledges")
+    notices = [n for n in ledger.list_notices(party=None, limit=500)[0] if n["transfer_id"] == transfer_id]
+    for notice in notices:
+        say(f"   notice {notice['id']} to {notice['party']}")
+    to_interpol = next(n for n in notices if n["party"] == "INTERPOL")
+    done = ledger.acknowledge_notice(to_interpol["id"], {"acknowledged_by": IPSG})
+    say(f"   INTERPOL acknowledged at leaf {done['acknowledgement']['leaf_index']}; "
+        f"{sum(1 for n in notices if n['party'] != 'INTERPOL')} notice(s) still unacknowledged")
+
+    step("16. A certificate of the erasure, checked offline with the ledger's verifier key")
+    doc = certify_erasure(ledger, transfer_id, CosignatureStore(SqlAccess(ledger.recorder)),
+                          lambda: sign_current_checkpoint(ledger.store, signer))
+    path = Path(ledger.env["DATA_KEYS_DIR"]).parent / f"erasure-certificate-{transfer_id}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    report = verify_certificate(doc, signer.verifier())
+    say(f"   written to {path}")
+    say(f"   OK: erasure at leaf {report.leaf_index} in the signed tree of {report.tree_size} leaves, "
+        f"{report.commitments} commitment(s) erased")
+    say(f"   {doc['witnessing'].split('. ', 1)[0]}.")
+    return path
