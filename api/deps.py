@@ -25,11 +25,11 @@ from api.errors import ApiProblem
 from ledger.service.application import TransferLedger
 from ledger.storage.cosignatures import CosignatureStore
 from ledger.storage.idempotency import IdempotencyClaim
+from ledger.storage.principals import READER_ROLES as READER_ROLES
 from ledger.storage.principals import Principal
+from ledger.storage.principals import authorization_parties as authorization_parties
+from ledger.storage.principals import transfer_parties as transfer_parties
 from projections.runner import ProjectionRunner
-
-#: Roles that may read transfers and authorizations (of their Party's share).
-READER_ROLES = frozenset({"recorder", "authority", "auditor"})
 
 
 def ledger_of(request: Request) -> TransferLedger:
@@ -101,18 +101,8 @@ def require_party(principal: Principal, party: str, field: str, what: str) -> No
 
 
 def can_read(principal: Principal, parties: set[str]) -> bool:
-    """Whether the principal may read an object involving these Parties."""
-    if principal.has_role("auditor") and principal.is_global:
-        return True
-    return bool(READER_ROLES & principal.roles) and principal.party in parties
-
-
-def transfer_parties(view: dict[str, Any]) -> set[str]:
-    return {view["sender"]["party"], view["recipient"]["party"], view["origin"]}
-
-
-def authorization_parties(view: dict[str, Any]) -> set[str]:
-    return {view["origin"], view["requested_by"]["party"], view["recipient"]["party"]}
+    """Whether the principal may read an object involving these Parties (``Principal.can_read``)."""
+    return principal.can_read(parties)
 
 
 def not_found(what: str, ident: str) -> ApiProblem:

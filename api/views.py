@@ -175,7 +175,7 @@ def _readable(principal: Principal, what: str, object_id: str, get: Callable[[st
 
 def readable_share(principal: Principal) -> tuple[str, ...]:
     """What every object the principal may read mentions: its Party, unless it reads everything."""
-    return () if principal.has_role("auditor") and principal.is_global else (principal.party,)
+    return () if principal.reads_everything else (principal.party,)
 
 
 # -- the feed ---------------------------------------------------------------------

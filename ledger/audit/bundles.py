@@ -11,9 +11,13 @@ A bundle is a directory (``docs/FORMAT.md``, section 14, states every byte):
 ``proofs/<transfer id>.tlog-proof``
     for chosen transfers, a C2SP ``tlog-proof@v1`` of the transfer's leaf in
     the checkpointed tree;
+``openings.jsonl``
+    only when exported with personal data (event format 2): one line per
+    personal value of the reader's share, its salt and value, which open the
+    commitment its leaf holds; erased values are absent (destroyed);
 ``bundle.json``
-    the manifest: format, origin, tree size, root, and every file's size and
-    SHA-256.
+    the manifest: format, origin, tree size, root, every file's size and
+    SHA-256, and, with openings, who read them and which share.
 
 :func:`export_bundle` writes one from a store (streaming, constant memory;
 files written atomically, the manifest last). :func:`verify_bundle` checks
@@ -24,8 +28,10 @@ no private key, and none of the storage modules are imported. It reports the
 The order of the checks, and so which problem comes first: the checkpoint;
 the manifest (its form, and the files it lists against the files present);
 ``events.jsonl`` line by line, stopping at the first bad line; then, at its
-end, the number of lines and the root against the checkpoint; the proofs, in
-file name order; last, the files' sizes and digests against the manifest.
+end, the number of lines and the root against the checkpoint; the openings,
+in line order (each against the commitment in its leaf, recomputed with
+``ledger.tlog.commitment``); the proofs, in file name order; last, the files'
+sizes and digests against the manifest.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from uuid import UUID
 
+from domain.personal import get_path, is_commitment
+from ledger.tlog.commitment import SALT_SIZE, opens
 from ledger.tlog.leaf import LEAF_FORMAT, ZERO_HASH, encode_leaf
 from ledger.tlog.merkle import (
     CompactRange,
@@ -75,6 +83,7 @@ from ledger.tlog.tlog_proof import (
 )
 
 if TYPE_CHECKING:
+    from ledger.storage.principals import Principal
     from ledger.storage.store import LedgerStore
 
 __all__ = [
@@ -84,11 +93,13 @@ __all__ = [
     "ExportError",
     "ExportRefused",
     "ExportResult",
+    "OpeningsResult",
     "decode_state",
     "event_object",
     "events_line",
     "export_bundle",
     "load_vkey",
+    "openings_line",
     "verify_bundle",
 ]
 
@@ -96,6 +107,7 @@ BUNDLE_FORMAT = "transfer-ledger/bundle/v1"
 CHECKPOINT_FILE = "checkpoint"
 EVENTS_FILE = "events.jsonl"
 MANIFEST_FILE = "bundle.json"
+OPENINGS_FILE = "openings.jsonl"
 PROOFS_DIR = "proofs"
 PROOF_SUFFIX = ".tlog-proof"
 
@@ -117,9 +129,22 @@ LEAF_KEYS = (
     "prev_leaf_hash", "recorded_at", "state", "topic",
 )
 MANIFEST_KEYS = ("format", "origin", "tree_size", "root_hash", "exported_at", "files", "proofs")
+#: Members a manifest may have besides: ``personal_data`` (from the first bundles of event
+#: format 2 on), ``openings`` (a bundle exported with personal data).
+OPTIONAL_MANIFEST_KEYS = ("personal_data", "openings")
 #: What ``bundle.json``'s ``personal_data`` says of the events: their leaves hold commitments
 #: (event format 2: docs/FORMAT.md section 17), or the values themselves (format 1).
 PERSONAL_DATA_KINDS = ("commitments", "in-leaves")
+#: The members of a line of ``openings.jsonl``, in order.
+OPENING_KEYS = ("leaf_index", "originator_id", "originator_version", "path", "salt", "value")
+#: The members of ``bundle.json``'s ``openings``: the file; who read the values; whose share they
+#: are; how many were written (the lines), and how many of the share's were not: ``erased`` (their
+#: opening was destroyed by an erasure, so they are absent) and ``unavailable`` (no opening found).
+OPENINGS_KEYS = ("file", "read_by", "share", "values", "erased", "unavailable")
+READ_BY_KEYS = ("principal", "name", "party", "roles")
+#: ``all``: every event's values (an auditor of ``*``); ``party``: those of the transfers the
+#: reader's Party sent, received or originated and of the authorizations about them.
+SHARES = ("all", "party")
 FILE_KEYS = ("name", "size", "sha256")
 PROOF_KEYS = ("transfer_id", "leaf_index", "file")
 
@@ -252,6 +277,23 @@ def event_object(
     }
 
 
+def openings_line(
+    leaf_index: int, originator_id: str, originator_version: int, path: str, salt: bytes, value: Any
+) -> bytes:
+    """One line of ``openings.jsonl``, with its newline: the salt (hex) and value that open the
+    commitment at ``path`` of the event of leaf ``leaf_index``, exactly as the exporter writes
+    it and the verifier requires it."""
+    obj = {
+        "leaf_index": leaf_index,
+        "originator_id": originator_id,
+        "originator_version": originator_version,
+        "path": path,
+        "salt": salt.hex(),
+        "value": value,
+    }
+    return _dumps(obj).encode("utf-8") + b"\n"
+
+
 def events_line(leaf_index: int, leaf: bytes, digest: bytes, event: dict[str, Any]) -> bytes:
     """One line of ``events.jsonl``, with its newline: exactly as the exporter
     writes it and the verifier requires it."""
@@ -269,6 +311,32 @@ def events_line(leaf_index: int, leaf: bytes, digest: bytes, event: dict[str, An
 
 
 @dataclass(frozen=True)
+class OpeningsResult:
+    """What an export with personal data wrote in ``openings.jsonl``, and for whom."""
+
+    principal: str
+    name: str | None
+    party: str
+    roles: tuple[str, ...]
+    share: str  # one of SHARES
+    values: int  # lines written
+    erased: int  # values of the share erased: absent
+    unavailable: int  # values of the share neither opened nor erased
+
+    def manifest(self) -> dict[str, Any]:
+        """``bundle.json``'s ``openings`` member."""
+        return {
+            "file": OPENINGS_FILE,
+            "read_by": {"principal": self.principal, "name": self.name, "party": self.party,
+                        "roles": list(self.roles)},
+            "share": self.share,
+            "values": self.values,
+            "erased": self.erased,
+            "unavailable": self.unavailable,
+        }
+
+
+@dataclass(frozen=True)
 class ExportResult:
     out_dir: Path
     origin: str
@@ -277,6 +345,7 @@ class ExportResult:
     checkpoint: str
     proofs: dict[str, int]  # transfer id -> leaf index
     files: list[str]
+    openings: OpeningsResult | None = None  # exported with personal data
 
 
 def _personal_data_of(ledger_or_store: Any) -> str:
@@ -288,6 +357,103 @@ def _personal_data_of(ledger_or_store: Any) -> str:
         rows = SqlAccess(ledger_or_store).query("SELECT value FROM {ledger_meta} WHERE name = 'event_format'")
         event_format = int(rows[0]["value"]) if rows else 1
     return "commitments" if event_format == 2 else "in-leaves"
+
+
+def _check_reader(ledger: Any, reader: Principal) -> None:
+    """Personal data are exported only for a principal that reads them, from a ledger whose
+    leaves hold commitments and that can open them. Raises :class:`ExportError`."""
+    who = f"principal {reader.id} (party {reader.party}, roles {', '.join(sorted(reader.roles))})"
+    if reader.is_revoked:
+        raise ExportError(f"{who} was revoked at {reader.revoked_at}")
+    if not reader.is_reader:
+        raise ExportError(
+            f"{who} may not read personal data: a recorder, authority or auditor reads its Party's share, "
+            "an auditor of * everything; a verifier nothing"
+        )
+    if _personal_data_of(ledger) == "in-leaves":
+        raise ExportError(
+            "this ledger is in event format 1: its personal values are in the leaves themselves, so "
+            "events.jsonl carries them and there is nothing to open; export without --with-personal-data"
+        )
+    if getattr(ledger, "opener", None) is None:
+        raise ExportError(
+            "the personal data cannot be opened: the ledger was opened without its data-key "
+            "directory (data-keys in the data dir)"
+        )
+
+
+class _ShareOpener:
+    """The personal values of the events in a reader's share, opened (``TransferLedger.opener``)
+    as the events stream past and written to ``openings.jsonl`` in leaf order, then by path.
+
+    The share is the reader's (``Principal.can_read``): every event for an auditor of ``*``;
+    otherwise the events of the transfers and authorizations whose Parties include the reader's,
+    known from each aggregate's first event (which comes before its others in leaf order)."""
+
+    def __init__(self, ledger: Any, reader: Principal, final: Path, out: BinaryIO) -> None:
+        from domain.model import Authorization, Transfer
+        from ledger.storage.principals import authorization_parties, transfer_parties
+
+        self.opener = ledger.opener
+        self.personal = ledger.personal
+        self.reader = reader
+        self.final, self.out = final, out
+        self.share = "all" if reader.reads_everything else "party"
+        self.parties_of: dict[str, Callable[[dict[str, Any]], set[str]]] = {
+            Transfer.Recorded.TOPIC: transfer_parties,
+            Authorization.Requested.TOPIC: authorization_parties,
+        }
+        self.readable: set[str] = set()  # aggregate ids in the share (a Party's reader)
+        self.pending: list[tuple[int, str, int, str, str]] = []  # leaf, id, version, path, commitment
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.values = self.erased = self.unavailable = 0
+
+    def add(self, leaf_index: int, originator_id: str, version: int, topic: str, data: Any) -> None:
+        """Note the commitments of one event, if it is in the share."""
+        if not isinstance(data, dict):
+            return
+        if self.share == "party":
+            parties = self.parties_of.get(topic)
+            if version == 1 and parties is not None and self.reader.can_read(parties(data)):
+                self.readable.add(originator_id)
+            if originator_id not in self.readable:
+                return
+        block = data.get("personal_data")
+        fields = block.get("fields") if isinstance(block, dict) else None
+        if not isinstance(fields, dict):
+            return
+        for path in sorted(fields):
+            commitment = get_path(data, path)
+            if is_commitment(commitment):
+                self.pending.append((leaf_index, originator_id, version, path, commitment))
+
+    def flush(self) -> None:
+        """Open the commitments noted and write their lines; count those that do not open."""
+        if not self.pending:
+            return
+        opened = self.opener.opened({oid for _, oid, _, _, _ in self.pending})
+        missing: list[str] = []
+        for leaf_index, oid, version, path, commitment in self.pending:
+            salt = opened.salts.get(commitment)
+            if salt is None:
+                missing.append(commitment)
+                continue
+            line = openings_line(leaf_index, oid, version, path, salt, opened.values[commitment])
+            self.out.write(line)
+            self.digest.update(line)
+            self.size += len(line)
+            self.values += 1
+        if missing:
+            erased = len(self.personal.erased(missing))
+            self.erased += erased
+            self.unavailable += len(missing) - erased
+        self.pending.clear()
+
+    def result(self) -> OpeningsResult:
+        r = self.reader
+        return OpeningsResult(r.id, r.name, r.party, tuple(sorted(r.roles)), self.share, self.values,
+                              self.erased, self.unavailable)
 
 
 def _store_of(ledger_or_store: Any) -> LedgerStore:
@@ -428,6 +594,8 @@ def export_bundle(
     out_dir: Path | str,
     transfer_ids: Iterable[str] = (),
     progress: Progress | None = None,
+    *,
+    reader: Principal | None = None,
 ) -> ExportResult:
     """Write an audit bundle of the whole ledger into ``out_dir`` (new or empty).
 
@@ -438,6 +606,13 @@ def export_bundle(
     (:class:`ExportRefused`). For each of ``transfer_ids`` it writes a
     ``tlog-proof`` of the transfer's leaf, from the stored Merkle nodes.
     ``progress(done, total)`` is called as leaves are written.
+
+    With ``reader`` (an authenticated principal), ``ledger_or_store`` is the
+    application, and the personal values of the reader's share are opened
+    into ``openings.jsonl``, beside an ``events.jsonl`` byte for byte the
+    same as without. A reader that reads no personal data, a ledger of event
+    format 1, or one opened without its data keys: :class:`ExportError`,
+    before anything is written.
     """
     from ledger.service.checkpoints import (
         InconsistentTreeError,
@@ -445,6 +620,8 @@ def export_bundle(
     )
 
     store = _store_of(ledger_or_store)
+    if reader is not None:
+        _check_reader(ledger_or_store, reader)
     writer = _Writer(Path(out_dir))
     writer.prepare()
     try:
@@ -471,13 +648,22 @@ def export_bundle(
         digests: dict[str, tuple[int, str]] = {}
 
         final, handle = writer.open(EVENTS_FILE)
+        share: _ShareOpener | None = None
         try:
-            digests[EVENTS_FILE] = _write_events(store, size, root, handle, progress)
+            if reader is not None:
+                share = _ShareOpener(ledger_or_store, reader, *writer.open(OPENINGS_FILE))
+            digests[EVENTS_FILE] = _write_events(store, size, root, handle, progress, share)
         except BaseException:
             handle.close()
+            if share is not None:
+                share.out.close()
             raise
         writer.commit(final, handle)
         files.append(EVENTS_FILE)
+        if share is not None:
+            writer.commit(share.final, share.out)
+            digests[OPENINGS_FILE] = (share.size, share.digest.hexdigest())
+            files.append(OPENINGS_FILE)
 
         def get_nodes(ids: Any) -> list[bytes]:
             found = store.read_nodes(ids)
@@ -522,6 +708,8 @@ def export_bundle(
             "proofs": proofs,
             "personal_data": _personal_data_of(ledger_or_store),
         }
+        if share is not None:
+            manifest["openings"] = share.result().manifest()
         writer.write(MANIFEST_FILE, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         files.append(MANIFEST_FILE)
         writer.sync_dirs()
@@ -533,13 +721,16 @@ def export_bundle(
         writer.discard()
         raise
     return ExportResult(writer.out_dir, signed.origin, size, root, stored.note,
-                        {tid: index for tid, index in sorted(wanted.items())}, files)
+                        {tid: index for tid, index in sorted(wanted.items())}, files,
+                        share.result() if share is not None else None)
 
 
 def _write_events(
-    store: LedgerStore, size: int, root: bytes, out: BinaryIO, progress: Progress | None
+    store: LedgerStore, size: int, root: bytes, out: BinaryIO, progress: Progress | None,
+    share: _ShareOpener | None = None,
 ) -> tuple[int, str]:
-    """Stream leaves ``[0, size)`` into ``out``; returns its size and SHA-256."""
+    """Stream leaves ``[0, size)`` into ``out``; returns its size and SHA-256. With ``share``,
+    each event's personal values in the share are opened into its file, a batch at a time."""
     digest = hashlib.sha256()
     written = 0
     tree = CompactRange()
@@ -562,15 +753,20 @@ def _write_events(
                     f"{leaf_hash(data).hex()}, but the stored leaf hash is {leaf.leaf_hash.hex()}: "
                     "the ledger was changed; run `transfer-ledger verify`"
                 )
-            line = events_line(index, data, leaf.leaf_hash, event_object(
+            shown = event_object(
                 leaf.originator_id, leaf.originator_version, event.topic, leaf.recorded_at, event.state,
-            ))
+            )
+            line = events_line(index, data, leaf.leaf_hash, shown)
+            if share is not None:
+                share.add(index, leaf.originator_id, leaf.originator_version, event.topic, shown["data"])
             out.write(line)
             digest.update(line)
             written += len(line)
             tree.append(leaf.leaf_hash)
             prev = leaf.leaf_hash
             index += 1
+        if share is not None:
+            share.flush()
         if progress is not None:
             progress(index, size)
     if tree.root() != root:
@@ -603,6 +799,8 @@ class BundleReport:
     problem_count: int = 0
     lines_checked: int = 0
     proofs_checked: int = 0
+    #: Lines of openings.jsonl whose salt and value open their leaf's commitment; None: no such file.
+    openings_checked: int | None = None
 
     def problem(self, file: str, line: int | None, text: str, index: int | None = None) -> None:
         where = f"{file}:{line}" if line is not None else file
@@ -616,9 +814,10 @@ class BundleReport:
     def summary(self) -> str:
         """One line: ``OK: ...`` or ``FAILED: <first problem>``."""
         if self.ok:
+            openings = f", {self.openings_checked} opening(s) verified" if self.openings_checked is not None else ""
             return (
                 f"OK: {self.lines_checked} leaves, root {self.root_hash.hex() if self.root_hash else '-'}, "
-                f"checkpoint of {self.origin} verified, {self.proofs_checked} proof(s) verified"
+                f"checkpoint of {self.origin} verified, {self.proofs_checked} proof(s) verified{openings}"
             )
         more = f" (and {self.problem_count - 1} more problem(s))" if self.problem_count > 1 else ""
         return f"FAILED: {self.problems[0]}{more}"
@@ -636,6 +835,7 @@ class BundleReport:
             "problem_count": self.problem_count,
             "lines_checked": self.lines_checked,
             "proofs_checked": self.proofs_checked,
+            "openings_checked": self.openings_checked,
         }
 
 
@@ -684,6 +884,7 @@ class _Line:
     originator_id: str
     originator_version: int
     topic: str
+    data: dict[str, Any] | None = None  # the event's data (kept only while its line is checked)
 
 
 class _Bad(Exception):
@@ -796,7 +997,7 @@ def _check_line(raw: bytes, index: int, prev: bytes) -> _Line:
             "the line is not in the exporter's form (white space, member order or escaping differ): "
             "it was edited"
         )
-    return _Line(digest, fields["originator_id"], fields["originator_version"], fields["topic"])
+    return _Line(digest, fields["originator_id"], fields["originator_version"], fields["topic"], want)
 
 
 def _is_int(value: Any) -> bool:
@@ -887,6 +1088,7 @@ class _ProofFile:
 class _Manifest:
     files: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # name -> size, sha256, line
     proofs: dict[str, tuple[int, int]] = field(default_factory=dict)  # file -> leaf index, line
+    openings_values: tuple[int, int] | None = None  # openings.values, its line
 
 
 def _line_of(text: str, needle: str, default: int = 1) -> int:
@@ -950,7 +1152,8 @@ def _verify(root_dir: Path, verifier: Verifier, report: BundleReport, progress: 
 
     # 2. The manifest, and the files present.
     proof_files = _list_proofs(root_dir, report)
-    present = {CHECKPOINT_FILE, EVENTS_FILE, *proof_files}
+    has_openings = _has_openings(root_dir, report)
+    present = {CHECKPOINT_FILE, EVENTS_FILE, *proof_files, *([OPENINGS_FILE] if has_openings else [])}
     manifest = _check_manifest(root_dir, checkpoint, present, report)
 
     for name, pf in sorted(proof_files.items()):
@@ -977,7 +1180,20 @@ def _verify(root_dir: Path, verifier: Verifier, report: BundleReport, progress: 
                     for node in spec:
                         needed[node] = None
     leaves: dict[int, _Line] = {}
-    good_lines = _check_events(root_dir, size, checkpoint, report, want_index, leaves, needed, digests, progress)
+    openings = _OpeningsCheck(root_dir / OPENINGS_FILE) if has_openings else None
+    try:
+        good_lines = _check_events(root_dir, size, checkpoint, report, want_index, leaves, needed, digests,
+                                   progress, openings)
+        if openings is not None:
+            openings.finish(good_lines, size)
+    finally:
+        if openings is not None:
+            openings.file.close()
+
+    # 3b. The openings, each against its leaf (checked as events.jsonl was read; reported here).
+    if openings is not None:
+        openings.report_to(report, manifest)
+        digests[OPENINGS_FILE] = (openings.size, openings.hasher.hexdigest())
 
     # 4. The proofs.
     for name, pf in sorted(proof_files.items()):
@@ -1000,10 +1216,21 @@ def _verify(root_dir: Path, verifier: Verifier, report: BundleReport, progress: 
                 )
 
 
+def _has_openings(root_dir: Path, report: BundleReport) -> bool:
+    """Whether the bundle has an ``openings.jsonl`` to check (it must be a regular file)."""
+    path = root_dir / OPENINGS_FILE
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if not path.is_file():
+        report.problem(OPENINGS_FILE, None, "is not a regular file")
+        return False
+    return True
+
+
 def _list_proofs(root_dir: Path, report: BundleReport) -> dict[str, _ProofFile]:
     found: dict[str, _ProofFile] = {}
     for entry in sorted(os.listdir(root_dir)):
-        if entry in (CHECKPOINT_FILE, EVENTS_FILE, MANIFEST_FILE, PROOFS_DIR):
+        if entry in (CHECKPOINT_FILE, EVENTS_FILE, MANIFEST_FILE, OPENINGS_FILE, PROOFS_DIR):
             continue
         report.problem(entry, None, "unexpected file in the bundle: it is not listed in bundle.json")
     proofs_dir = root_dir / PROOFS_DIR
@@ -1053,8 +1280,9 @@ def _check_manifest(
     if not isinstance(obj, dict):
         bad(1, "not a JSON object")
         return None
-    if not set(MANIFEST_KEYS) <= set(obj) <= {*MANIFEST_KEYS, "personal_data"}:
-        bad(1, f"members are {sorted(obj)}, expected {list(MANIFEST_KEYS)} and optionally personal_data")
+    if not set(MANIFEST_KEYS) <= set(obj) <= {*MANIFEST_KEYS, *OPTIONAL_MANIFEST_KEYS}:
+        bad(1, f"members are {sorted(obj)}, expected {list(MANIFEST_KEYS)} and optionally "
+               f"{' and '.join(OPTIONAL_MANIFEST_KEYS)}")
         return None
     if "personal_data" in obj and obj["personal_data"] not in PERSONAL_DATA_KINDS:
         bad(_line_of(text, '"personal_data"'),
@@ -1097,6 +1325,7 @@ def _check_manifest(
             bad(at, f"lists {name}, which is not in the bundle")
     for name in sorted(present - set(manifest.files)):
         report.problem(name, None, "is in the bundle but not listed in bundle.json")
+    _check_openings_member(obj, text, manifest, bad)
 
     if not isinstance(proofs, list) or not all(isinstance(p, dict) and set(p) == set(PROOF_KEYS) for p in proofs):
         bad(line("proofs"), f"proofs is not a list of objects with members {list(PROOF_KEYS)}")
@@ -1125,6 +1354,209 @@ def _check_manifest(
     return manifest
 
 
+def _check_openings_member(obj: dict[str, Any], text: str, manifest: _Manifest,
+                           bad: Callable[[int, str], None]) -> None:
+    """``openings``: its form, and that it goes with ``openings.jsonl`` in ``files`` and with
+    events that hold commitments."""
+    if "openings" not in obj:
+        if OPENINGS_FILE in manifest.files:
+            bad(manifest.files[OPENINGS_FILE][2],
+                f"{OPENINGS_FILE} is listed in files, but bundle.json has no openings member")
+        return
+    start = text.find('"openings"')
+    at = text.count("\n", 0, start) + 1 if start >= 0 else 1
+
+    def line(key: str) -> int:
+        found = text.find(f'"{key}"', max(start, 0))
+        return text.count("\n", 0, found) + 1 if found >= 0 else at
+
+    member = obj["openings"]
+    if not isinstance(member, dict) or set(member) != set(OPENINGS_KEYS):
+        bad(at, f"openings is not an object with members {list(OPENINGS_KEYS)}")
+        return
+    if member["file"] != OPENINGS_FILE:
+        bad(line("file"), f"openings.file is {_short(member['file'])}, expected {OPENINGS_FILE!r}")
+        return
+    read_by = member["read_by"]
+    if not (isinstance(read_by, dict) and set(read_by) == set(READ_BY_KEYS)
+            and isinstance(read_by["principal"], str) and isinstance(read_by["party"], str)
+            and (read_by["name"] is None or isinstance(read_by["name"], str))
+            and isinstance(read_by["roles"], list) and all(isinstance(r, str) for r in read_by["roles"])):
+        bad(line("read_by"), f"openings.read_by is not an object with members {list(READ_BY_KEYS)} "
+                             "(strings; name may be null; roles a list of strings)")
+    if member["share"] not in SHARES:
+        bad(line("share"), f"openings.share is {_short(member['share'])}, expected one of {list(SHARES)}")
+    counts_ok = True
+    for key in ("values", "erased", "unavailable"):
+        if not _is_int(member[key]) or member[key] < 0:
+            bad(line(key), f"openings.{key} is {_short(member[key])}, not an integer >= 0")
+            counts_ok = False
+    if obj.get("personal_data") != "commitments":
+        bad(at, f"openings are given, but personal_data is {_short(obj.get('personal_data'))}: only the "
+                "commitments of event format 2 have openings")
+    if OPENINGS_FILE not in manifest.files:
+        bad(at, f"openings names {OPENINGS_FILE}, which is not listed in files")
+    if counts_ok:
+        manifest.openings_values = (member["values"], line("values"))
+
+
+@dataclass
+class _Opening:
+    """A well-formed line of openings.jsonl."""
+
+    number: int
+    leaf_index: int
+    originator_id: str
+    originator_version: int
+    path: str
+    salt: bytes
+    value: Any
+
+
+def _parse_opening(raw: bytes) -> _Opening:
+    """A line of openings.jsonl, with its newline, in the exporter's form. Raises _Bad."""
+    if not raw.endswith(b"\n"):
+        if len(raw) > MAX_LINE:
+            raise _Bad(f"the line is longer than {MAX_LINE} bytes")
+        raise _Bad("the line has no newline at its end: the file is truncated")
+    body = raw[:-1]
+    if not body:
+        raise _Bad("empty line")
+    if b"\r" in body:
+        raise _Bad("carriage return in the line (lines end with a newline only)")
+    try:
+        obj = strict_json(body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise _Bad(f"not valid UTF-8: invalid byte at offset {e.start}") from None
+    except ValueError as e:
+        raise _Bad(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise _Bad(f"not a JSON object but {type(obj).__name__}")
+    if set(obj) != set(OPENING_KEYS):
+        raise _Bad(f"members are {sorted(obj)}, expected {list(OPENING_KEYS)}")
+    index, oid, version, path, salt = (obj[k] for k in OPENING_KEYS[:5])
+    if not _is_int(index) or index < 0:
+        raise _Bad(f"leaf_index is {_short(index)}, not an integer >= 0")
+    if not isinstance(oid, str) or not _UUID_TEXT.fullmatch(oid):
+        raise _Bad(f"originator_id {_short(oid)} is not a hyphenated lowercase UUID")
+    if not _is_int(version) or not 1 <= version < 2**53:
+        raise _Bad(f"originator_version {_short(version)} is not an integer >= 1")
+    if not isinstance(path, str) or not path:
+        raise _Bad(f"path {_short(path)} is not a non-empty string")
+    if not isinstance(salt, str) or len(salt) != 2 * SALT_SIZE or not _HEX64.fullmatch(salt):
+        raise _Bad(f"salt {_short(salt)} is not {SALT_SIZE} bytes in lowercase hex")
+    opening = _Opening(0, index, oid, version, path, bytes.fromhex(salt), obj["value"])
+    if raw != openings_line(index, oid, version, path, opening.salt, opening.value):
+        raise _Bad(
+            "the line is not in the exporter's form (white space, member order or escaping differ): "
+            "it was edited"
+        )
+    return opening
+
+
+class _OpeningsCheck:
+    """openings.jsonl, read alongside events.jsonl: each opening is checked when the good line
+    of its leaf is read (constant memory). Its problems are kept, to be reported after those of
+    events.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.lines = _iter_lines(self.file, self.hasher)
+        self.number = 0  # lines read
+        self.last: tuple[int, str] | None = None
+        self.next: _Opening | None = None
+        self.problems: list[tuple[int | None, str]] = []
+        self.problem_count = 0
+        self.checked = 0
+        self.events_failed = False  # events.jsonl had a bad line: the openings after it are not checked
+        self._advance()
+
+    def _problem(self, line: int | None, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_LISTED_PROBLEMS:
+            self.problems.append((line, text))
+
+    def _advance(self) -> None:
+        """The next well-formed line in order into ``next`` (None at the end); bad ones are problems."""
+        self.next = None
+        for raw in self.lines:
+            self.size += len(raw)
+            self.number += 1
+            try:
+                opening = _parse_opening(raw)
+            except _Bad as e:
+                self._problem(self.number, str(e))
+                continue
+            opening.number = self.number
+            key = (opening.leaf_index, opening.path)
+            if self.last is not None and key <= self.last:
+                self._problem(self.number, (
+                    f"leaf {opening.leaf_index} path {opening.path!r} comes after leaf {self.last[0]} path "
+                    f"{self.last[1]!r}: the lines are in order of leaf_index, then path, each once"))
+                continue
+            self.last = key
+            self.next = opening
+            return
+
+    def at_leaf(self, index: int, line: _Line) -> None:
+        """Check the openings of leaf ``index``, whose line of events.jsonl is good."""
+        while self.next is not None and self.next.leaf_index <= index:
+            opening = self.next
+            if opening.leaf_index == index:
+                self._check(opening, line)
+            self._advance()
+
+    def _check(self, o: _Opening, leaf: _Line) -> None:
+        if (o.originator_id, o.originator_version) != (leaf.originator_id, leaf.originator_version):
+            self._problem(o.number, (
+                f"leaf {o.leaf_index} is {leaf.originator_id} version {leaf.originator_version}, not "
+                f"{o.originator_id} version {o.originator_version}"))
+            return
+        commitment = get_path(leaf.data, o.path) if leaf.data is not None else None
+        if not is_commitment(commitment):
+            self._problem(o.number, f"leaf {o.leaf_index} has no commitment at {o.path!r}: there is nothing to open")
+            return
+        if not opens(commitment, o.salt, o.originator_id, o.originator_version, o.path, o.value):
+            self._problem(o.number, (
+                f"the salt and value do not open the commitment at {o.path!r} of leaf {o.leaf_index} "
+                f"({commitment}): the opening was changed"))
+            return
+        self.checked += 1
+
+    def finish(self, good_lines: int, size: int | None) -> None:
+        """After events.jsonl: the openings left name no good line. Reads the file to its end."""
+        complete = not self.events_failed and (size is None or good_lines == size)
+        if self.next is not None and not complete:
+            self._problem(self.next.number, (
+                f"this line and those after it cannot be checked: events.jsonl is bad at line "
+                f"{good_lines + 1}, before leaf {self.next.leaf_index}"))
+            for raw in self.lines:
+                self.size += len(raw)
+                self.number += 1
+            self.next = None
+        while self.next is not None:
+            self._problem(self.next.number, (
+                f"leaf_index {self.next.leaf_index} is not below the tree size {good_lines}: "
+                "there is no such leaf"))
+            self._advance()
+
+    def report_to(self, report: BundleReport, manifest: _Manifest | None) -> None:
+        for line, text in self.problems:
+            report.problem(OPENINGS_FILE, line, text)
+        extra = self.problem_count - len(self.problems)
+        if extra:
+            report.ok = False
+            report.problem_count += extra
+        if manifest is not None and manifest.openings_values is not None:
+            listed, at = manifest.openings_values
+            if listed != self.number:
+                report.problem(MANIFEST_FILE, at,
+                               f"openings.values is {listed}, but {OPENINGS_FILE} has {self.number} lines")
+        report.openings_checked = self.checked
+
+
 def _check_events(
     root_dir: Path,
     size: int | None,
@@ -1135,8 +1567,10 @@ def _check_events(
     needed: dict[NodeId, bytes | None],
     digests: dict[str, tuple[int, str]],
     progress: Progress | None,
+    openings: _OpeningsCheck | None = None,
 ) -> int:
-    """Check events.jsonl; returns how many lines (from the first) are good."""
+    """Check events.jsonl (and, with ``openings``, each opening against its good line);
+    returns how many lines (from the first) are good."""
     hasher = hashlib.sha256()
     total = 0
     tree = CompactRange()
@@ -1164,7 +1598,11 @@ def _check_events(
             except _Bad as e:
                 report.problem(EVENTS_FILE, number, str(e), index)
                 failed = True
+                if openings is not None:
+                    openings.events_failed = True
                 continue
+            if openings is not None:
+                openings.at_leaf(index, line)
             if index in want_index:
                 leaves[index] = line
             for level, idx, digest in tree.append(line.leaf_hash):

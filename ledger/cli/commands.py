@@ -278,7 +278,31 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
 
 # -- audit bundles: export, verify-export --------------------------------------------
 
+#: Largest API key file read, in bytes (a key is 46 characters).
+MAX_API_KEY_FILE_SIZE = 4096
 
+
+def _api_key_from(path: Path) -> str:
+    """The API key a file holds, alone on one line (``-``: standard input). A key is read from a
+    file, never from the command line, where other users of the host see it (``ps``)."""
+    where = "the API key on standard input" if str(path) == "-" else f"API key file {path}"
+    try:
+        if str(path) == "-":
+            data = typer.get_binary_stream("stdin").read(MAX_API_KEY_FILE_SIZE + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_API_KEY_FILE_SIZE + 1)
+    except OSError as e:
+        fail(f"cannot read {where}: {e.strerror or e}")
+    if len(data) > MAX_API_KEY_FILE_SIZE:
+        fail(f"{where}: larger than {MAX_API_KEY_FILE_SIZE} bytes; it must hold one API key")
+    try:
+        key = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        fail(f"{where}: not UTF-8 text")
+    if not key or any(ch.isspace() for ch in key):
+        fail(f"{where}: expected the API key alone on one line")
+    return key
 
 
 @app.command("export")
@@ -295,32 +319,85 @@ def export_command(
             show_default=False,
         ),
     ] = None,
+    with_personal_data: Annotated[
+        bool,
+        typer.Option(
+            "--with-personal-data",
+            help="Also write openings.jsonl: the salt and value of every personal value the principal "
+            "of --api-key-file may read (an auditor of * all; a recorder, authority or auditor of a Party "
+            "those of the transfers its Party sent, received or originated and of the authorizations "
+            "about them; a verifier none). Erased values are absent: they are destroyed. Event format 2 "
+            "only. events.jsonl is the same as without.",
+        ),
+    ] = False,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file", metavar="FILE",
+            help="With --with-personal-data: a file holding the API key alone on one line ('-': standard "
+            "input). The key is never taken on the command line.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write an audit bundle: the checkpoint (signed now, or reused), every event in
-    leaf order (events.jsonl), a tlog-proof per --transfer, and bundle.json.
+    leaf order (events.jsonl), a tlog-proof per --transfer, and bundle.json. The
+    events of a ledger of event format 2 hold commitments, never personal values.
+
+    With --with-personal-data and the API key of a principal that reads personal
+    data, also the openings of that principal's share (openings.jsonl), which
+    verify-export checks against the commitments; bundle.json says who read
+    them and which share.
 
     Anyone can check it offline with `verify-export BUNDLE --vkey VKEY`. Refuses
-    (exit 1) if a leaf no longer hashes to its stored hash; exit 2 if DIR is not
-    empty or a transfer is unknown.
+    (exit 1) if a leaf no longer hashes to its stored hash; exit 2, writing
+    nothing, if DIR is not empty, a transfer is unknown, the API key is unknown,
+    revoked or reads no personal data, or the ledger is of event format 1 (its
+    leaves hold the values already).
     """
     from ledger.audit.bundles import ExportError, export_bundle
 
+    if with_personal_data and api_key_file is None:
+        fail("--with-personal-data needs --api-key-file FILE: the API key of a principal allowed to read "
+             "personal data")
+    if api_key_file is not None and not with_personal_data:
+        fail("--api-key-file is read only with --with-personal-data")
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
+    api_key = _api_key_from(api_key_file) if api_key_file is not None else None
     with errors_as_exit_status():
         signer = load_signing_key(settings.signing_key_file)
         with closing(open_ledger(settings)) as ledger, \
                 progress_bar(sys.stderr.isatty(), "exporting leaves") as progress:
+            reader = None
+            if api_key is not None:
+                reader = principals_of(ledger).authenticate(api_key)
+                if reader is None:
+                    fail("the API key is unknown or was revoked")
             try:
-                result = export_bundle(ledger, signer, out, transfer or (), progress=progress)
+                result = export_bundle(ledger, signer, out, transfer or (), progress=progress, reader=reader)
             except ExportError as e:
                 fail(str(e), e.status)
     typer.echo(
         f"exported {result.tree_size} leaves (checkpoint of {result.origin} at size "
         f"{result.tree_size}, root {result.root_hash.hex()}) and {len(result.proofs)} proof(s) to {out}"
     )
+    opened = result.openings
+    if opened is not None:
+        whose = "every event" if opened.share == "all" else f"the share of party {opened.party}"
+        typer.echo(
+            f"opened {opened.values} personal value(s) of {whose} for principal {opened.principal}"
+            f"{f' ({opened.name})' if opened.name else ''} into openings.jsonl; {opened.erased} erased "
+            "(absent: destroyed)"
+        )
+        if opened.unavailable:
+            typer.echo(
+                f"transfer-ledger: warning: {opened.unavailable} personal value(s) of the share could not be "
+                "opened and were not erased: their openings or data keys are missing; run `transfer-ledger verify`",
+                err=True,
+            )
 
 
 @app.command("verify-export")
@@ -341,7 +418,8 @@ def verify_export(
     """Verify an audit bundle offline, with nothing but the bundle and the verifier
     key (no data dir, no database, no private key): checkpoint signature, every
     line of events.jsonl (leaf bytes, hash chain, decoded event), the root, each
-    tlog-proof, and bundle.json's digests. Names the first bad file:line.
+    opening of openings.jsonl against the commitment in its leaf, each tlog-proof,
+    and bundle.json's digests. Names the first bad file:line.
 
     Exit status 0 valid, 1 tampered or invalid, 2 usage error (no such bundle,
     missing files, bad vkey).

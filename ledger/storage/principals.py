@@ -14,7 +14,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,11 @@ GLOBAL_PARTY = "*"
 #: Roles that act for one Party: a recorder records what its Party sent, an
 #: authority decides for its Party as the origin. Neither means anything for ``*``.
 PARTY_ROLES = frozenset({"recorder", "authority"})
+
+#: Roles that read transfers and authorizations, personal data included: those of their Party's
+#: share, or every one for an auditor of ``*`` (docs/API.md, "Keys, roles and access"). A verifier
+#: (or an admin) reads none.
+READER_ROLES = frozenset({"recorder", "authority", "auditor"})
 
 KEY_PREFIX = "tl_"
 _KEY = re.compile(r"tl_[A-Za-z0-9_-]{43}\Z")
@@ -86,6 +91,21 @@ class Principal:
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
+    @property
+    def reads_everything(self) -> bool:
+        """An auditor of the whole ledger (party ``*``): reads every transfer and authorization."""
+        return "auditor" in self.roles and self.is_global
+
+    @property
+    def is_reader(self) -> bool:
+        """Whether the principal reads transfers and authorizations at all (of some share)."""
+        return bool(READER_ROLES & self.roles)
+
+    def can_read(self, parties: Iterable[str]) -> bool:
+        """Whether the principal may read an object involving these Parties: an auditor of ``*``
+        reads everything, a reader of a Party what involves its Party."""
+        return self.reads_everything or (self.is_reader and self.party in set(parties))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -96,6 +116,18 @@ class Principal:
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         }
+
+
+def transfer_parties(transfer: Mapping[str, Any]) -> set[str]:
+    """The Parties a transfer involves (its share): sender, recipient and origin. ``transfer`` is
+    its view or its ``TransferRecorded`` state (the same members)."""
+    return {transfer["sender"]["party"], transfer["recipient"]["party"], transfer["origin"]}
+
+
+def authorization_parties(authorization: Mapping[str, Any]) -> set[str]:
+    """The Parties an authorization involves: its origin, the requester and the recipient.
+    ``authorization`` is its view or its ``AuthorizationRequested`` state."""
+    return {authorization["origin"], authorization["requested_by"]["party"], authorization["recipient"]["party"]}
 
 
 class PrincipalStore:
