@@ -131,11 +131,24 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
         ledger.close()
 
 
-def bench_sealing(tmp: Path, n: int) -> None:
+def bench_sealing(tmp: Path, n: int, database_url: str | None = None) -> None:
     """Event format 2 (personal values sealed: commitments, encrypted openings, data keys) against
-    format 1 (values in clear), the same transfers, side by side: one commit each, and batches of 64
-    as group commit writes them (where the commit no longer hides the work)."""
-    plain_settings, sealed_settings = Settings(tmp / "format1"), Settings(tmp / "format2")
+    format 1 (values in clear), the same transfers, side by side: one commit each (the goal), and
+    batches of 64 as group commit writes them (where the commit no longer hides the work). On
+    PostgreSQL each format has a schema of its own in the same database."""
+    from bench.http import postgres_schema
+
+    with contextlib.ExitStack() as stack:
+        urls: list[str | None] = [None, None]
+        if database_url is not None:
+            base, _, query = database_url.partition("?")
+            rest = "&".join(p for p in query.split("&") if p and not p.startswith("schema="))
+            urls = [stack.enter_context(postgres_schema(f"{base}?{rest}" if rest else base, name))
+                    for name in ("format1", "format2")]
+        _bench_sealing(Settings(tmp / "format1", urls[0]), Settings(tmp / "format2", urls[1]), n)
+
+
+def _bench_sealing(plain_settings: Settings, sealed_settings: Settings, n: int) -> None:
     for s in (plain_settings, sealed_settings):
         s.data_dir.mkdir(parents=True)
     plain_env = {k: v for k, v in eventsourcing_env(plain_settings).items() if k != "DATA_KEYS_DIR"}
@@ -176,8 +189,10 @@ def bench_sealing(tmp: Path, n: int) -> None:
             done = per * rounds
             plain_rate, sealed_rate = rate(done, t_plain), rate(done, t_sealed)
             ratio = sealed_rate / plain_rate
-            print(f"{label:<34} {done:>8} {plain_rate:>12.0f}/s {sealed_rate:>12.0f}/s "
-                  f"{ratio:>7.2f}x  (goal >= 0.90x){'' if ratio >= 0.9 else '  MISSED'}")
+            judged = run is single  # the issue's goal: in-process recording, one commit each
+            verdict = (f"  (goal >= 0.90x){'' if ratio >= 0.9 else '  MISSED'}" if judged
+                       else "  (the sealing's own cost, not judged)")
+            print(f"{label:<34} {done:>8} {plain_rate:>12.0f}/s {sealed_rate:>12.0f}/s {ratio:>7.2f}x{verdict}")
     finally:
         plain.close()
         sealed.close()
@@ -535,6 +550,11 @@ def main() -> int:
                 pg_single = bench_recording(
                     "PostgreSQL", postgres_env(url), eventsourcing_env(Settings(Path("."), url)), EVENTS
                 )
+                print()
+                print(f"{'personal data sealed (PostgreSQL)':<34} {'events':>8} {'format 1':>14} "
+                      f"{'format 2':>14} {'ratio':>8}")
+                with tempfile.TemporaryDirectory() as tmp:
+                    bench_sealing(Path(tmp), min(EVENTS, 2_000), database_url=url)
             else:
                 print(f"{'PostgreSQL':<34} (install the PostgreSQL server, or set BENCH_DATABASE_URL="
                       "postgresql://user:pw@host:port/db, to include it)")

@@ -392,14 +392,15 @@ class Server:
 
 
 @contextmanager
-def _postgres_schema(url: str) -> Iterator[str]:
+def postgres_schema(url: str, name: str = "http") -> Iterator[str]:
     """``url`` with a fresh schema (dropped afterwards), unless it names one already."""
-    if "schema=" in url.partition("?")[2]:
+    query = url.partition("?")[2]
+    if "schema=" in query:
         yield url
         return
     import psycopg
 
-    schema = f"bench_http_{uuid.uuid4().hex[:12]}"
+    schema = f"bench_{name}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
@@ -456,7 +457,7 @@ def bench_http(requests: int, single_save_rate: float | None = None, database_ur
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
     servers: list[Server] = []
     try:
-        with (_postgres_schema(database_url) if database_url else _no_schema()) as url, _stopping(servers):
+        with (postgres_schema(database_url) if database_url else _no_schema()) as url, _stopping(servers):
             # The bare server starts while the ledger's data dir and API key are made.
             bare = Server("bare endpoint", [sys.executable, "-m", "bench.bare_app"], tmp / "bare.log")
             servers.append(bare.launch())
