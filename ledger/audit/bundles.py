@@ -42,7 +42,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -927,10 +927,9 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and _dumps(a) == _dumps(b)
 
 
-def _check_line(raw: bytes, index: int, prev: bytes) -> _Line:
-    """Check line ``index + 1`` of events.jsonl (with its newline); ``prev``
-    is the previous line's leaf hash (zeros for the first). Raises _Bad."""
-    body = raw[:-1]
+def _json_line(body: bytes, keys: Sequence[str]) -> dict[str, Any]:
+    """A line of a bundle's JSON Lines file (without its newline): one JSON object with exactly
+    the members ``keys``. Raises _Bad."""
     if not body:
         raise _Bad("empty line")
     if b"\r" in body:
@@ -945,8 +944,15 @@ def _check_line(raw: bytes, index: int, prev: bytes) -> _Line:
         raise _Bad(f"not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise _Bad(f"not a JSON object but {type(obj).__name__}")
-    if set(obj) != set(LINE_KEYS):
-        raise _Bad(f"members are {sorted(obj)}, expected {list(LINE_KEYS)}")
+    if set(obj) != set(keys):
+        raise _Bad(f"members are {sorted(obj)}, expected {list(keys)}")
+    return obj
+
+
+def _check_line(raw: bytes, index: int, prev: bytes) -> _Line:
+    """Check line ``index + 1`` of events.jsonl (with its newline); ``prev``
+    is the previous line's leaf hash (zeros for the first). Raises _Bad."""
+    obj = _json_line(raw[:-1], LINE_KEYS)
 
     stated = obj["leaf_index"]
     if not _is_int(stated):
@@ -1419,21 +1425,7 @@ def _parse_opening(raw: bytes) -> _Opening:
         if len(raw) > MAX_LINE:
             raise _Bad(f"the line is longer than {MAX_LINE} bytes")
         raise _Bad("the line has no newline at its end: the file is truncated")
-    body = raw[:-1]
-    if not body:
-        raise _Bad("empty line")
-    if b"\r" in body:
-        raise _Bad("carriage return in the line (lines end with a newline only)")
-    try:
-        obj = strict_json(body.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise _Bad(f"not valid UTF-8: invalid byte at offset {e.start}") from None
-    except ValueError as e:
-        raise _Bad(f"not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise _Bad(f"not a JSON object but {type(obj).__name__}")
-    if set(obj) != set(OPENING_KEYS):
-        raise _Bad(f"members are {sorted(obj)}, expected {list(OPENING_KEYS)}")
+    obj = _json_line(raw[:-1], OPENING_KEYS)
     index, oid, version, path, salt = (obj[k] for k in OPENING_KEYS[:5])
     if not _is_int(index) or index < 0:
         raise _Bad(f"leaf_index is {_short(index)}, not an integer >= 0")

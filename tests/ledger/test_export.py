@@ -67,6 +67,7 @@ from tests.support.builders import (
     revocation,
     transfer,
 )
+from tests.support.cli import Done, where
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_MD = ROOT / "docs" / "FORMAT.md"
@@ -75,20 +76,6 @@ TRANSFER_TOPIC = "transfer-ledger:TransferRecorded:v1"
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-@dataclass
-class Done:
-    status: int
-    stdout: str
-    stderr: str
-
-    def one_line_error(self) -> str:
-        lines = self.stderr.strip().splitlines()
-        assert len(lines) == 1, self.stderr
-        assert lines[0].startswith("transfer-ledger: error: "), self.stderr
-        assert "Traceback" not in self.stderr
-        return lines[0]
 
 
 def in_process(*args: str) -> Done:
@@ -106,13 +93,6 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
     )
     assert "Traceback" not in done.stderr, done.stderr
     return Done(done.returncode, done.stdout, done.stderr)
-
-
-def where(settings: Settings) -> list[str]:
-    args = ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        args += ["--database-url", settings.database_url]
-    return args
 
 
 def record_scenario(app: TransferLedger) -> list[str]:

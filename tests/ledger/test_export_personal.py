@@ -30,7 +30,7 @@ from ledger.tlog.commitment import commit
 from ledger.tlog.note import Signer
 from tests.support.backends import Backend
 from tests.support.builders import actor, request, transfer
-from tests.support.cli import one_line_error, run
+from tests.support.cli import Done, one_line_error, run, where
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_MD = ROOT / "docs" / "FORMAT.md"
@@ -43,31 +43,10 @@ NL_OFFICER = "Rechercheur Pieter-Jan Hoogendijk"
 ASK_JUSTIFICATION = "INTERPOL notice for the same account 40817810099910004312"
 
 
-@dataclass
-class Done:
-    status: int
-    stdout: str
-    stderr: str
-
-    def one_line_error(self) -> str:
-        lines = self.stderr.strip().splitlines()
-        assert len(lines) == 1, self.stderr
-        assert lines[0].startswith("transfer-ledger: error: "), self.stderr
-        assert "Traceback" not in self.stderr
-        return lines[0]
-
-
 def cli(*args: str, stdin: str | None = None) -> Done:
     """`transfer-ledger ARGS` in this process (the exit status and output are a process's)."""
     result = CliRunner().invoke(cli_app, list(args), input=stdin, catch_exceptions=False)
     return Done(result.exit_code, result.stdout, result.stderr)
-
-
-def where(settings: Settings) -> list[str]:
-    args = ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        args += ["--database-url", settings.database_url]
-    return args
 
 
 @dataclass
