@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, responses
 from api.audit_routes import router as audit_router
+from api.custody_routes import router as custody_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
@@ -223,6 +224,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(router)
     app.include_router(witness_router)
     app.include_router(audit_router)
+    app.include_router(custody_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

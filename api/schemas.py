@@ -21,7 +21,10 @@ from domain.parties import Actor, Official
 from domain.validation import Value
 from domain.values import (
     AcknowledgementDraft,
+    AfterNoticeDraft,
     AuthorizationRequestDraft,
+    ConsentDecisionDraft,
+    ConsentRequestDraft,
     DecisionDraft,
     DecisionSignature,
     ErasureDraft,
@@ -31,6 +34,8 @@ from domain.values import (
     RestrictionDraft,
     RevocationDraft,
     TransferDraft,
+    UseDraft,
+    UseNotice,
     WrittenInstrument,
 )
 
@@ -144,6 +149,26 @@ RestrictionIn = contract(RestrictionDraft, "RestrictionIn", names={Official: Act
 })
 
 
+_ACTOR = {"party": "FR", "authority": "FR/OFAC", "officer": "Cdt Martin"}
+UseNoticeIn = contract(UseNotice, "UseNoticeIn")
+UseIn = contract(UseDraft, "UseIn", names={Official: ActorIn, UseNotice: UseNoticeIn}, example={
+    "proceeding": "FR-PNC-2026-0417", "kind": "evidence-in-proceedings", "used_by": _ACTOR,
+    "description": "subscriber records produced at the hearing of 2026-12-01",
+})
+AfterNoticeIn = contract(AfterNoticeDraft, "AfterNoticeIn", names={Official: ActorIn}, example={
+    "notified_by": _ACTOR,
+})
+ConsentRequestIn = contract(ConsentRequestDraft, "ConsentRequestIn", names={Official: ActorIn}, example={
+    "transfer_id": "0b5c6a4e-3f4d-4b8a-9c1e-2d7f8a9b0c1d", "proceeding": "FR-PNC-2026-0999",
+    "requested_by": _ACTOR, "reasons": "the same account appears in a fraud case",
+})
+ConsentDecisionIn = contract(ConsentDecisionDraft, "ConsentDecisionIn", names={Official: ActorIn}, example={
+    "decision": "granted", "decided_by": {"party": "DE", "authority": "DE/BfJ", "officer": "Dr. Schulz"},
+    "conditions": ["no disclosure to the press"],
+})
+
+
+
 # -- answers ---------------------------------------------------------------------
 
 
@@ -171,6 +196,36 @@ def _erasable(name: str, hint: Any, personal: dict[str, str]) -> Any:
     return hint
 
 
+class UseOut(BaseModel):
+    id: str
+    transfer_id: str
+    proceeding: str
+    kind: str
+    used_by: dict[str, str | ErasedOut]
+    description: str | ErasedOut
+    exculpatory: bool
+    consent_id: str | None = Field(description="The requested Party's consent the use was made under")
+    notice: dict[str, Any] | None = Field(description="An exculpatory use's notice: notified_at (prior), or "
+                                          "prior_impossible and, once given, notified_at, notified_by, leaf_index")
+    used_at: str
+    leaf_index: int | None
+
+
+class ConsentOut(BaseModel):
+    id: str
+    status: str = Field(description="pending, granted or refused")
+    transfer_id: str
+    sender: str = Field(description="The requested Party, which decides (the transfer's sender)")
+    proceeding: str
+    uses: list[str] = Field(description="The kinds of use the consent covers")
+    requested_by: dict[str, str | ErasedOut]
+    reasons: str | ErasedOut
+    requested_at: str
+    leaf_index: int | None
+    decision: dict[str, Any] | None = Field(description="decision, decided_by, conditions, reasons, decided_at, "
+                                            "leaf_index")
+
+
 TransferOut: type[BaseModel] = create_model(
     "TransferOut",
     id=(str, ...),
@@ -185,7 +240,13 @@ TransferOut: type[BaseModel] = create_model(
         "when, the destroyed key ids, its leaf), if erased")),
     restriction=(dict[str, Any] | None, Field(
         default=None, description="Event format 2: the evidence hold on its data (LED art. 16(3)), if any")),
+    uses=(list[UseOut], Field(default_factory=list, description="The recipient's recorded uses of the data "
+                              "(art. 40 §19), in commit order")),
 )
+
+
+class UsePage(BaseModel):
+    items: list[UseOut]
 
 
 class TransferDetailOut(TransferOut):

@@ -15,14 +15,18 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.custody import Consent, inherited_restrictions
 from domain.parties import Actor
 from domain.personal import ACTOR_LOG, SUBJECT_DATA
 from domain.values import (
     AuthorizationRequestDraft,
+    ConsentDecisionDraft,
+    ConsentRequestDraft,
     GrantConditions,
     Handling,
     Purpose,
     TransferDraft,
+    UseDraft,
     format_datetime,
 )
 
@@ -88,6 +92,50 @@ class Transfer(Aggregate):
             }
             aggregate._erasure = None
             aggregate._restriction = None
+            aggregate._uses = []
+
+    class DataUsed(Event):
+        """The recipient used the data received (art. 40 §19): in which proceeding, how, under
+        which consent of the requested Party, with which notice of an exculpatory use."""
+
+        TOPIC = _PREFIX + "TransferDataUsed:v1"
+        ACTING = "used_by"
+        PERSONAL = {"description": SUBJECT_DATA, "used_by.officer": ACTOR_LOG,
+                    "notice.prior_impossible": SUBJECT_DATA}
+        use_id: str
+        proceeding: str
+        kind: str
+        used_by: dict[str, str]
+        description: str
+        exculpatory: bool
+        consent_id: str | None
+        notice: dict[str, Any] | None
+        used_at: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._uses = [*getattr(aggregate, "_uses", []), {
+                "id": self.use_id, "proceeding": self.proceeding, "kind": self.kind, "used_by": self.used_by,
+                "description": self.description, "exculpatory": self.exculpatory, "consent_id": self.consent_id,
+                "notice": self.notice, "used_at": self.used_at, "version": self.originator_version,
+            }]
+
+    class UseNoticeGiven(Event):
+        """The requested Party was told of an exculpatory use after it (art. 40 §19)."""
+
+        TOPIC = _PREFIX + "UseNoticeGiven:v1"
+        ACTING = "notified_by"
+        PERSONAL = {"notified_by.officer": ACTOR_LOG}
+        use_id: str
+        notified_by: dict[str, str]
+        notified_at: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._uses = [
+                {**use, "notice": {**(use["notice"] or {}), "notified_at": self.notified_at,
+                                   "notified_by": self.notified_by, "after_version": self.originator_version}}
+                if use["id"] == self.use_id else use
+                for use in getattr(aggregate, "_uses", [])
+            ]
 
     class PersonalDataErased(Event):
         """The transfer's personal data of one retention class were destroyed (Order 949 §15):
@@ -160,6 +208,9 @@ class Transfer(Aggregate):
         ``parent`` (None for a first transfer) and ``origin``, as the art. 36 §3 rules found them."""
         transfer_id = transfer_id or uuid4()
         handling = draft.handling or Handling()
+        if parent is not None:  # restrictions are inherited and never dropped (domain/custody.py)
+            handling = handling.model_copy(update={"use_restrictions": inherited_restrictions(
+                parent.handling.use_restrictions, handling.use_restrictions)})
         assert draft.transferred_at is not None, "a draft as of a time (TransferDraft.as_of)"
         return cls._create(
             cls.Recorded,
@@ -260,6 +311,28 @@ class Transfer(Aggregate):
         """The evidence hold on the transfer's data, if any."""
         restriction = getattr(self, "_restriction", None)
         return dict(restriction) if restriction else None
+
+    @property
+    def uses(self) -> list[dict[str, Any]]:
+        """The recorded uses of the data, in order (art. 40 §19)."""
+        return [dict(use) for use in getattr(self, "_uses", [])]
+
+    def record_use(self, draft: UseDraft) -> str:
+        """Record a use the rules allowed; its id."""
+        assert draft.used_at is not None, "a draft as of a time (UseDraft.as_of)"
+        use_id = str(uuid4())
+        self.trigger_event(
+            self.DataUsed, use_id=use_id, proceeding=draft.proceeding, kind=draft.kind,
+            used_by=draft.used_by.as_dict(), description=draft.description, exculpatory=draft.exculpatory,
+            consent_id=str(draft.consent_id) if draft.consent_id else None,
+            notice=draft.notice.model_dump(mode="json") if draft.notice else None,
+            used_at=format_datetime(draft.used_at),
+        )
+        return use_id
+
+    def give_use_notice(self, use_id: str, notified_by: Actor, notified_at: datetime) -> None:
+        self.trigger_event(self.UseNoticeGiven, use_id=use_id, notified_by=notified_by.as_dict(),
+                           notified_at=format_datetime(notified_at))
 
     def erase(self, retention_class: str, ground: str, erased_by: Actor, reasons: str,
               key_ids: list[str], erased: list[dict[str, Any]], notify: list[str]) -> None:
@@ -498,6 +571,95 @@ class Authorization(Aggregate):
 
     def record_use(self, transfer_id: UUID) -> None:
         self.trigger_event(self.Used, transfer_id=str(transfer_id))
+
+
+class ConsentRequest(Aggregate):
+    """The recipient's request for the requested Party's consent to use received data in another
+    proceeding, or as evidence under H1 (art. 40 §19); decided once by the transfer's sender,
+    granted with conditions or refused with reasons (art. 40 §25). A consent covers its transfer,
+    its proceeding and the kinds of use it names, nothing else."""
+
+    TOPIC = _PREFIX + "ConsentRequest"
+
+    if TYPE_CHECKING:  # the state its events apply (see Transfer)
+        status: str
+        _request: dict[str, Any]
+        _decision: dict[str, Any] | None
+
+    class Event(Aggregate.Event):
+        TOPIC = _PREFIX + "ConsentRequest.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _PREFIX + "ConsentRequest.Created"
+
+    class Requested(Created):
+        TOPIC = _PREFIX + "ConsentRequested:v1"
+        ACTING = "requested_by"
+        PERSONAL = {"reasons": SUBJECT_DATA, "requested_by.officer": ACTOR_LOG}
+        transfer_id: str
+        sender: str
+        proceeding: str
+        uses: list[str]
+        requested_by: dict[str, str]
+        reasons: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._request = {name: getattr(self, name) for name in type(self).__annotations__}
+            aggregate.status = "pending"
+            aggregate._decision = None
+
+    class Decided(Event):
+        TOPIC = _PREFIX + "ConsentDecided:v1"
+        ACTING = "decided_by"
+        PERSONAL = {"reasons": SUBJECT_DATA, "conditions": SUBJECT_DATA, "decided_by.officer": ACTOR_LOG}
+        decision: str
+        decided_by: dict[str, str]
+        conditions: list[str]
+        reasons: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = self.decision
+            aggregate._decision = {"decision": self.decision, "decided_by": self.decided_by,
+                                   "conditions": self.conditions, "reasons": self.reasons,
+                                   "decided_at": self.timestamp, "version": self.originator_version}
+
+    @classmethod
+    def requested(cls, draft: ConsentRequestDraft, transfer: Transfer) -> ConsentRequest:
+        return cls._create(
+            cls.Requested, id=uuid4(), transfer_id=str(transfer.id), sender=transfer.sender.party,
+            proceeding=draft.proceeding, uses=list(draft.uses), requested_by=draft.requested_by.as_dict(),
+            reasons=draft.reasons,
+        )
+
+    def decide(self, draft: ConsentDecisionDraft) -> None:
+        self.trigger_event(self.Decided, decision=draft.decision, decided_by=draft.decided_by.as_dict(),
+                           conditions=list(draft.conditions) if draft.decision == "granted" else [],
+                           reasons=draft.reasons)
+
+    @property
+    def subject_scope(self) -> UUID:
+        """Whose subject data this aggregate's events hold: the transfer whose use it asks."""
+        return self.transfer_id
+
+    @property
+    def transfer_id(self) -> UUID:
+        return UUID(self._request["transfer_id"])
+
+    @property
+    def sender(self) -> str:
+        return str(self._request["sender"])
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return dict(self._request)
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        return dict(self._decision) if self._decision else None
+
+    def as_rule_input(self) -> Consent:
+        return Consent(str(self.id), self._request["transfer_id"], self.status, self._request["proceeding"],
+                       tuple(self._request["uses"]))
 
 
 class PartyPolicy(Aggregate):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from domain.errors import DomainError, InvalidInput, RuleViolation
 from domain.model import Authorization, Transfer
@@ -25,7 +26,6 @@ from domain.parties import Actor
 from domain.personal import quotable
 from domain.values import (
     AuthorizationRequestDraft,
-    DecisionDraft,
     GrantConditions,
     TransferDraft,
     format_datetime,
@@ -189,8 +189,16 @@ def check_pending(authorization: Authorization) -> None:
         )
 
 
-def check_refusal_reasoned(decision: DecisionDraft) -> None:
-    """Point 4 (art. 40 §25): "any refusal ... shall be reasoned"."""
+class _Decision(Protocol):
+    @property
+    def decision(self) -> str: ...
+    @property
+    def reasons(self) -> str | None: ...
+
+
+def check_refusal_reasoned(decision: _Decision) -> None:
+    """Point 4 (art. 40 §25): "any refusal ... shall be reasoned" (of an authorization or a
+    consent to another use, domain/custody.py)."""
     if decision.decision == "refused" and not decision.reasons:
         raise InvalidInput(
             "a refusal must state its reasons (art. 40 §25)",

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticKnownError
 
+from domain.custody import UseKind, parse_use_restriction
 from domain.errors import InvalidInput
 from domain.parties import Actor, Official, is_plain_text, parse_text
 from domain.personal import ErasureGround
@@ -266,6 +267,10 @@ class Purpose(Value):
         return cls.model_construct(proceeding=data["proceeding"], description=data.get("description"))
 
 
+#: One handling restriction: a code, ``H3: <text>``, or free text (an H3 restriction).
+UseRestriction = Annotated[str, _text(500), AfterValidator(checked(parse_use_restriction))]
+
+
 class Handling(Value):
     """Handling conditions set by the sender (art. 40 §5, §20; art. 36 §3)."""
 
@@ -275,8 +280,10 @@ class Handling(Value):
     written_authorization_required: bool = Field(
         default=False, description="The sender requires onward transfers to be authorized in writing"
     )
-    use_restrictions: tuple[_short_text_items(500), ...] = Field(  # type: ignore[valid-type]
-        default_factory=tuple, max_length=100, strict=False)
+    use_restrictions: tuple[UseRestriction, ...] = Field(
+        default_factory=tuple, max_length=100, strict=False,
+        description="Handling codes: H0, H1, H2, or \"H3: <text>\" (domain/custody.py); other text is an H3 "
+        "restriction as written. An onward transfer carries its parent's restrictions and may add more")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -523,3 +530,76 @@ class AcknowledgementDraft(Value):
     NOUN = "acknowledgement"
 
     acknowledged_by: Official
+
+
+class UseNotice(Value):
+    """The notice to the requested Party of an exculpatory use in another proceeding (art. 40 §19)."""
+
+    NOUN = "notice"
+
+    notified_at: DateTimeText | None = Field(
+        default=None, description="When the requested Party was told (prior notice: not after the use)",
+        json_schema_extra={"format": "date-time"})
+    prior_impossible: OptionalText = Field(
+        default=None, max_length=2000,
+        description="Why prior notice was impossible: the notice is then recorded without delay after the use")
+
+
+class UseDraft(Value):
+    """The recipient records a use of received data (art. 40 §19: specialty)."""
+
+    NOUN = "use"
+
+    proceeding: Annotated[str, _text(200)] = Field(min_length=1, max_length=200,
+                                                   description="The proceeding the data are used in")
+    kind: UseKind
+    used_by: Official
+    description: Text = Field(min_length=1, max_length=2000)
+    exculpatory: bool = Field(default=False, description="The information is exculpatory for a person (art. 40 "
+                              "§19, second sentence): another proceeding needs notice, not consent")
+    consent_id: IdText | None = Field(default=None, description="The requested Party's consent covering this use")
+    notice: UseNotice | None = None
+    used_at: DateTimeText | None = Field(default=None, description="RFC 3339; defaults to the time of recording",
+                                         json_schema_extra={"format": "date-time"})
+
+    def as_of(self, now: datetime) -> Self:
+        if self.used_at is None:
+            return self.model_copy(update={"used_at": now})
+        check_not_in_future(self.used_at, now, "used_at")
+        return self
+
+
+class AfterNoticeDraft(Value):
+    """The notice of an exculpatory use, given after it (art. 40 §19)."""
+
+    NOUN = "notice"
+
+    notified_by: Official
+    notified_at: DateTimeText | None = Field(default=None, description="Defaults to the time of recording",
+                                             json_schema_extra={"format": "date-time"})
+
+
+class ConsentRequestDraft(Value):
+    """The recipient asks the requested Party's consent to use data in another way (art. 40 §19)."""
+
+    NOUN = "consent request"
+
+    transfer_id: IdText = Field(description="The transfer whose data would be used")
+    proceeding: Annotated[str, _text(200)] = Field(min_length=1, max_length=200)
+    requested_by: Official
+    reasons: Text = Field(min_length=1, max_length=2000)
+    uses: tuple[UseKind, ...] = Field(default=("investigation", "evidence-in-proceedings", "disclosure"),
+                                      min_length=1, max_length=3, strict=False,
+                                      description="The kinds of use asked for (all by default)")
+
+
+class ConsentDecisionDraft(Value):
+    """The requested Party grants (with conditions) or refuses (with reasons) a consent (art. 40 §25)."""
+
+    NOUN = "decision"
+
+    decision: Literal["granted", "refused"]
+    decided_by: Official
+    conditions: tuple[_short_text_items(500), ...] = Field(  # type: ignore[valid-type]
+        default_factory=tuple, max_length=50, strict=False, description="Conditions of a grant")
+    reasons: OptionalText = Field(default=None, max_length=2000, description="Required for a refusal")

@@ -87,6 +87,7 @@ from domain.values import (
     format_datetime,
     parse_uuid,
 )
+from ledger.service.custody import CustodyCommands
 from ledger.service.group_commit import GroupCommitter
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
 from ledger.storage.idempotency import (
@@ -219,7 +220,7 @@ def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], Appe
     return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
 
 
-class TransferLedger(Application[UUID]):
+class TransferLedger(CustodyCommands, Application[UUID]):
     """The ledger of transfers and authorizations (art. 36 §3)."""
 
     name = "TransferLedger"
@@ -492,6 +493,12 @@ class TransferLedger(Application[UUID]):
             notice = record.resource_kind.split(":", 1)[1]
             transfer = self._get_transfer(UUID(record.resource_id), "id")
             return record.status_code, next(n for n in self._notices_of(transfer) if n["id"] == notice)
+        if record.resource_kind is not None and record.resource_kind.startswith("use:"):
+            transfer = self._get_transfer(UUID(record.resource_id), "id")
+            return record.status_code, self._use_view(transfer, record.resource_kind.split(":", 1)[1])
+        if record.resource_kind == "consent-request":
+            consent = self.repository.get(UUID(record.resource_id), version=record.resource_version)
+            return record.status_code, self.open_personal(self._consent_fields(consent), consent.id)
         authorization = self.repository.get(UUID(record.resource_id), version=record.resource_version)
         return record.status_code, self._authorization_view(authorization)
 
@@ -1253,6 +1260,7 @@ class TransferLedger(Application[UUID]):
         else:
             view.update(self._leaf(transfer.id, 1))
         erasure, restriction = transfer.erasure, transfer.restriction
+        view["uses"] = self.use_views(transfer)
         view["erasure"] = view["restriction"] = None
         if erasure is not None:
             version = erasure.pop("version")

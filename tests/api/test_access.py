@@ -233,6 +233,56 @@ PARTIES_TO_IT = expectations(
     COMMAND_OTHERS,
 )
 
+def custody(action: str) -> Prepare:
+    """A fresh FR -> INTERPOL transfer: the key's Party records a use of its data, asks consent, gives
+    the notice of an exculpatory use, or (the sender) decides on INTERPOL's consent request."""
+    def prepare(api: Api, w: World, key: str) -> Request:
+        me = key.split("-")[0]
+        me = me if me in PARTIES else "INTERPOL"
+        t = api.transfer("FR", "INTERPOL")
+        if action == "use":
+            return "POST", f"/v1/transfers/{t['id']}/uses", builders.use(me)
+        if action == "consent":
+            return "POST", "/v1/consent-requests", builders.consent_request(t, me)
+        if action == "notice":
+            use = api.ok(api.post(f"/v1/transfers/{t['id']}/uses", builders.use(
+                "INTERPOL", proceeding=builders.OTHER_PROCEEDING, exculpatory=True,
+                notice={"prior_impossible": "same-day hearing"}), "INTERPOL-recorder"), 201)
+            return "POST", f"/v1/transfers/{t['id']}/uses/{use['id']}/notice", {"notified_by": builders.actor(me)}
+        consent = api.ok(api.post("/v1/consent-requests", builders.consent_request(t, "INTERPOL"),
+                                  "INTERPOL-recorder"), 201)
+        return ("POST", f"/v1/consent-requests/{consent['id']}/decision",
+                {"decision": "granted", "decided_by": builders.actor(me)})
+
+    return prepare
+
+
+def consent_on_t2(decided: bool) -> Prepare:
+    def prepare(api: Api, w: World, key: str) -> Request:
+        consent = api.ok(api.post("/v1/consent-requests", builders.consent_request(w.t2, "INTERPOL"),
+                                  "INTERPOL-recorder"), 201)
+        if decided:
+            api.ok(api.post(f"/v1/consent-requests/{consent['id']}/decision",
+                            {"decision": "granted", "decided_by": builders.actor("FR")}, "FR-authority"), 200)
+            return "GET", f"/v1/consent-requests/{consent['id']}/decision", None
+        return "GET", f"/v1/consent-requests/{consent['id']}", None
+
+    return prepare
+
+
+#: The recipient of a transfer FR sent to INTERPOL records uses of its data and asks consent (art. 40 §19).
+RECIPIENT_ACTS = {
+    **{f"{p}-{A}": ROLE for p in PARTIES}, "FR-recorder": (403, "not-the-recipient"),
+    **{f"{p}-{R}": (404, "transfer-not-found") for p in ("DE", "BR", "NL")},
+}
+#: ... and its sender decides on a consent to another use.
+SENDER_DECIDES = expectations(
+    {"FR-authority": 200, "INTERPOL-authority": (403, "consent-decided-by-sender"),
+     **{f"{p}-{A}": (404, "consent-request-not-found") for p in ("DE", "BR", "NL")},
+     **{f"{p}-{R}": ROLE for p in PARTIES}},
+    COMMAND_OTHERS,
+)
+
 ORIGIN_DECIDES = expectations(
     {"DE-authority": 200, "FR-authority": ORIGIN, "INTERPOL-authority": ORIGIN,
      "BR-authority": (404, "authorization-not-found"), "NL-authority": (404, "authorization-not-found"),
@@ -292,6 +342,18 @@ ENDPOINTS = [
     Endpoint("POST /v1/transfers/{id}/erasure (for another Party)",
              lambda api, w, key: on_own_transfer("POST", "erasure", lambda _: erase("INTERPOL"))(api, w, key),
              OWN_TRANSFER, {"FR-authority": PARTY}),
+    Endpoint("POST /v1/transfers/{id}/uses", custody("use"), OWN_TRANSFER,
+             expectations({**RECIPIENT_ACTS, "INTERPOL-recorder": 201}, COMMAND_OTHERS)),
+    Endpoint("GET /v1/transfers/{id}/uses", get(lambda w: f"/v1/transfers/{w.t2['id']}/uses"), TRANSFER_T2,
+             read("transfer-not-found")),
+    Endpoint("POST /v1/transfers/{id}/uses/{id}/notice", custody("notice"), OWN_TRANSFER,
+             expectations({**RECIPIENT_ACTS, "INTERPOL-recorder": 200}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/consent-requests", custody("consent"), OWN_TRANSFER,
+             expectations({**RECIPIENT_ACTS, "INTERPOL-recorder": 201}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/consent-requests/{id}/decision", custody("decide"), OWN_TRANSFER, SENDER_DECIDES),
+    Endpoint("GET /v1/consent-requests/{id}", consent_on_t2(False), TRANSFER_T2, read("consent-request-not-found")),
+    Endpoint("GET /v1/consent-requests/{id}/decision", consent_on_t2(True), TRANSFER_T2,
+             read("consent-request-not-found")),
     Endpoint("GET /v1/events", get(lambda w: "/v1/events"), LEDGER, expectations(
         dict.fromkeys(PARTIES, ROLE),
         {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,

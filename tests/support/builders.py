@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DIGEST = "5d" * 32
 PURPOSE = {"proceeding": "FR-PNC-2026-0417", "description": "ransomware"}
+#: A proceeding other than the one the request stated (art. 40 §19: specialty).
+OTHER_PROCEEDING = "FR-PNC-2026-0999"
 INSTRUMENT = {"reference": "DE-BfJ-2026-114", "sha256": "ab" * 32}
 
 AUTHORITIES = {
@@ -121,6 +123,20 @@ def refuse(by: str, reasons: str = "no proceeding named") -> dict[str, Any]:
 
 def revocation(by: str, reasons: str = "proceeding closed") -> dict[str, Any]:
     return {"revoked_by": actor(by), "reasons": reasons}
+
+
+def use(by: str = "FR", /, **overrides: Any) -> dict[str, Any]:
+    """``by`` (the recipient) used the data it received, in the request's proceeding (art. 40 §19)."""
+    body: dict[str, Any] = {"proceeding": PURPOSE["proceeding"], "kind": "investigation", "used_by": actor(by),
+                            "description": "subscriber data matched to the suspect's account"}
+    return _apply(body, overrides)
+
+
+def consent_request(transfer_: Recorded, by: str = "FR", /, **overrides: Any) -> dict[str, Any]:
+    """``by`` (the recipient) asks the sender's consent to use ``transfer_``'s data in another proceeding."""
+    body: dict[str, Any] = {"transfer_id": _id_of(transfer_), "proceeding": OTHER_PROCEEDING,
+                            "requested_by": actor(by), "reasons": "the same account appears in a fraud case"}
+    return _apply(body, overrides)
 
 
 def granted_chain(ledger: TransferLedger, **conditions: Any) -> tuple[dict[str, Any], dict[str, Any]]:
