@@ -179,14 +179,22 @@ def use_not_consented(use: Use, stated_proceeding: str, codes: Iterable[str], se
     )
 
 
-def check_used_by_recipient(party: str, recipient: str, transfer_id: str, field: str) -> None:
+def use_not_by_recipient(party: str, recipient: str, transfer_id: str, field: str) -> RuleViolation | None:
     """Art. 40 §19: a use of received data is recorded by the Party that received them."""
-    if party != recipient:
-        raise RuleViolation(
-            f"{party} did not receive transfer {transfer_id}: only its recipient {recipient} records "
-            "uses of its data", rule="use-by-recipient-only", field=field, article=ART_40_19,
-            values={"party": party, "recipient": recipient},
-        )
+    if party == recipient:
+        return None
+    return RuleViolation(
+        f"{party} did not receive transfer {transfer_id}: only its recipient {recipient} records "
+        "uses of its data", rule="use-by-recipient-only", field=field, article=ART_40_19,
+        values={"party": party, "recipient": recipient},
+    )
+
+
+def check_used_by_recipient(party: str, recipient: str, transfer_id: str, field: str) -> None:
+    """:func:`use_not_by_recipient`, refused."""
+    violation = use_not_by_recipient(party, recipient, transfer_id, field)
+    if violation is not None:
+        raise violation
 
 
 def exculpatory_notice_problem(use: Use, stated_proceeding: str, prior_notice: datetime | None,

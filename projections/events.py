@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from domain.model import Authorization, PartyPolicy, Transfer
+from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 
 TRANSFER_RECORDED = Transfer.Recorded.TOPIC
 REQUESTED = Authorization.Requested.TOPIC
@@ -33,6 +33,10 @@ WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
 KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
 ERASED = Transfer.PersonalDataErased.TOPIC
 NOTICE_ACKNOWLEDGED = Transfer.NoticeAcknowledged.TOPIC
+DATA_USED = Transfer.DataUsed.TOPIC
+USE_NOTICE_GIVEN = Transfer.UseNoticeGiven.TOPIC
+CONSENT_REQUESTED = ConsentRequest.Requested.TOPIC
+CONSENT_DECIDED = ConsentRequest.Decided.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -52,6 +56,10 @@ class Stamp(msgspec.Struct, gc=False):
     data: str = msgspec.field(name="_data_")
 
 
+class HandlingState(msgspec.Struct, gc=False):
+    use_restrictions: list[str] = []
+
+
 class TransferRecordedState(msgspec.Struct, gc=False):
     sender: Actor
     recipient: Actor
@@ -68,6 +76,7 @@ class TransferRecordedState(msgspec.Struct, gc=False):
     depth: int = 0
     origin_requires_written_form: bool = False
     item_count: int | None = None
+    handling: HandlingState | None = None
 
 
 class RequestedState(msgspec.Struct, gc=False):
@@ -127,6 +136,39 @@ class NoticeAcknowledgedState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class DataUsedState(msgspec.Struct, gc=False):
+    use_id: str
+    proceeding: str
+    kind: str
+    used_by: Actor
+    used_at: str
+    exculpatory: bool = False
+    consent_id: str | None = None
+    notice: dict[str, Any] | None = None  # notified_at, prior_impossible (a commitment in event format 2)
+    timestamp: Stamp | None = None
+
+
+class UseNoticeGivenState(msgspec.Struct, gc=False):
+    use_id: str
+    notified_at: str
+    timestamp: Stamp | None = None
+
+
+class ConsentRequestedState(msgspec.Struct, gc=False):
+    transfer_id: str
+    sender: str
+    proceeding: str
+    uses: list[str]
+    requested_by: Actor
+    timestamp: Stamp | None = None
+
+
+class ConsentDecidedState(msgspec.Struct, gc=False):
+    decision: str
+    decided_by: Actor | None = None
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -135,6 +177,8 @@ _DECODERS: dict[str, Any] = {
         (REFUSED, RefusedState), (REVOKED, RevokedState), (USED, UsedState),
         (POLICY_REGISTERED, PolicyRegisteredState), (WRITTEN_FORM_SET, WrittenFormSetState),
         (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
+        (DATA_USED, DataUsedState), (USE_NOTICE_GIVEN, UseNoticeGivenState),
+        (CONSENT_REQUESTED, ConsentRequestedState), (CONSENT_DECIDED, ConsentDecidedState),
     )
 }
 
@@ -164,6 +208,13 @@ class FeedEvent:
         self.originator_version = originator_version
         self.topic = topic
         self.data = data
+
+
+def evidence(leaf_index: int | None, event: str, ident: str | None, **extra: Any) -> dict[str, Any]:
+    """One leaf a finding rests on."""
+    out: dict[str, Any] = {"leaf_index": leaf_index, "event": event, "id": ident}
+    out.update(extra)
+    return out
 
 
 def norm_time(text: str) -> str:

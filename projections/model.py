@@ -49,6 +49,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import astuple
 
+from domain.custody import HANDLING, restrictions_dropped
 from domain.model import party_policy_id
 from domain.rules import (
     Grant,
@@ -58,6 +59,7 @@ from domain.rules import (
     holder_not_recipient,
     onward_transfer_not_covered,
 )
+from projections.custody import HANDLERS as CUSTODY_HANDLERS
 from projections.events import (
     ERASED,
     GRANTED,
@@ -78,12 +80,14 @@ from projections.events import (
     RevokedState,
     TransferRecordedState,
     Undecodable,
+    evidence,
     norm_time,
     seconds_between,
     time_of,
 )
 
 ART_36_3 = "art. 36 §3"
+ART_40_19 = "art. 40 §19"
 ORDER_949_RETENTION = "Order 949 §12, §15"
 
 #: rule -> (article, title). Every finding names its rule and article.
@@ -101,6 +105,12 @@ RULES: dict[str, tuple[str, str]] = {
     "erasure-notice-unacknowledged": (
         ORDER_949_RETENTION, "A Party told of an erasure has not acknowledged it within the audit deadline"),
     "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
+    "handling-restrictions-dropped": (HANDLING, "Onward transfer without the handling restrictions its parent carried"),
+    "use-without-consent": (ART_40_19, "Use of received data that needed the requested Party's prior consent"),
+    "use-by-other-party": (ART_40_19, "Use of received data recorded by a Party that did not receive them"),
+    "exculpatory-notice-missing": (ART_40_19, "Exculpatory use in another proceeding with neither prior notice nor "
+                                              "a reason why it was impossible"),
+    "exculpatory-notice-overdue": (ART_40_19, "Exculpatory use whose notice after it came late or not at all"),
 }
 
 #: How long a grant's ``valid_until`` is given, in the event's own timestamp, for the
@@ -137,6 +147,7 @@ class TransferRec(msgspec.Struct, gc=False):
     retention_until: str | None  # YYYY-MM-DD
     written_form: int
     item_count: int | None
+    restrictions: str | None = None  # handling.use_restrictions, JSON (None: none)
 
     def row(self) -> tuple[Any, ...]:
         return astuple(self)
@@ -144,6 +155,10 @@ class TransferRec(msgspec.Struct, gc=False):
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> TransferRec:
         return cls(*row)
+
+    @property
+    def restriction_list(self) -> list[str]:
+        return json.loads(self.restrictions) if self.restrictions else []
 
 
 class AuthRec(msgspec.Struct, gc=False):
@@ -229,12 +244,17 @@ class State:
         *,
         load_transfer: Loader | None = None,
         load_authorization: Loader | None = None,
+        consents: dict[str, Any] | None = None,
+        load_consent: Loader | None = None,
     ) -> None:
         self.transfers = transfers
         self.authorizations = authorizations
         self.policies = policies
         self._load_transfer = load_transfer
         self._load_authorization = load_authorization
+        #: Consent requests (projections.custody.ConsentRec) by id, and their loader.
+        self.consents: dict[str, Any] = consents if consents is not None else {}
+        self._load_consent = load_consent
         self.misses = 0
         # changes
         self.new_transfers: list[TransferRec] = []
@@ -244,6 +264,9 @@ class State:
         self.erasures: list[tuple[str, str, str, int]] = []  # transfer, class, erased_at, leaf
         self.notices: list[tuple[str, str, str, str, int]] = []  # id, transfer, party, erased_at, leaf
         self.acknowledgements: list[tuple[str, str, int]] = []  # notice, acknowledged_at, leaf
+        self.dirty_consents: dict[str, Any] = {}
+        self.new_uses: list[tuple[Any, ...]] = []  # projections.custody.USE_COLUMNS
+        self.use_notices: list[tuple[str, str, int]] = []  # use, notified_at, leaf
         self.findings: list[tuple[Any, ...]] = []
         self.stats_transfers: dict[tuple[str, ...], list[int]] = {}
         self.stats_categories: dict[tuple[str, ...], int] = {}
@@ -277,6 +300,20 @@ class State:
             self.misses += 1
             rec = self._load_authorization(authorization_id)
         self.authorizations[authorization_id] = rec
+        return rec
+
+    def consent(self, consent_id: str | None) -> Any:
+        if consent_id is None:
+            return None
+        try:
+            return self.consents[consent_id]
+        except KeyError:
+            pass
+        rec = None
+        if self._load_consent is not None:
+            self.misses += 1
+            rec = self._load_consent(consent_id)
+        self.consents[consent_id] = rec
         return rec
 
     def written_required_by(self, party: str) -> bool:
@@ -317,12 +354,6 @@ FINDING_COLUMNS = (
     "id", "rule", "article", "reason", "leaf_index", "detected_at", "origin", "sender", "recipient",
     "transfer_id", "authorization_id", "detail", "evidence",
 )
-
-
-def evidence(leaf_index: int | None, event: str, ident: str | None, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"leaf_index": leaf_index, "event": event, "id": ident}
-    out.update(extra)
-    return out
 
 
 # -- the events --------------------------------------------------------------------
@@ -390,6 +421,7 @@ def _on_transfer(state: State, ev: FeedEvent) -> None:
         recipient.authority, origin, parent_id, root_id, root_leaf, depth, grant_id, d.legal_basis, categories,
         purpose.proceeding if purpose is not None else None, d.retention_until,
         1 if d.origin_requires_written_form else 0, d.item_count,
+        _dumps(d.handling.use_restrictions).decode() if d.handling and d.handling.use_restrictions else None,
     )
     if parent is None or d.origin != origin or parent.recipient != sender_party or (
         (d.root_transfer_id or tid) != rec.root_id or d.depth != rec.depth
@@ -419,6 +451,17 @@ def _on_transfer(state: State, ev: FeedEvent) -> None:
             )
         if parent is not None:
             _check_flow_after_revocation(state, ev, rec, parent, origin, grant if problem is None else None)
+    if parent is not None and parent.restrictions is not None and parent.restrictions != rec.restrictions:
+        dropped = restrictions_dropped(parent.restriction_list, rec.restriction_list, tid, parent.id)
+        if dropped is not None:
+            state.add_finding(
+                "handling-restrictions-dropped", tid, ev, reason=dropped.rule, detail=dropped.detail,
+                origin=origin, sender=sender_party, recipient=recipient_party, transfer_id=tid,
+                authorization_id=grant_id,
+                evidence=[evidence(rec.leaf_index, "TransferRecorded", tid),
+                          evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent",
+                                   use_restrictions=parent.restriction_list)],
+            )
     if parent is not None and parent.retention_until and at[:10] > parent.retention_until:
         state.add_finding(
             "onward-transfer-after-retention", tid, ev, reason="parent-retention-passed",
@@ -707,4 +750,5 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     WRITTEN_FORM_SET: _on_written_form_set,
     ERASED: _on_erased,
     NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
+    **CUSTODY_HANDLERS,
 }

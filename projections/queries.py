@@ -20,6 +20,7 @@ import statistics as stats_lib
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain.custody import EXCULPATORY_NOTICE_DEADLINE, after_notice_overdue
 from projections.db import Db
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COLUMNS
 
@@ -246,6 +247,42 @@ def _shift(moment: str, seconds: float) -> str:
     return f"{shifted.year:04d}" + shifted.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
+def _exculpatory_notices_overdue(db: Db, now: str, share: str | None) -> list[dict[str, Any]]:
+    """Art. 40 §19: exculpatory uses whose notice after the use came late, or has not come by ``now``
+    (``domain.custody.after_notice_overdue``, the deadline ``EXCULPATORY_NOTICE_DEADLINE``)."""
+    hours = EXCULPATORY_NOTICE_DEADLINE.total_seconds() / 3600
+    out = []
+    rows = db.query(
+        "SELECT u.id, u.transfer_id, u.used_by, u.proceeding, u.used_at, u.leaf_index, n.notified_at, "
+        "n.leaf_index AS notice_leaf, t.origin, t.sender, t.recipient FROM {proj_uses} u "
+        "JOIN {proj_transfers} t ON t.id = u.transfer_id "
+        "LEFT JOIN {proj_use_notices} n ON n.use_id = u.id WHERE u.awaits_notice = 1")
+    moment = datetime.fromisoformat(now)
+    for r in rows:
+        if share is not None and share not in (r["origin"], r["sender"], r["recipient"]):
+            continue
+        used_at = datetime.fromisoformat(r["used_at"])
+        noticed = datetime.fromisoformat(r["notified_at"]) if r["notified_at"] else None
+        if not after_notice_overdue(used_at, noticed, moment):
+            continue
+        proof = [{"leaf_index": int(r["leaf_index"]), "event": "TransferDataUsed", "id": r["transfer_id"],
+                  "use_id": r["id"]}]
+        if noticed is not None:
+            proof.append({"leaf_index": int(r["notice_leaf"]), "event": "UseNoticeGiven", "id": r["transfer_id"],
+                          "use_id": r["id"], "notified_at": r["notified_at"]})
+        told = f"told {r['sender']} only at {r['notified_at']}" if noticed else f"has not told {r['sender']}"
+        out.append(_finding(
+            f"exculpatory-notice-overdue/{r['id']}", "exculpatory-notice-overdue",
+            "notified-late" if noticed else "not-notified", int(r["leaf_index"]),
+            _shift(r["used_at"], EXCULPATORY_NOTICE_DEADLINE.total_seconds()), r["origin"], r["sender"],
+            r["recipient"], r["transfer_id"], None,
+            f"{r['used_by']} used exculpatory information of transfer {r['transfer_id']} in proceeding "
+            f"{r['proceeding']} at {r['used_at']} and {told}, the requested Party; notice is due without delay "
+            f"(within {hours:g} hours)", proof,
+        ))
+    return out
+
+
 def findings(
     db: Db, *, now: str, pending_deadline_days: float = DEFAULT_PENDING_DEADLINE_DAYS,
     share: str | None = None, rule: str | None = None, limit: int = 1000,
@@ -259,7 +296,7 @@ def findings(
     out: list[dict[str, Any]] = []
     party_clause = _share(("origin", "sender", "recipient"), share)
     if rule is None or rule not in ("request-pending-too-long", "retention-period-expired",
-                                    "erasure-notice-unacknowledged"):
+                                    "erasure-notice-unacknowledged", "exculpatory-notice-overdue"):
         where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
         for r in db.query(
             f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
@@ -351,6 +388,8 @@ def findings(
                 f"erased and {'acknowledged it late' if late else 'has not acknowledged it'}; the deadline is "
                 f"{notice_deadline_days:g} days", proof,
             ))
+    if rule in (None, "exculpatory-notice-overdue"):
+        out.extend(_exculpatory_notices_overdue(db, now, share))
     out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
     counts: dict[str, int] = {}
     for f in out:

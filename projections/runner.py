@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+from projections.custody import CONSENT_COLUMNS, USE_COLUMNS, ConsentRec
 from projections.db import (
     DDL_LOCK,
     Db,
@@ -108,6 +109,7 @@ class ProjectionRunner:
         self._ready = False
         self._transfers: dict[str, TransferRec | None] = {}
         self._authorizations: dict[str, AuthRec | None] = {}
+        self._consents: dict[str, ConsentRec | None] = {}
         self._policies: dict[str, PolicyRec] | None = None
         #: The position the cached records stand at (the last batch this runner wrote).
         self._cached_at: int | None = None
@@ -371,6 +373,7 @@ class ProjectionRunner:
     def _forget(self) -> None:
         self._transfers.clear()
         self._authorizations.clear()
+        self._consents.clear()
         self._policies = None
         self._cached_at = None
 
@@ -412,7 +415,8 @@ class ProjectionRunner:
         if want_a:
             self._load_authorizations(want_a)
         return State(transfers, auths, self._policies,
-                     load_transfer=self._load_transfer, load_authorization=self._load_authorization)
+                     load_transfer=self._load_transfer, load_authorization=self._load_authorization,
+                     consents=self._consents, load_consent=self._load_consent)
 
     def _load_transfers(self, ids: Iterable[str]) -> list[TransferRec]:
         loaded = []
@@ -441,6 +445,13 @@ class ProjectionRunner:
                 found[rec.id] = rec
             for ident in chunk:
                 self._authorizations[ident] = found.get(ident)
+
+    def _load_consent(self, ident: str) -> ConsentRec | None:
+        columns = ", ".join(CONSENT_COLUMNS)
+        rows = self.db.rows(f"SELECT {columns} FROM {{proj_consents}} WHERE id = ?", (ident,))
+        rec = ConsentRec.from_row(rows[0]) if rows else None
+        self._consents[ident] = rec
+        return rec
 
     def _load_transfer(self, ident: str) -> TransferRec | None:
         self._load_transfers([ident])
@@ -483,6 +494,11 @@ def prepare_writes(state: State) -> Writes:
         ("proj_notices", ("id", "transfer_id", "party", "erased_at", "leaf_index"), list(state.notices),
          "ON CONFLICT DO NOTHING"),
         ("proj_notice_acks", ("notice_id", "acknowledged_at", "leaf_index"), list(state.acknowledgements),
+         "ON CONFLICT DO NOTHING"),
+        ("proj_consents", CONSENT_COLUMNS, [c.row() for c in state.dirty_consents.values()],
+         upsert_clause(("id",), CONSENT_COLUMNS)),
+        ("proj_uses", USE_COLUMNS, list(state.new_uses), "ON CONFLICT DO NOTHING"),
+        ("proj_use_notices", ("use_id", "notified_at", "leaf_index"), list(state.use_notices),
          "ON CONFLICT DO NOTHING"),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")

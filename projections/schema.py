@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from projections.custody import CONSENT_COLUMNS, USE_COLUMNS
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, TRANSFER_COLUMNS, PolicyRec
 
 
@@ -27,11 +28,14 @@ class ReadModel:
 #: The read models. They are built together (the findings read the lineage and the
 #: registry as they stood at each event), so each is rebuilt with the others.
 MODELS: tuple[ReadModel, ...] = (
-    ReadModel("lineage", 4, ("proj_transfers", "proj_erasures", "proj_notices", "proj_notice_acks"),
+    ReadModel("lineage", 5, ("proj_transfers", "proj_erasures", "proj_notices", "proj_notice_acks"),
               "every transfer with its parent, root, depth and origin: ancestors and descendants; "
               "erasures of their personal data, and the notices of them"),
     ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
               "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
+    ReadModel("custody", 1, ("proj_consents", "proj_uses", "proj_use_notices"),
+              "consent requests of the requested Party and their decisions; uses of received data and the "
+              "notices of exculpatory uses (art. 40 §19)"),
     ReadModel("findings", 1, ("proj_findings",),
               "event-driven compliance findings, each with its rule, article and evidence leaves"),
     ReadModel("statistics", 1, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests"),
@@ -46,6 +50,7 @@ _COLUMN_TYPES = {
     "item_count": "BIGINT",
     "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
     "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
+    "exculpatory": "INTEGER", "awaits_notice": "INTEGER",
     "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",
 }
 _NOT_NULL = {"id", "leaf_index", "status", "rule"}
@@ -91,6 +96,17 @@ TABLES: dict[str, list[str]] = {
     ],
     "proj_policies": [
         f"CREATE TABLE IF NOT EXISTS {{proj_policies}} ({_columns(PolicyRec.COLUMNS, 'party')})",
+    ],
+    "proj_consents": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_consents}} ({_columns(CONSENT_COLUMNS, 'id')})",
+    ],
+    "proj_uses": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_uses}} ({_columns(USE_COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_uses_transfer ON {proj_uses} (transfer_id)",
+    ],
+    "proj_use_notices": [
+        "CREATE TABLE IF NOT EXISTS {proj_use_notices} (use_id TEXT PRIMARY KEY, notified_at TEXT NOT NULL, "
+        "leaf_index BIGINT NOT NULL)",
     ],
     "proj_findings": [
         f"CREATE TABLE IF NOT EXISTS {{proj_findings}} ({_columns(FINDING_COLUMNS, 'id')})",

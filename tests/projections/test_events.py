@@ -14,13 +14,13 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import msgspec
 import pytest
 
-from domain.model import Authorization, PartyPolicy, Transfer
+from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 from projections import events
 from tests.support.builders import record
 
 DOMAIN_EVENTS = {
     cls.TOPIC: cls
-    for aggregate in (Transfer, Authorization, PartyPolicy)
+    for aggregate in (Transfer, Authorization, ConsentRequest, PartyPolicy)
     for cls in vars(aggregate).values()
     if isinstance(cls, type) and hasattr(cls, "TOPIC") and ":v" in cls.TOPIC
 }
