@@ -218,6 +218,9 @@ class ConsentOut(BaseModel):
     sender: str = Field(description="The requested Party, which decides (the transfer's sender)")
     proceeding: str
     uses: list[str] = Field(description="The kinds of use the consent covers")
+    recipient: dict[str, Any] | None = Field(description="H2: the Party the data may be passed on to; null for a "
+                                             "consent to use them")
+    transfers: list[str] = Field(description="Ids of the onward transfers made under it (H2)")
     requested_by: dict[str, str | ErasedOut]
     reasons: str | ErasedOut
     requested_at: str

@@ -128,6 +128,7 @@ class Consent:
     status: str  # pending, granted, refused
     proceeding: str
     uses: tuple[str, ...]  # the kinds of use it covers
+    recipient: str | None = None  # set for a consent to pass the data on (H2), not to use them
 
 
 def consent_reasons(use: Use, stated_proceeding: str, codes: Iterable[str]) -> list[str]:
@@ -163,6 +164,8 @@ def use_not_consented(use: Use, stated_proceeding: str, codes: Iterable[str], se
         problem = "no consent was named (consent_id)"
     elif consent.transfer_id != use.transfer_id:
         problem = f"consent {consent.id} concerns transfer {consent.transfer_id}, not {use.transfer_id}"
+    elif consent.recipient is not None:
+        problem = f"consent {consent.id} is to pass the data on to {consent.recipient}, not to use them"
     elif consent.status != "granted":
         problem = f"consent request {consent.id} is {consent.status}"
     elif consent.proceeding != use.proceeding:
@@ -187,6 +190,38 @@ def use_not_by_recipient(party: str, recipient: str, transfer_id: str, field: st
         f"{party} did not receive transfer {transfer_id}: only its recipient {recipient} records "
         "uses of its data", rule="use-by-recipient-only", field=field, article=ART_40_19,
         values={"party": party, "recipient": recipient},
+    )
+
+
+def onward_transfer_not_consented(codes: Iterable[str], provider: str, origin: str, recipient: str,
+                                  proceeding: str, parent_id: str, consent: Consent | None) -> RuleViolation | None:
+    """H2 (no dissemination without the provider's permission): an onward transfer of data that
+    carry H2 needs the consent of the Party that sent them to the holder (``provider``), besides
+    the origin's authorization under art. 36 §3. None is needed to give the data back to the
+    provider, nor when the provider is the origin (its authorization is that permission)."""
+    if "H2" not in set(codes) or recipient == provider or provider == origin:
+        return None
+    values: dict[str, Any] = {"provider": provider, "recipient": recipient, "proceeding": proceeding}
+    if consent is None:
+        problem = "no consent was named (consent_id)"
+    elif consent.transfer_id != parent_id:
+        problem = f"consent {consent.id} concerns transfer {consent.transfer_id}, not {parent_id}"
+    elif consent.status != "granted":
+        problem = f"consent request {consent.id} is {consent.status}"
+    elif consent.recipient != recipient:
+        problem = (f"consent {consent.id} is to pass the data on to {consent.recipient}, not to {recipient}"
+                   if consent.recipient else f"consent {consent.id} is for a use, not to pass the data on")
+    elif consent.proceeding != proceeding:
+        problem = f"consent {consent.id} covers proceeding {consent.proceeding!r} only"
+    else:
+        return None
+    if consent is not None:
+        values["consent_id"] = consent.id
+    return RuleViolation(
+        f"the data of transfer {parent_id} carry H2 (no dissemination without the provider's permission): "
+        f"passing them on to {recipient} needs the consent of {provider}, which sent them, besides the origin's "
+        f"authorization; {problem}",
+        rule="h2-consent-required", field="consent_id", article=HANDLING, values=values,
     )
 
 

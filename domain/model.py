@@ -583,6 +583,7 @@ class ConsentRequest(Aggregate):
 
     if TYPE_CHECKING:  # the state its events apply (see Transfer)
         status: str
+        transfers: list[str]
         _request: dict[str, Any]
         _decision: dict[str, Any] | None
 
@@ -600,6 +601,7 @@ class ConsentRequest(Aggregate):
         sender: str
         proceeding: str
         uses: list[str]
+        recipient: dict[str, str] | None
         requested_by: dict[str, str]
         reasons: str
 
@@ -607,6 +609,7 @@ class ConsentRequest(Aggregate):
             aggregate._request = {name: getattr(self, name) for name in type(self).__annotations__}
             aggregate.status = "pending"
             aggregate._decision = None
+            aggregate.transfers = []
 
     class Decided(Event):
         TOPIC = _PREFIX + "ConsentDecided:v1"
@@ -623,13 +626,26 @@ class ConsentRequest(Aggregate):
                                    "conditions": self.conditions, "reasons": self.reasons,
                                    "decided_at": self.timestamp, "version": self.originator_version}
 
+    class Used(Event):
+        """An onward transfer of H2 data was made under the consent (saved with it, before it)."""
+
+        TOPIC = _PREFIX + "ConsentUsed:v1"
+        transfer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.transfers = [*getattr(aggregate, "transfers", []), self.transfer_id]
+
     @classmethod
     def requested(cls, draft: ConsentRequestDraft, transfer: Transfer) -> ConsentRequest:
         return cls._create(
             cls.Requested, id=uuid4(), transfer_id=str(transfer.id), sender=transfer.sender.party,
-            proceeding=draft.proceeding, uses=list(draft.uses), requested_by=draft.requested_by.as_dict(),
-            reasons=draft.reasons,
+            proceeding=draft.proceeding, uses=list(draft.uses),
+            recipient=draft.recipient.as_dict() if draft.recipient else None,
+            requested_by=draft.requested_by.as_dict(), reasons=draft.reasons,
         )
+
+    def record_use(self, transfer_id: UUID) -> None:
+        self.trigger_event(self.Used, transfer_id=str(transfer_id))
 
     def decide(self, draft: ConsentDecisionDraft) -> None:
         self.trigger_event(self.Decided, decision=draft.decision, decided_by=draft.decided_by.as_dict(),
@@ -658,8 +674,9 @@ class ConsentRequest(Aggregate):
         return dict(self._decision) if self._decision else None
 
     def as_rule_input(self) -> Consent:
+        recipient = self._request.get("recipient")
         return Consent(str(self.id), self._request["transfer_id"], self.status, self._request["proceeding"],
-                       tuple(self._request["uses"]))
+                       tuple(self._request["uses"]), recipient["party"] if recipient else None)
 
 
 class PartyPolicy(Aggregate):

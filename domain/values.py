@@ -393,6 +393,9 @@ class TransferDraft(Value):
     authorization_id: IdText | None = Field(
         default=None, description="The origin's grant covering this onward transfer"
     )
+    consent_id: IdText | None = Field(
+        default=None, description="For an onward transfer of H2 data: the consent of the Party that sent them "
+        "to the holder (a consent request naming this recipient)")
 
     @classmethod
     def parse(cls, value: Any, field: str | None = None, *, now: datetime | None = None) -> Self:
@@ -591,6 +594,8 @@ class ConsentRequestDraft(Value):
     uses: tuple[UseKind, ...] = Field(default=("investigation", "evidence-in-proceedings", "disclosure"),
                                       min_length=1, max_length=3, strict=False,
                                       description="The kinds of use asked for (all by default)")
+    recipient: Actor | None = Field(default=None, description="H2: the Party the holder would pass the data on "
+                                    "to; the consent is then to pass them on (in this proceeding), not to use them")
 
 
 class ConsentDecisionDraft(Value):

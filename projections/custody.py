@@ -10,6 +10,10 @@ Findings raised here, each by the very function the application refuses with
 ``use-by-other-party`` (art. 40 §19)
     a use recorded by a Party that is not the transfer's recipient
     (``domain.custody.use_not_by_recipient``);
+``onward-transfer-without-h2-consent`` (handling code H2)
+    an onward transfer of data carrying H2, by a holder that did not get them
+    from their origin, without a granted consent of the Party that sent them
+    (``domain.custody.onward_transfer_not_consented``);
 ``exculpatory-notice-missing`` (art. 40 §19)
     an exculpatory use in another proceeding with neither prior notice nor
     the reason it was impossible (``domain.custody.exculpatory_notice_problem``).
@@ -34,16 +38,19 @@ from domain.custody import (
     Use,
     exculpatory_notice_problem,
     handling_codes,
+    onward_transfer_not_consented,
     use_not_by_recipient,
     use_not_consented,
 )
 from projections.events import (
     CONSENT_DECIDED,
     CONSENT_REQUESTED,
+    CONSENT_USED,
     DATA_USED,
     USE_NOTICE_GIVEN,
     ConsentDecidedState,
     ConsentRequestedState,
+    ConsentUsedState,
     DataUsedState,
     FeedEvent,
     UseNoticeGivenState,
@@ -67,6 +74,7 @@ class ConsentRec(msgspec.Struct, gc=False):
     uses: str  # comma-separated kinds of use
     requested_leaf: int
     decided_leaf: int | None = None
+    recipient: str | None = None  # H2: a consent to pass the data on to this Party
 
     def row(self) -> tuple[Any, ...]:
         return astuple(self)
@@ -76,7 +84,8 @@ class ConsentRec(msgspec.Struct, gc=False):
         return cls(*row)
 
     def as_rule_input(self) -> Consent:
-        return Consent(self.id, self.transfer_id, self.status, self.proceeding, tuple(self.uses.split(",")))
+        return Consent(self.id, self.transfer_id, self.status, self.proceeding, tuple(self.uses.split(",")),
+                       self.recipient)
 
 
 CONSENT_COLUMNS: tuple[str, ...] = ConsentRec.__struct_fields__
@@ -94,7 +103,7 @@ def _parties(transfer: TransferRec | None) -> dict[str, str | None]:
 def _on_consent_requested(state: State, ev: FeedEvent) -> None:
     d: ConsentRequestedState = ev.data
     rec = ConsentRec(ev.originator_id, d.transfer_id, d.sender, d.requested_by.party, "pending", d.proceeding,
-                     ",".join(d.uses), ev.leaf_index)
+                     ",".join(d.uses), ev.leaf_index, None, d.recipient.party if d.recipient else None)
     state.consents[rec.id] = rec
     state.dirty_consents[rec.id] = rec
 
@@ -143,6 +152,34 @@ def _on_data_used(state: State, ev: FeedEvent) -> None:
                           **_parties(transfer), transfer_id=tid, evidence=proof + extra)
 
 
+def _on_consent_used(state: State, ev: FeedEvent) -> None:
+    """The consent an onward transfer of H2 data is made under: its leaf comes just before the
+    transfer's (saved together), which :func:`h2_problem` reads."""
+    d: ConsentUsedState = ev.data
+    state.consent_uses[d.transfer_id] = ev.originator_id
+
+
+def h2_problem(state: State, ev: FeedEvent, rec: TransferRec, parent: TransferRec) -> None:
+    """H2: an onward transfer of H2 data without the consent of the Party that sent them to the holder
+    (``domain.custody.onward_transfer_not_consented``), as a finding."""
+    codes = handling_codes(parent.restriction_list)
+    if "H2" not in codes:
+        return
+    consent = state.consent(state.consent_uses.pop(rec.id, None))
+    violation = onward_transfer_not_consented(codes, parent.sender, rec.origin, rec.recipient, rec.proceeding or "",
+                                              parent.id, consent.as_rule_input() if consent is not None else None)
+    if violation is None:
+        return
+    proof = [evidence(rec.leaf_index, "TransferRecorded", rec.id),
+             evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent", use_restrictions=codes)]
+    if consent is not None:
+        proof.append(evidence(consent.requested_leaf, "ConsentRequested", consent.id, role="consent",
+                              status=consent.status))
+    state.add_finding("onward-transfer-without-h2-consent", rec.id, ev, reason=violation.rule,
+                      detail=violation.detail, **_parties(rec), transfer_id=rec.id,
+                      authorization_id=rec.authorization_id, evidence=proof)
+
+
 def _on_use_notice(state: State, ev: FeedEvent) -> None:
     d: UseNoticeGivenState = ev.data
     state.use_notices.append((d.use_id, norm_time(d.notified_at), ev.leaf_index))
@@ -151,6 +188,7 @@ def _on_use_notice(state: State, ev: FeedEvent) -> None:
 HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     CONSENT_REQUESTED: _on_consent_requested,
     CONSENT_DECIDED: _on_consent_decided,
+    CONSENT_USED: _on_consent_used,
     DATA_USED: _on_data_used,
     USE_NOTICE_GIVEN: _on_use_notice,
 }

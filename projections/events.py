@@ -37,6 +37,7 @@ DATA_USED = Transfer.DataUsed.TOPIC
 USE_NOTICE_GIVEN = Transfer.UseNoticeGiven.TOPIC
 CONSENT_REQUESTED = ConsentRequest.Requested.TOPIC
 CONSENT_DECIDED = ConsentRequest.Decided.TOPIC
+CONSENT_USED = ConsentRequest.Used.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -160,7 +161,12 @@ class ConsentRequestedState(msgspec.Struct, gc=False):
     proceeding: str
     uses: list[str]
     requested_by: Actor
+    recipient: Actor | None = None
     timestamp: Stamp | None = None
+
+
+class ConsentUsedState(msgspec.Struct, gc=False):
+    transfer_id: str
 
 
 class ConsentDecidedState(msgspec.Struct, gc=False):
@@ -179,6 +185,7 @@ _DECODERS: dict[str, Any] = {
         (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
         (DATA_USED, DataUsedState), (USE_NOTICE_GIVEN, UseNoticeGivenState),
         (CONSENT_REQUESTED, ConsentRequestedState), (CONSENT_DECIDED, ConsentDecidedState),
+        (CONSENT_USED, ConsentUsedState),
     )
 }
 

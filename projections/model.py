@@ -60,6 +60,7 @@ from domain.rules import (
     onward_transfer_not_covered,
 )
 from projections.custody import HANDLERS as CUSTODY_HANDLERS
+from projections.custody import h2_problem
 from projections.events import (
     ERASED,
     GRANTED,
@@ -106,6 +107,8 @@ RULES: dict[str, tuple[str, str]] = {
         ORDER_949_RETENTION, "A Party told of an erasure has not acknowledged it within the audit deadline"),
     "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
     "handling-restrictions-dropped": (HANDLING, "Onward transfer without the handling restrictions its parent carried"),
+    "onward-transfer-without-h2-consent": (HANDLING, "Onward transfer of H2 data without the consent of the Party "
+                                                     "that sent them"),
     "use-without-consent": (ART_40_19, "Use of received data that needed the requested Party's prior consent"),
     "use-by-other-party": (ART_40_19, "Use of received data recorded by a Party that did not receive them"),
     "exculpatory-notice-missing": (ART_40_19, "Exculpatory use in another proceeding with neither prior notice nor "
@@ -265,6 +268,7 @@ class State:
         self.notices: list[tuple[str, str, str, str, int]] = []  # id, transfer, party, erased_at, leaf
         self.acknowledgements: list[tuple[str, str, int]] = []  # notice, acknowledged_at, leaf
         self.dirty_consents: dict[str, Any] = {}
+        self.consent_uses: dict[str, str] = {}  # transfer -> the consent its H2 onward transfer was made under
         self.new_uses: list[tuple[Any, ...]] = []  # projections.custody.USE_COLUMNS
         self.use_notices: list[tuple[str, str, int]] = []  # use, notified_at, leaf
         self.findings: list[tuple[Any, ...]] = []
@@ -462,6 +466,8 @@ def _on_transfer(state: State, ev: FeedEvent) -> None:
                           evidence(parent.leaf_index, "TransferRecorded", parent.id, role="parent",
                                    use_restrictions=parent.restriction_list)],
             )
+    if parent is not None:
+        h2_problem(state, ev, rec, parent)
     if parent is not None and parent.retention_until and at[:10] > parent.retention_until:
         state.add_finding(
             "onward-transfer-after-retention", tid, ev, reason="parent-retention-passed",

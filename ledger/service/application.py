@@ -521,16 +521,19 @@ class TransferLedger(CustodyCommands, Application[UUID]):
         parent = self._parent_of(draft)
         origin = origin_of(draft.sender.party, parent)
         authorization = self._authorization_for(draft, parent, origin, now)
+        consent = self.provider_consent_for(draft, parent, origin)
         transfer = Transfer.record(draft, parent, origin)
         if authorization is not None:
             # Saved with the transfer: if a revocation or the grant's last use
             # commits first, the grant's version has moved and the save fails.
             authorization.record_use(transfer.id)
+        if consent is not None:
+            consent.record_use(transfer.id)  # its leaf comes before the transfer's (projections.custody)
 
         def respond(leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
             return self._transfer_view(transfer, leaves[(str(transfer.id), 1)])
 
-        return self._prepared(transfer, authorization, resource=transfer, kind="transfer",
+        return self._prepared(consent, transfer, authorization, resource=transfer, kind="transfer",
                               idempotency=idempotency, respond=respond)
 
     def request_authorization(

@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.custody import (
+    HANDLING,
     Use,
     check_consent_decided_by_sender,
     check_consent_pending,
@@ -23,6 +24,7 @@ from domain.custody import (
     check_used_by_recipient,
     exculpatory_notice_problem,
     handling_codes,
+    onward_transfer_not_consented,
     use_not_consented,
 )
 from domain.errors import InvalidInput, NotFound, RuleViolation
@@ -33,6 +35,7 @@ from domain.values import (
     AfterNoticeDraft,
     ConsentDecisionDraft,
     ConsentRequestDraft,
+    TransferDraft,
     UseDraft,
     check_not_in_future,
     format_datetime,
@@ -152,6 +155,31 @@ class CustodyCommands:
             return appended.leaf_index
         return self._leaf(aggregate_id, version)["leaf_index"]  # type: ignore[attr-defined,no-any-return]
 
+    # -- H2: the provider's consent to an onward transfer --------------------------
+
+    def provider_consent_for(self, draft: TransferDraft, parent: Transfer | None, origin: str
+                             ) -> ConsentRequest | None:
+        """The consent an onward transfer of H2 data needs from the Party that sent them to the
+        holder (``domain.custody.onward_transfer_not_consented``), loaded; None when none is needed."""
+        consent = self._get_consent(draft.consent_id, "consent_id") if draft.consent_id else None
+        if parent is None:
+            if consent is not None:
+                raise InvalidInput("consent_id given, but a first transfer needs no consent", rule="consent-not-needed",
+                                   field="consent_id", article=HANDLING)
+            return None
+        codes = handling_codes(parent.handling.use_restrictions)
+        refuse(onward_transfer_not_consented(
+            codes, parent.sender.party, origin, draft.recipient.party, draft.purpose.proceeding, str(parent.id),
+            consent.as_rule_input() if consent else None))
+        needed = onward_transfer_not_consented(codes, parent.sender.party, origin, draft.recipient.party,
+                                               draft.purpose.proceeding, str(parent.id), None) is not None
+        if consent is not None and not needed:
+            raise InvalidInput(
+                f"consent_id given, but this onward transfer needs no consent of {parent.sender.party} (H2 applies "
+                "only to data carrying it, passed on by a holder that did not get them from their origin)",
+                rule="consent-not-needed", field="consent_id", article=HANDLING)
+        return consent
+
     # -- consent requests ----------------------------------------------------------
 
     def request_consent(self, data: Any, *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
@@ -215,6 +243,7 @@ class CustodyCommands:
         out = {
             "id": str(consent.id), "status": consent.status, "transfer_id": request["transfer_id"],
             "sender": request["sender"], "proceeding": request["proceeding"], "uses": list(request["uses"]),
+            "recipient": request.get("recipient"), "transfers": list(getattr(consent, "transfers", [])),
             "requested_by": request["requested_by"], "reasons": request["reasons"],
             "requested_at": format_datetime(consent.created_on), "leaf_index": None, "decision": None,
         }

@@ -200,3 +200,53 @@ def test_a_retried_use_with_its_idempotency_key_is_recorded_once(module_api: Api
                               idem="fr-consent-1"), 201)
     assert api.ok(api.post("/v1/consent-requests", builders.consent_request(t), "FR-recorder",
                            idem="fr-consent-1"), 201) == consent
+
+
+def _h2_chain(api: Api) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """DE sends FR data carrying H2; FR passes them to INTERPOL under DE's grant (FR got them from
+    their origin: DE's grant is the provider's permission); DE grants INTERPOL's request to pass
+    them on to BR."""
+    root = api.transfer("DE", "FR", handling={"use_restrictions": ["H2"]})
+    t2 = api.onward("FR", "INTERPOL", root, api.grant(api.request("FR", "INTERPOL", root)))
+    assert t2["handling"]["use_restrictions"] == ["H2"]
+    return root, t2, api.grant(api.request("INTERPOL", "BR", t2))
+
+
+def test_h2_data_are_passed_on_only_with_the_consent_of_who_sent_them(module_api: Api) -> None:
+    api = module_api
+    _, t2, a2 = _h2_chain(api)
+    size = api.tree_size()
+    out = problem(api.post("/v1/transfers", builders.onward("INTERPOL", "BR", t2, a2), "INTERPOL-recorder"), 409,
+                  "h2-consent-required")
+    assert "needs the consent of FR" in out["detail"] and out["field"] == "consent_id"
+    assert api.tree_size() == size
+    ask = builders.consent_request(t2, "INTERPOL", proceeding=builders.PURPOSE["proceeding"],
+                                   recipient=builders.actor("BR", officer=None))
+    consent = api.ok(api.post("/v1/consent-requests", ask, "INTERPOL-recorder"), 201)
+    assert consent["sender"] == "FR" and consent["recipient"] == {"party": "BR", "authority": "BR/PF"}
+    problem(api.post("/v1/transfers", builders.onward("INTERPOL", "BR", t2, a2, consent_id=consent["id"]),
+                     "INTERPOL-recorder"), 409, "h2-consent-required")  # still pending
+    api.ok(api.post(f"/v1/consent-requests/{consent['id']}/decision",
+                    {"decision": "granted", "decided_by": builders.actor("FR")}, "FR-authority"), 200)
+    t3 = api.ok(api.post("/v1/transfers", builders.onward("INTERPOL", "BR", t2, a2, consent_id=consent["id"]),
+                         "INTERPOL-recorder"), 201)
+    assert t3["handling"]["use_restrictions"] == ["H2"]
+    read = api.ok(api.get(f"/v1/consent-requests/{consent['id']}", "FR-recorder"), 200)
+    assert read["transfers"] == [t3["id"]] and read["leaf_index"] < t3["leaf_index"]
+    # a consent to pass the data on is not a consent to use them in another proceeding
+    out = problem(_use(api, t2, builders.use("INTERPOL", proceeding=OTHER_PROCEEDING, consent_id=consent["id"]),
+                       "INTERPOL-recorder"), 409, "specialty-consent-required")
+    assert "to pass the data on to BR, not to use them" in out["detail"]
+
+
+def test_h2_needs_no_consent_to_give_the_data_back_or_when_none_applies(module_api: Api) -> None:
+    api = module_api
+    root, t2, _ = _h2_chain(api)
+    back = api.grant(api.request("INTERPOL", "FR", t2))
+    api.onward("INTERPOL", "FR", t2, back)  # back to the Party that sent them
+    plain = api.transfer("DE", "FR")
+    hop = api.onward("FR", "INTERPOL", plain, api.grant(api.request("FR", "INTERPOL", plain)))
+    consent = _consent(api, plain)
+    out = problem(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", plain, api.grant(
+        api.request("FR", "INTERPOL", plain)), consent_id=consent["id"]), "FR-recorder"), 422, "consent-not-needed")
+    assert out["field"] == "consent_id" and hop["handling"]["use_restrictions"] == []

@@ -17,6 +17,7 @@ from domain.custody import (
     handling_code,
     handling_codes,
     inherited_restrictions,
+    onward_transfer_not_consented,
     parse_use_restriction,
     restrictions_dropped,
     use_not_by_recipient,
@@ -150,3 +151,22 @@ def test_a_notice_after_the_use_is_due_within_the_deadline() -> None:
     assert after_notice_overdue(USED_AT, USED_AT + timedelta(hours=25), USED_AT + timedelta(days=9))
     assert not after_notice_overdue(USED_AT, None, USED_AT + timedelta(hours=23))
     assert after_notice_overdue(USED_AT, None, USED_AT + timedelta(hours=25))
+
+
+@pytest.mark.parametrize(("codes", "provider", "recipient", "consent", "needed", "says"), [
+    ((), "FR", "BR", None, False, ""),
+    (("H2",), "DE", "BR", None, False, ""),  # the provider is the origin: its authorization is the permission
+    (("H2",), "FR", "FR", None, False, ""),  # back to the provider
+    (("H2",), "FR", "BR", None, True, "no consent was named"),
+    (("H2",), "FR", "BR", _consent(proceeding=STATED, transfer_id="t1"), True, "is for a use"),
+    (("H2",), "FR", "BR", Consent("c1", "t1", "granted", STATED, (), "NL"), True, "not to BR"),
+    (("H2",), "FR", "BR", Consent("c1", "t1", "pending", STATED, (), "BR"), True, "is pending"),
+    (("H2",), "FR", "BR", Consent("c1", "t1", "granted", OTHER, (), "BR"), True, "covers proceeding"),
+    (("H2",), "FR", "BR", Consent("c1", "t1", "granted", STATED, (), "BR"), False, ""),
+])
+def test_h2_data_are_passed_on_with_the_providers_consent(codes: tuple[str, ...], provider: str, recipient: str,
+                                                          consent: Consent | None, needed: bool, says: str) -> None:
+    violation = onward_transfer_not_consented(codes, provider, "DE", recipient, STATED, "t1", consent)
+    assert (violation is not None) == needed
+    if violation is not None:
+        assert violation.rule == "h2-consent-required" and says in violation.detail

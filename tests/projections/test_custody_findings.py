@@ -17,7 +17,7 @@ from tests.support.builders import OTHER_PROCEEDING
 from tests.support.world import around, dump
 
 CUSTODY_RULES = {"use-without-consent", "use-by-other-party", "exculpatory-notice-missing",
-                 "exculpatory-notice-overdue", "handling-restrictions-dropped"}
+                 "exculpatory-notice-overdue", "handling-restrictions-dropped", "onward-transfer-without-h2-consent"}
 
 
 def around_use(ledger: TransferLedger, transfer_id: str, by: str = "FR", **fields: Any) -> str:
@@ -152,3 +152,26 @@ def test_custody_findings_are_the_same_live_rebuilt_and_replayed(ledger: Transfe
         assert dump(replayed.db) == dump(runner.db)
     finally:
         replayed.close()
+
+
+def test_h2_data_passed_on_without_the_providers_consent(ledger: TransferLedger, runner: ProjectionRunner) -> None:
+    root = ledger.record_transfer(builders.transfer("DE", "FR", handling={"use_restrictions": ["H2"]}))
+    a1 = ledger.decide(ledger.request_authorization(builders.request("FR", "INTERPOL", root))["id"],
+                       builders.grant("DE"))
+    t2 = ledger.record_transfer(builders.onward("FR", "INTERPOL", root, a1))
+    a2 = ledger.decide(ledger.request_authorization(builders.request("INTERPOL", "BR", t2))["id"],
+                       builders.grant("DE"))
+    h2 = {"confidential": False, "written_authorization_required": False, "use_restrictions": ["H2"]}
+    forged = around(ledger, "INTERPOL", "BR", t2, a2["id"], handling=h2)
+    f = one(custody_findings(runner), rule="onward-transfer-without-h2-consent")
+    assert f["transfer_id"] == forged and f["reason"] == "h2-consent-required"
+    assert "needs the consent of FR" in f["detail"] and f["evidence"][1]["id"] == t2["id"]
+    # the application's own onward transfer under FR's consent raises none
+    consent = ledger.request_consent(builders.consent_request(t2, "INTERPOL", proceeding=builders.PURPOSE["proceeding"],
+                                                              recipient=builders.actor("BR", officer=None)))
+    ledger.decide_consent(consent["id"], {"decision": "granted", "decided_by": builders.actor("FR")})
+    a3 = ledger.decide(ledger.request_authorization(builders.request("INTERPOL", "BR", t2))["id"],
+                       builders.grant("DE"))
+    ledger.record_transfer(builders.onward("INTERPOL", "BR", t2, a3, consent_id=consent["id"]))
+    assert [x["transfer_id"] for x in custody_findings(runner) if x["rule"] == "onward-transfer-without-h2-consent"] \
+        == [forged]
