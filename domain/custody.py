@@ -100,6 +100,16 @@ def restrictions_dropped(parent: Sequence[str], child: Sequence[str], transfer_i
     )
 
 
+# -- confidentiality (art. 40 §20) -----------------------------------------------------
+
+
+def transfer_readers(sender: str, recipient: str, origin: str, confidential: bool) -> set[str]:
+    """The Parties that may read a transfer: its sender, recipient and origin; for a confidential
+    one (art. 40 §20, ``handling.confidential``) its sender and recipient only. Auditors read it too
+    (their share is judged by the read models, not here)."""
+    return {sender, recipient} if confidential else {sender, recipient, origin}
+
+
 # -- uses and specialty (art. 40 §19) -------------------------------------------------
 
 UseKind = Literal["investigation", "evidence-in-proceedings", "disclosure"]

@@ -265,7 +265,8 @@ def serve(
 
 @app.command()
 def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """Record a realistic multi-hop art. 36 §3 scenario and narrate it, then print a checkpoint."""
+    """Record a realistic multi-hop art. 36 §3 scenario, with uses of the data and consents
+    (art. 40 §19), and narrate it, then print a checkpoint."""
     from ledger.cli.demo import run_demo
 
     settings = settings_for(data_dir, database_url)

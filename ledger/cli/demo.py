@@ -170,20 +170,29 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
     }
     brazil_grant = ledger.decide(brazil_request["id"], decision)
     say(f"   DE granted, signing the decision with its registered key {decision['signature']['key']}")
-    first_to_brazil = ledger.record_transfer(
-        {
-            "sender": IPSG,
-            "recipient": {"party": "BR", "authority": "BR/PF"},
-            "legal_basis": "art47",
-            "purpose": PURPOSE,
-            "data_categories": ["traffic"],
-            "dataset_sha256": _digest("INTERPOL notice to BR, part 1"),
-            "parent_transfer_id": to_interpol["id"],
-            "authorization_id": brazil_grant["id"],
-        }
-    )
+    to_br = {
+        "sender": IPSG,
+        "recipient": {"party": "BR", "authority": "BR/PF"},
+        "legal_basis": "art47",
+        "purpose": PURPOSE,
+        "data_categories": ["traffic"],
+        "dataset_sha256": _digest("INTERPOL notice to BR, part 1"),
+        "parent_transfer_id": to_interpol["id"],
+        "authorization_id": brazil_grant["id"],
+    }
+    say("   The data carry H2 (no dissemination without the provider's permission): FR sent them to")
+    say("   INTERPOL, so FR must consent too, besides DE's authorization.")
+    refused(lambda: ledger.record_transfer(to_br))
+    h2_consent = ledger.request_consent({
+        "transfer_id": to_interpol["id"], "proceeding": PURPOSE["proceeding"], "requested_by": IPSG,
+        "recipient": {"party": "BR", "authority": "BR/PF"}, "reasons": "the traffic leads to servers in Brazil",
+    })
+    h2_consent = ledger.decide_consent(h2_consent["id"], {"decision": "granted", "decided_by": OFAC})
+    say(f"   INTERPOL asked FR; FR consented at leaf {h2_consent['decision']['leaf_index']}")
+    first_to_brazil = ledger.record_transfer({**to_br, "consent_id": h2_consent["id"]})
     say(f"   INTERPOL transferred to BR at leaf {first_to_brazil['leaf_index']} "
-        f"(depth {first_to_brazil['depth']}, origin {first_to_brazil['origin']})")
+        f"(depth {first_to_brazil['depth']}, origin {first_to_brazil['origin']}, "
+        f"handling {','.join(first_to_brazil['handling']['use_restrictions'])} inherited)")
 
     step("8. INTERPOL asks to pass the data to Canada; DE refuses, with reasons (art. 40 §25)")
     canada = ledger.request_authorization({**to_brazil, "recipient": {"party": "CA", "authority": "CA/RCMP"},
@@ -219,14 +228,39 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
         )
     )
 
-    step("10. Where did DE's data go? The lineage of the last transfer")
+    step("10. FR uses DE's data (art. 40 §19): in the stated proceeding, and in another with DE's consent")
+    used = ledger.record_use(first["id"], {
+        "proceeding": PURPOSE["proceeding"], "kind": "evidence-in-proceedings", "used_by": OFAC,
+        "description": "subscriber records produced at the hearing"})
+    say(f"   use in {used['proceeding']} recorded at leaf {used['leaf_index']}")
+    other_use = {"proceeding": "FR-PNC-2026-0999", "kind": "investigation", "used_by": OFAC,
+                 "description": "the same account appears in a fraud case"}
+    refused(lambda: ledger.record_use(first["id"], other_use))
+    consent = ledger.request_consent({"transfer_id": first["id"], "proceeding": "FR-PNC-2026-0999",
+                                      "requested_by": OFAC, "reasons": "the same account appears in a fraud case"})
+    consent = ledger.decide_consent(consent["id"], {"decision": "granted", "decided_by": BMJ,
+                                                    "conditions": ["no disclosure to the press"]})
+    say(f"   FR asked DE, the requested Party; DE consented, on condition: {consent['decision']['conditions'][0]}")
+    used = ledger.record_use(first["id"], {**other_use, "consent_id": consent["id"]})
+    say(f"   use in {used['proceeding']} under consent {consent['id']} at leaf {used['leaf_index']}")
+
+    step("11. Exculpatory information for a suspect in another case: notice, not consent (art. 40 §19)")
+    cleared = ledger.record_use(first["id"], {
+        "proceeding": "FR-PNC-2026-1107", "kind": "disclosure", "used_by": OFAC, "exculpatory": True,
+        "description": "the logs place the suspect elsewhere at the time",
+        "notice": {"prior_impossible": "disclosed at a hearing held the same morning"}})
+    say(f"   disclosed at leaf {cleared['leaf_index']}; prior notice was impossible, so DE is told after:")
+    cleared = ledger.give_use_notice(first["id"], cleared["id"], {"notified_by": OFAC})
+    say(f"   notice to DE recorded at leaf {cleared['notice']['leaf_index']}")
+
+    step("12. Where did DE's data go? The lineage of the last transfer")
     lineage = ledger.get_transfer(first_to_brazil["id"])
     hops = [lineage, *lineage["ancestors"]]
     for hop in reversed(hops):
         say(f"   {hop['sender']['party']:>8} -> {hop['recipient']['party']:<8} "
             f"leaf {hop['leaf_index']:<4} {hop['legal_basis']:<6} {','.join(hop['data_categories'])}")
 
-    step("11. A signed checkpoint of the ledger (C2SP tlog-checkpoint)")
+    step("13. A signed checkpoint of the ledger (C2SP tlog-checkpoint)")
     stored = sign_current_checkpoint(ledger.store, signer)
     for line in stored.note.rstrip("\n").split("\n"):
         say(f"   {line}")
@@ -254,26 +288,26 @@ def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[s
     erasure = {"erased_by": OFAC, "ground": "purpose-achieved",
                "reasons": "proceeding FR-PNC-2026-0417 closed by final judgment"}
 
-    step("12. FR places an evidence hold on DE's data (LED art. 16(3)); an erasure is refused while it stands")
+    step("14. FR places an evidence hold on DE's data (LED art. 16(3)); an erasure is refused while it stands")
     held = ledger.restrict_processing(transfer_id, {"by": OFAC, "reasons": "evidence for the appeal"})
     say(f"   hold placed at leaf {held['restriction']['leaf_index']}")
     refused(lambda: ledger.erase_personal_data(transfer_id, erasure))
     ledger.restrict_processing(transfer_id, {"by": OFAC, "reasons": "the appeal was decided"}, lift=True)
     say(f"   hold lifted at leaf {ledger.store.head().size - 1}: the data may be erased again")
 
-    step("13. The proceeding is closed: FR erases the subject data of DE's transfer (Order 949 §15)")
+    step("15. The proceeding is closed: FR erases the subject data of DE's transfer (Order 949 §15)")
     erased = ledger.erase_personal_data(transfer_id, erasure)
     say(f"   erased at leaf {erased['erasure']['leaf_index']}: data key {erased['erasure']['key_ids'][0]} "
         f"destroyed; every leaf and checkpoint stays valid")
 
-    step("14. The transfer now reads with its subject data erased; who acted stays (LED art. 25)")
+    step("16. The transfer now reads with its subject data erased; who acted stays (LED art. 25)")
     read = ledger.get_transfer(transfer_id)
     for field in ("subjects", "justification"):
         say(f"   {field}: erased at leaf {read[field]['erased']['leaf_index']}, "
             f"{read[field]['commitment'][:27]}... stays in the leaf")
     say(f"   sender.officer: {read['sender']['officer']}")
 
-    step("15. The Parties the data went on to are told; INTERPOL acknowledges")
+    step("17. The Parties the data went on to are told; INTERPOL acknowledges")
     notices = [n for n in ledger.list_notices(party=None, limit=500)[0] if n["transfer_id"] == transfer_id]
     for notice in notices:
         say(f"   notice {notice['id']} to {notice['party']}")
@@ -282,7 +316,7 @@ def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[s
     say(f"   INTERPOL acknowledged at leaf {done['acknowledgement']['leaf_index']}; "
         f"{sum(1 for n in notices if n['party'] != 'INTERPOL')} notice(s) still unacknowledged")
 
-    step("16. A certificate of the erasure, checked offline with the ledger's verifier key")
+    step("18. A certificate of the erasure, checked offline with the ledger's verifier key")
     doc = certify_erasure(ledger, transfer_id, CosignatureStore(SqlAccess(ledger.recorder)),
                           lambda: sign_current_checkpoint(ledger.store, signer))
     path = Path(ledger.env["DATA_KEYS_DIR"]).parent / f"erasure-certificate-{transfer_id}.json"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.custody import transfer_readers
 from domain.errors import InvalidInput
 from domain.parties import parse_party
 from domain.values import format_datetime
@@ -119,9 +120,12 @@ class Principal:
 
 
 def transfer_parties(transfer: Mapping[str, Any]) -> set[str]:
-    """The Parties a transfer involves (its share): sender, recipient and origin. ``transfer`` is
-    its view or its ``TransferRecorded`` state (the same members)."""
-    return {transfer["sender"]["party"], transfer["recipient"]["party"], transfer["origin"]}
+    """The Parties that may read a transfer (its share): sender, recipient and origin, or only its
+    sender and recipient when it is confidential (``domain.custody.transfer_readers``, art. 40 §20).
+    ``transfer`` is its view or its ``TransferRecorded`` state (the same members)."""
+    handling = transfer.get("handling") or {}
+    return transfer_readers(transfer["sender"]["party"], transfer["recipient"]["party"], transfer["origin"],
+                            bool(handling.get("confidential")))
 
 
 def authorization_parties(authorization: Mapping[str, Any]) -> set[str]:

@@ -250,3 +250,20 @@ def test_h2_needs_no_consent_to_give_the_data_back_or_when_none_applies(module_a
     out = problem(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", plain, api.grant(
         api.request("FR", "INTERPOL", plain)), consent_id=consent["id"]), "FR-recorder"), 422, "consent-not-needed")
     assert out["field"] == "consent_id" and hop["handling"]["use_restrictions"] == []
+
+
+def test_a_confidential_transfer_is_read_by_its_own_parties_only(module_api: Api) -> None:
+    api = module_api
+    root = api.transfer("DE", "FR")
+    secret = api.onward("FR", "INTERPOL", root, api.grant(api.request("FR", "INTERPOL", root)),
+                        handling={"confidential": True})
+    for key in ("FR-recorder", "INTERPOL-recorder", "*-auditor"):
+        assert api.ok(api.get(f"/v1/transfers/{secret['id']}", key), 200)["handling"]["confidential"] is True
+    for key in ("DE-recorder", "DE-authority", "DE-auditor", "BR-recorder"):  # DE is the origin, yet not a party
+        problem(api.get(f"/v1/transfers/{secret['id']}", key), 404, "transfer-not-found")
+    lineage = api.ok(api.get(f"/v1/transfers/{root['id']}/lineage", "DE-recorder"), 200)
+    assert secret["id"] not in {d["id"] for d in lineage["descendants"]}
+    assert secret["id"] in {d["id"] for d in api.ok(api.get(f"/v1/transfers/{root['id']}/lineage", "FR-recorder"),
+                                                    200)["descendants"]}
+    listed = api.ok(api.get("/v1/transfers", "DE-recorder", params={"limit": 500}), 200)["items"]
+    assert secret["id"] not in {t["id"] for t in listed}
