@@ -208,9 +208,11 @@ class Transfer(Aggregate):
         ``parent`` (None for a first transfer) and ``origin``, as the art. 36 §3 rules found them."""
         transfer_id = transfer_id or uuid4()
         handling = draft.handling or Handling()
-        if parent is not None:  # restrictions are inherited and never dropped (domain/custody.py)
-            handling = handling.model_copy(update={"use_restrictions": inherited_restrictions(
-                parent.handling.use_restrictions, handling.use_restrictions)})
+        if parent is not None:  # restrictions and confidentiality are inherited, never dropped (domain/custody.py)
+            handling = handling.model_copy(update={
+                "use_restrictions": inherited_restrictions(parent.handling.use_restrictions, handling.use_restrictions),
+                "confidential": handling.confidential or parent.handling.confidential,
+            })
         assert draft.transferred_at is not None, "a draft as of a time (TransferDraft.as_of)"
         return cls._create(
             cls.Recorded,

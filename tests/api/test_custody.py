@@ -267,3 +267,14 @@ def test_a_confidential_transfer_is_read_by_its_own_parties_only(module_api: Api
                                                     200)["descendants"]}
     listed = api.ok(api.get("/v1/transfers", "DE-recorder", params={"limit": 500}), 200)["items"]
     assert secret["id"] not in {t["id"] for t in listed}
+
+
+def test_spontaneous_information_binds_every_hop_with_its_restrictions(module_api: Api) -> None:
+    """Art. 40 §4-§5: the sender's confidentiality and use restrictions bind every use and onward transfer."""
+    api = module_api
+    root = api.transfer("DE", "FR", legal_basis="art40-4", handling={"confidential": True, "use_restrictions": ["H1"]})
+    hop = api.onward("FR", "INTERPOL", root, api.grant(api.request("FR", "INTERPOL", root)))
+    assert hop["handling"]["confidential"] is True and hop["handling"]["use_restrictions"] == ["H1"]
+    problem(api.get(f"/v1/transfers/{hop['id']}", "DE-recorder"), 404)  # confidential: its own parties only
+    problem(_use(api, hop, builders.use("INTERPOL", kind="evidence-in-proceedings"), "INTERPOL-recorder"), 409,
+            "specialty-consent-required")
