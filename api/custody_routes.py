@@ -25,31 +25,48 @@ from api.deps import (
 )
 from api.errors import ApiProblem
 from api.routers import _COMMAND, _READ, UUID_PATH, _command, _fingerprinted
-from api.schemas import AfterNoticeIn, ConsentDecisionIn, ConsentOut, ConsentRequestIn, UseIn, UseOut, UsePage
+from api.schemas import (
+    AfterNoticeIn,
+    ConsentDecisionIn,
+    ConsentOut,
+    ConsentRequestIn,
+    TransferOut,
+    UseIn,
+    UseOut,
+    UsePage,
+)
 from domain.errors import NotFound
 from ledger.service.application import TransferLedger
 from ledger.storage.principals import Principal
 
 router = APIRouter()
 
-def _recipient_acting(ledger: TransferLedger, principal: Principal, path: str, actor_party: str,
-                      field: str) -> str:
-    """Only a recorder of the transfer's recipient records a use of its data or asks consent;
-    others are told why, or nothing. The transfer's id in canonical form."""
+def _party_acting(ledger: TransferLedger, principal: Principal, path: str, actor_party: str, field: str,
+                  side: str = "recipient") -> str:
+    """Only a recorder of the transfer's recipient records a use of its data or asks consent (art. 40
+    §19), and only one of its sender informs the authorizing State of an urgent transfer (LED art.
+    35(2)); others are told why, or nothing. The transfer's id in canonical form."""
     require_role(principal, "recorder")
     transfer_id = views.path_id(path, "transfer")
     try:
         view = ledger.get_transfer(transfer_id)
     except NotFound:
         raise not_found("transfer", transfer_id) from None
-    if principal.party != view["recipient"]["party"]:
+    if principal.party != view[side]["party"]:
         if not can_read(principal, transfer_parties(view)):
             raise not_found("transfer", transfer_id)
-        raise ApiProblem(403, "not-the-recipient",
-                         f"only the recipient ({view['recipient']['party']}) of the transfer records uses of its "
-                         f"data or asks consent (art. 40 §19); this key belongs to {principal.party}")
+        what = ("records uses of its data or asks consent (art. 40 §19)" if side == "recipient"
+                else "informs the authorizing State of it (LED art. 35(2))")
+        raise ApiProblem(403, f"not-the-{side}",
+                         f"only the {side} ({view[side]['party']}) of the transfer {what}; this key belongs to "
+                         f"{principal.party}")
     require_party(principal, actor_party, field, "act")
     return transfer_id
+
+
+def _recipient_acting(ledger: TransferLedger, principal: Principal, path: str, actor_party: str,
+                      field: str) -> str:
+    return _party_acting(ledger, principal, path, actor_party, field)
 
 
 @router.post("/v1/transfers/{transfer_id}/uses", status_code=201, response_model=UseOut, responses=_COMMAND,
@@ -134,3 +151,15 @@ def get_consent_decision(principal: CurrentPrincipal, ledger: Ledger,
     if view["decision"] is None:
         raise ApiProblem(404, "consent-not-decided", f"consent request {view['id']} is pending: no decision yet")
     return dict(view["decision"])
+
+
+@router.post("/v1/transfers/{transfer_id}/urgent-notice", response_model=TransferOut, responses=_COMMAND,
+             tags=["transfers"],
+             summary="LED art. 35(2): the sender informs the authorizing State of an urgent onward transfer")
+async def notify_urgent_transfer(body: AfterNoticeIn, request: Request, principal: CurrentPrincipal,
+                                 transfer_id: Annotated[str, UUID_PATH],
+                                 idempotency_key: IdempotencyKey = None) -> Response:
+    ledger = ledger_of(request)
+    tid = _party_acting(ledger, principal, transfer_id, body.notified_by.party, "notified_by.party", side="sender")
+    return await _command(request, ledger, principal, idempotency_key, _fingerprinted(body), 200,
+                          lambda claim: ledger.plan_notify_urgent_transfer(tid, body, idempotency=claim))

@@ -34,6 +34,7 @@ from domain.values import (
     RestrictionDraft,
     RevocationDraft,
     TransferDraft,
+    UrgentGrounds,
     UseDraft,
     UseNotice,
     WrittenInstrument,
@@ -97,8 +98,9 @@ ConditionsIn = contract(GrantConditions, "ConditionsIn",
                         names={Purpose: PurposeIn, WrittenInstrument: WrittenInstrumentIn})
 DecisionSignatureIn = contract(DecisionSignature, "DecisionSignatureIn")
 
+UrgentIn = contract(UrgentGrounds, "UrgentIn")
 TransferIn = contract(TransferDraft, "TransferIn", names={
-    Official: SenderIn, Actor: RecipientIn, Purpose: PurposeIn, Handling: HandlingIn,
+    Official: SenderIn, Actor: RecipientIn, Purpose: PurposeIn, Handling: HandlingIn, UrgentGrounds: UrgentIn,
 }, example={
     "sender": {"party": "DE", "authority": "DE/BKA", "officer": "KHK Weber"},
     "recipient": {"party": "FR", "authority": "FR/OFAC"},
@@ -243,6 +245,9 @@ TransferOut: type[BaseModel] = create_model(
         "when, the destroyed key ids, its leaf), if erased")),
     restriction=(dict[str, Any] | None, Field(
         default=None, description="Event format 2: the evidence hold on its data (LED art. 16(3)), if any")),
+    urgent_notice=(dict[str, Any] | None, Field(
+        default=None, description="LED art. 35(2): when the authorizing State was informed of this urgent onward "
+        "transfer (notified_by, notified_party, notified_at, leaf_index)")),
     uses=(list[UseOut], Field(default_factory=list, description="The recipient's recorded uses of the data "
                               "(art. 40 §19), in commit order")),
 )

@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate
 from domain.custody import Consent, inherited_restrictions
 from domain.parties import Actor
 from domain.personal import ACTOR_LOG, SUBJECT_DATA
+from domain.regimes import DEFAULT_REGIME
 from domain.values import (
     AuthorizationRequestDraft,
     ConsentDecisionDraft,
@@ -62,6 +63,7 @@ class Transfer(Aggregate):
         PERSONAL = {
             "subjects": SUBJECT_DATA, "justification": SUBJECT_DATA, "purpose.description": SUBJECT_DATA,
             "sender.officer": ACTOR_LOG, "recipient.officer": ACTOR_LOG, "ordered_by": ACTOR_LOG,
+            "urgent.grounds": SUBJECT_DATA, "urgent.why_no_prior_authorization": SUBJECT_DATA,
         }
         sender: dict[str, str]
         recipient: dict[str, str]
@@ -83,6 +85,10 @@ class Transfer(Aggregate):
         root_transfer_id: str
         depth: int
         origin_requires_written_form: bool
+        #: The legal regime (domain/regimes.py); events recorded before regimes read as the Convention's.
+        regime: str = DEFAULT_REGIME
+        #: LED art. 35(2): the grounds of an onward transfer made without prior authorization.
+        urgent: dict[str, Any] | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate._data = {
@@ -93,6 +99,22 @@ class Transfer(Aggregate):
             aggregate._erasure = None
             aggregate._restriction = None
             aggregate._uses = []
+            aggregate._urgent_notice = None
+
+    class UrgentTransferNotified(Event):
+        """The authorizing State was informed of an onward transfer made without its prior
+        authorization under LED art. 35(2)."""
+
+        TOPIC = _PREFIX + "UrgentTransferNotified:v1"
+        ACTING = "notified_by"
+        PERSONAL = {"notified_by.officer": ACTOR_LOG}
+        notified_by: dict[str, str]
+        notified_party: str
+        notified_at: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._urgent_notice = {"notified_by": self.notified_by, "notified_party": self.notified_party,
+                                        "notified_at": self.notified_at, "version": self.originator_version}
 
     class DataUsed(Event):
         """The recipient used the data received (art. 40 §19): in which proceeding, how, under
@@ -240,6 +262,8 @@ class Transfer(Aggregate):
                 (parent.origin_requires_written_form if parent else False)
                 or (draft.sender.party == origin and handling.written_authorization_required)
             ),
+            regime=draft.regime,
+            urgent=draft.urgent.model_dump(mode="json") if draft.urgent else None,
         )
 
     @property
@@ -313,6 +337,16 @@ class Transfer(Aggregate):
         """The evidence hold on the transfer's data, if any."""
         restriction = getattr(self, "_restriction", None)
         return dict(restriction) if restriction else None
+
+    @property
+    def urgent_notice(self) -> dict[str, Any] | None:
+        """LED art. 35(2): when and by whom the authorizing State was informed of this urgent transfer."""
+        notice = getattr(self, "_urgent_notice", None)
+        return dict(notice) if notice else None
+
+    def notify_urgent_transfer(self, notified_by: Actor, notified_at: datetime) -> None:
+        self.trigger_event(self.UrgentTransferNotified, notified_by=notified_by.as_dict(), notified_party=self.origin,
+                           notified_at=format_datetime(notified_at))
 
     @property
     def uses(self) -> list[dict[str, Any]]:

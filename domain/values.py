@@ -29,6 +29,7 @@ from domain.custody import UseKind, parse_use_restriction
 from domain.errors import InvalidInput
 from domain.parties import Actor, Official, is_plain_text, parse_text
 from domain.personal import ErasureGround
+from domain.regimes import DEFAULT_REGIME, parse_regime
 from domain.validation import FIELD, ShapeRule, Value, checked, refusal
 
 #: Art. 2 (c), (d), (f), (g): traffic, content and subscriber data, and other
@@ -360,6 +361,18 @@ def check_not_in_future(moment: datetime, now: datetime, field: str) -> None:
         )
 
 
+class UrgentGrounds(Value):
+    """Why an onward transfer was made without prior authorization (LED art. 35(2) only)."""
+
+    NOUN = "urgent"
+
+    threat: Literal["public-security", "essential-interests"] = Field(
+        description="An immediate and serious threat to public security, or to a Member State's essential interests")
+    grounds: Text = Field(min_length=1, max_length=2000, description="The threat, in words")
+    why_no_prior_authorization: Text = Field(min_length=1, max_length=2000,
+                                             description="Why the authorization could not be obtained in good time")
+
+
 class TransferDraft(Value):
     """A transfer as a recording system submits it (``POST /v1/transfers``), checked."""
 
@@ -396,6 +409,13 @@ class TransferDraft(Value):
     consent_id: IdText | None = Field(
         default=None, description="For an onward transfer of H2 data: the consent of the Party that sent them "
         "to the holder (a consent request naming this recipient)")
+    regime: Annotated[str, ShapeRule("unknown-regime", _NOT_TEXT, parse_regime),
+                      AfterValidator(checked(parse_regime))] = Field(
+        default=DEFAULT_REGIME, max_length=208,
+        description="un-cybercrime (default), eu-led, budapest-p2 or treaty:<reference> (domain/regimes.py)")
+    urgent: UrgentGrounds | None = Field(
+        default=None, description="eu-led only (LED art. 35(2)): an onward transfer made without prior "
+        "authorization for an immediate and serious threat; the authorizing State is then informed without delay")
 
     @classmethod
     def parse(cls, value: Any, field: str | None = None, *, now: datetime | None = None) -> Self:

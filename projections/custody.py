@@ -47,12 +47,14 @@ from projections.events import (
     CONSENT_REQUESTED,
     CONSENT_USED,
     DATA_USED,
+    URGENT_NOTIFIED,
     USE_NOTICE_GIVEN,
     ConsentDecidedState,
     ConsentRequestedState,
     ConsentUsedState,
     DataUsedState,
     FeedEvent,
+    UrgentNotifiedState,
     UseNoticeGivenState,
     evidence,
     norm_time,
@@ -180,6 +182,11 @@ def h2_problem(state: State, ev: FeedEvent, rec: TransferRec, parent: TransferRe
                       authorization_id=rec.authorization_id, evidence=proof)
 
 
+def _on_urgent_notified(state: State, ev: FeedEvent) -> None:
+    d: UrgentNotifiedState = ev.data
+    state.urgent_notices.append((ev.originator_id, norm_time(d.notified_at), ev.leaf_index))
+
+
 def _on_use_notice(state: State, ev: FeedEvent) -> None:
     d: UseNoticeGivenState = ev.data
     state.use_notices.append((d.use_id, norm_time(d.notified_at), ev.leaf_index))
@@ -191,4 +198,5 @@ HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     CONSENT_USED: _on_consent_used,
     DATA_USED: _on_data_used,
     USE_NOTICE_GIVEN: _on_use_notice,
+    URGENT_NOTIFIED: _on_urgent_notified,
 }

@@ -33,6 +33,7 @@ WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
 KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
 ERASED = Transfer.PersonalDataErased.TOPIC
 NOTICE_ACKNOWLEDGED = Transfer.NoticeAcknowledged.TOPIC
+URGENT_NOTIFIED = Transfer.UrgentTransferNotified.TOPIC
 DATA_USED = Transfer.DataUsed.TOPIC
 USE_NOTICE_GIVEN = Transfer.UseNoticeGiven.TOPIC
 CONSENT_REQUESTED = ConsentRequest.Requested.TOPIC
@@ -78,6 +79,8 @@ class TransferRecordedState(msgspec.Struct, gc=False):
     origin_requires_written_form: bool = False
     item_count: int | None = None
     handling: HandlingState | None = None
+    regime: str = "un-cybercrime"
+    urgent: dict[str, Any] | None = None
 
 
 class RequestedState(msgspec.Struct, gc=False):
@@ -137,6 +140,11 @@ class NoticeAcknowledgedState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class UrgentNotifiedState(msgspec.Struct, gc=False):
+    notified_party: str
+    notified_at: str
+
+
 class DataUsedState(msgspec.Struct, gc=False):
     use_id: str
     proceeding: str
@@ -185,7 +193,7 @@ _DECODERS: dict[str, Any] = {
         (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
         (DATA_USED, DataUsedState), (USE_NOTICE_GIVEN, UseNoticeGivenState),
         (CONSENT_REQUESTED, ConsentRequestedState), (CONSENT_DECIDED, ConsentDecidedState),
-        (CONSENT_USED, ConsentUsedState),
+        (CONSENT_USED, ConsentUsedState), (URGENT_NOTIFIED, UrgentNotifiedState),
     )
 }
 

@@ -51,6 +51,7 @@ from msgspec.structs import astuple
 
 from domain.custody import HANDLING, restrictions_dropped
 from domain.model import party_policy_id
+from domain.regimes import urgent_exception_problem
 from domain.rules import (
     Grant,
     OnwardTransfer,
@@ -109,6 +110,8 @@ RULES: dict[str, tuple[str, str]] = {
     "handling-restrictions-dropped": (HANDLING, "Onward transfer without the handling restrictions its parent carried"),
     "onward-transfer-without-h2-consent": (HANDLING, "Onward transfer of H2 data without the consent of the Party "
                                                      "that sent them"),
+    "urgent-notice-overdue": ("LED art. 35(2)", "Urgent onward transfer whose authorizing State was not informed "
+                                                "without delay"),
     "use-without-consent": (ART_40_19, "Use of received data that needed the requested Party's prior consent"),
     "use-by-other-party": (ART_40_19, "Use of received data recorded by a Party that did not receive them"),
     "exculpatory-notice-missing": (ART_40_19, "Exculpatory use in another proceeding with neither prior notice nor "
@@ -151,6 +154,8 @@ class TransferRec(msgspec.Struct, gc=False):
     written_form: int
     item_count: int | None
     restrictions: str | None = None  # handling.use_restrictions, JSON (None: none)
+    regime: str = "un-cybercrime"
+    urgent: int = 0  # made without prior authorization under LED art. 35(2)
 
     def row(self) -> tuple[Any, ...]:
         return astuple(self)
@@ -271,6 +276,7 @@ class State:
         self.consent_uses: dict[str, str] = {}  # transfer -> the consent its H2 onward transfer was made under
         self.new_uses: list[tuple[Any, ...]] = []  # projections.custody.USE_COLUMNS
         self.use_notices: list[tuple[str, str, int]] = []  # use, notified_at, leaf
+        self.urgent_notices: list[tuple[str, str, int]] = []  # transfer, notified_at, leaf (LED art. 35(2))
         self.findings: list[tuple[Any, ...]] = []
         self.stats_transfers: dict[tuple[str, ...], list[int]] = {}
         self.stats_categories: dict[tuple[str, ...], int] = {}
@@ -426,14 +432,19 @@ def _on_transfer(state: State, ev: FeedEvent) -> None:
         purpose.proceeding if purpose is not None else None, d.retention_until,
         1 if d.origin_requires_written_form else 0, d.item_count,
         _dumps(d.handling.use_restrictions).decode() if d.handling and d.handling.use_restrictions else None,
+        d.regime, 0,
     )
+    # LED art. 35(2): an urgent onward transfer needs no prior authorization where the regime the
+    # holder received the data under has the exception (domain.regimes.urgent_exception_problem).
+    urgent = d.urgent is not None and parent is not None and urgent_exception_problem(parent.regime) is None
+    rec.urgent = 1 if urgent else 0
     if parent is None or d.origin != origin or parent.recipient != sender_party or (
         (d.root_transfer_id or tid) != rec.root_id or d.depth != rec.depth
         or not _within(categories, parent.categories)
     ):
         _check_lineage(state, ev, rec, d, parent)
     grant = state.authorization(grant_id) if grant_id is not None else None
-    if parent_id is not None and authorization_required(origin, sender_party, recipient_party):
+    if parent_id is not None and not urgent and authorization_required(origin, sender_party, recipient_party):
         timestamp = time_of(d.timestamp) or ev.recorded_at
         written = bool(rec.written_form or (parent is not None and parent.written_form)) or (
             state.written_required_by(origin)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from domain.custody import EXCULPATORY_NOTICE_DEADLINE, after_notice_overdue
+from domain.regimes import URGENT_NOTICE_DEADLINE, urgent_notice_overdue
 from projections.db import Db
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COLUMNS
 
@@ -283,6 +284,38 @@ def _exculpatory_notices_overdue(db: Db, now: str, share: str | None) -> list[di
     return out
 
 
+def _urgent_notices_overdue(db: Db, now: str, share: str | None) -> list[dict[str, Any]]:
+    """LED art. 35(2): urgent onward transfers whose authorizing State was informed late, or has not been
+    by ``now`` (``domain.regimes.urgent_notice_overdue``, the deadline ``URGENT_NOTICE_DEADLINE``)."""
+    seconds = URGENT_NOTICE_DEADLINE.total_seconds()
+    out = []
+    rows = db.query(
+        "SELECT t.id, t.origin, t.sender, t.recipient, t.transferred_at, t.leaf_index, t.authorization_id, "
+        "n.notified_at, n.leaf_index AS notice_leaf FROM {proj_transfers} t "
+        "LEFT JOIN {proj_urgent_notices} n ON n.transfer_id = t.id WHERE t.urgent = 1")
+    for r in rows:
+        if share is not None and share not in (r["origin"], r["sender"], r["recipient"]):
+            continue
+        noticed = datetime.fromisoformat(r["notified_at"]) if r["notified_at"] else None
+        if not urgent_notice_overdue(datetime.fromisoformat(r["transferred_at"]), noticed,
+                                     datetime.fromisoformat(now)):
+            continue
+        proof = [{"leaf_index": int(r["leaf_index"]), "event": "TransferRecorded", "id": r["id"]}]
+        if noticed is not None:
+            proof.append({"leaf_index": int(r["notice_leaf"]), "event": "UrgentTransferNotified", "id": r["id"],
+                          "notified_at": r["notified_at"]})
+        told = f"informed {r['origin']} only at {r['notified_at']}" if noticed else f"has not informed {r['origin']}"
+        out.append(_finding(
+            f"urgent-notice-overdue/{r['id']}", "urgent-notice-overdue", "notified-late" if noticed else "not-notified",
+            int(r["leaf_index"]), _shift(r["transferred_at"], seconds), r["origin"], r["sender"], r["recipient"],
+            r["id"], r["authorization_id"],
+            f"{r['sender']} passed data on to {r['recipient']} at {r['transferred_at']} without prior authorization, "
+            f"for an immediate and serious threat (LED art. 35(2)), and {told}, the authorizing State; that is due "
+            f"without delay (within {seconds / 3600:g} hours)", proof,
+        ))
+    return out
+
+
 def findings(
     db: Db, *, now: str, pending_deadline_days: float = DEFAULT_PENDING_DEADLINE_DAYS,
     share: str | None = None, rule: str | None = None, limit: int = 1000,
@@ -296,7 +329,8 @@ def findings(
     out: list[dict[str, Any]] = []
     party_clause = _share(("origin", "sender", "recipient"), share)
     if rule is None or rule not in ("request-pending-too-long", "retention-period-expired",
-                                    "erasure-notice-unacknowledged", "exculpatory-notice-overdue"):
+                                    "erasure-notice-unacknowledged", "exculpatory-notice-overdue",
+                                    "urgent-notice-overdue"):
         where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
         for r in db.query(
             f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
@@ -390,6 +424,8 @@ def findings(
             ))
     if rule in (None, "exculpatory-notice-overdue"):
         out.extend(_exculpatory_notices_overdue(db, now, share))
+    if rule in (None, "urgent-notice-overdue"):
+        out.extend(_urgent_notices_overdue(db, now, share))
     out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
     counts: dict[str, int] = {}
     for f in out:

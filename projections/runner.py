@@ -500,6 +500,8 @@ def prepare_writes(state: State) -> Writes:
         ("proj_uses", USE_COLUMNS, list(state.new_uses), "ON CONFLICT DO NOTHING"),
         ("proj_use_notices", ("use_id", "notified_at", "leaf_index"), list(state.use_notices),
          "ON CONFLICT DO NOTHING"),
+        ("proj_urgent_notices", ("transfer_id", "notified_at", "leaf_index"), list(state.urgent_notices),
+         "ON CONFLICT DO NOTHING"),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),

@@ -33,9 +33,9 @@ MODELS: tuple[ReadModel, ...] = (
               "erasures of their personal data, and the notices of them"),
     ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
               "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
-    ReadModel("custody", 1, ("proj_consents", "proj_uses", "proj_use_notices"),
+    ReadModel("custody", 1, ("proj_consents", "proj_uses", "proj_use_notices", "proj_urgent_notices"),
               "consent requests of the requested Party and their decisions; uses of received data and the "
-              "notices of exculpatory uses (art. 40 §19)"),
+              "notices of exculpatory uses (art. 40 §19); notices of urgent transfers (LED art. 35(2))"),
     ReadModel("findings", 1, ("proj_findings",),
               "event-driven compliance findings, each with its rule, article and evidence leaves"),
     ReadModel("statistics", 1, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests"),
@@ -50,7 +50,7 @@ _COLUMN_TYPES = {
     "item_count": "BIGINT",
     "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
     "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
-    "exculpatory": "INTEGER", "awaits_notice": "INTEGER",
+    "exculpatory": "INTEGER", "awaits_notice": "INTEGER", "urgent": "INTEGER",
     "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",
 }
 _NOT_NULL = {"id", "leaf_index", "status", "rule"}
@@ -106,6 +106,10 @@ TABLES: dict[str, list[str]] = {
     ],
     "proj_use_notices": [
         "CREATE TABLE IF NOT EXISTS {proj_use_notices} (use_id TEXT PRIMARY KEY, notified_at TEXT NOT NULL, "
+        "leaf_index BIGINT NOT NULL)",
+    ],
+    "proj_urgent_notices": [
+        "CREATE TABLE IF NOT EXISTS {proj_urgent_notices} (transfer_id TEXT PRIMARY KEY, notified_at TEXT NOT NULL, "
         "leaf_index BIGINT NOT NULL)",
     ],
     "proj_findings": [

@@ -58,6 +58,7 @@ from domain.personal import (
     notice_parties,
     strings_in,
 )
+from domain.regimes import DEFAULT_REGIME, urgent_exception_problem
 from domain.rules import (
     authorization_required,
     check_categories_received,
@@ -74,6 +75,7 @@ from domain.rules import (
     check_written_instrument,
     decision_document,
     origin_of,
+    refuse,
     written_form_required,
 )
 from domain.values import (
@@ -1166,6 +1168,13 @@ class TransferLedger(CustodyCommands, Application[UUID]):
     def _authorization_for(
         self, draft: TransferDraft, parent: Transfer | None, origin: str, now: datetime
     ) -> Authorization | None:
+        if draft.urgent is not None:  # LED art. 35(2), where the regime has it: no prior authorization
+            refuse(urgent_exception_problem(parent.data.get("regime", DEFAULT_REGIME) if parent else None))
+            if draft.authorization_id is not None:
+                raise InvalidInput("an urgent transfer is made without prior authorization: leave authorization_id "
+                                   "out, or urgent", rule="urgent-with-authorization", field="urgent",
+                                   article="LED art. 35(2)")
+            return None
         needed = parent is not None and authorization_required(
             origin, draft.sender.party, draft.recipient.party
         )
@@ -1264,6 +1273,11 @@ class TransferLedger(CustodyCommands, Application[UUID]):
             view.update(self._leaf(transfer.id, 1))
         erasure, restriction = transfer.erasure, transfer.restriction
         view["uses"] = self.use_views(transfer)
+        urgent_notice = transfer.urgent_notice
+        if urgent_notice is not None:
+            version = urgent_notice.pop("version")
+            urgent_notice["leaf_index"] = self._leaf(transfer.id, version)["leaf_index"]
+        view["urgent_notice"] = urgent_notice
         view["erasure"] = view["restriction"] = None
         if erasure is not None:
             version = erasure.pop("version")

@@ -30,6 +30,7 @@ from domain.custody import (
 from domain.errors import InvalidInput, NotFound, RuleViolation
 from domain.model import ConsentRequest, Transfer
 from domain.personal import check_not_erased
+from domain.regimes import check_urgent_notice_by_sender, check_urgent_notice_possible
 from domain.rules import check_refusal_reasoned, refuse
 from domain.values import (
     AfterNoticeDraft,
@@ -154,6 +155,39 @@ class CustodyCommands:
         if appended is not None:
             return appended.leaf_index
         return self._leaf(aggregate_id, version)["leaf_index"]  # type: ignore[attr-defined,no-any-return]
+
+    # -- LED art. 35(2): informing the authorizing State of an urgent transfer -------
+
+    def notify_urgent_transfer(self, transfer_id: Any, data: Any, *, idempotency: IdempotencyClaim | None = None
+                               ) -> dict[str, Any]:
+        return self._run(self.plan_notify_urgent_transfer(  # type: ignore[attr-defined]
+            transfer_id, data, idempotency=idempotency))
+
+    def plan_notify_urgent_transfer(self, transfer_id: Any, data: Any, *,
+                                    idempotency: IdempotencyClaim | None = None) -> Prepare:
+        """The sender of an urgent onward transfer records that the authorizing State (the origin)
+        was informed (LED art. 35(2))."""
+        tid = parse_uuid(transfer_id, "transfer_id")
+        now = self.clock()  # type: ignore[attr-defined]
+        draft = AfterNoticeDraft.parse(data)
+        notified_at = draft.notified_at or now
+        check_not_in_future(notified_at, now, "notified_at")
+
+        def prepare() -> Prepared:
+            transfer: Transfer = self._get_transfer(tid, "transfer_id")  # type: ignore[attr-defined]
+            check_urgent_notice_by_sender(draft.notified_by.party, transfer.sender.party, str(tid),
+                                          "notified_by.party")
+            check_urgent_notice_possible(transfer.data.get("urgent") is not None, transfer.urgent_notice is not None,
+                                         str(tid))
+            transfer.notify_urgent_transfer(draft.notified_by, notified_at)
+
+            def respond(_leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+                return self._transfer_view(self._get_transfer(tid, "transfer_id"))  # type: ignore[attr-defined]
+
+            return self._prepared(transfer, resource=transfer, kind="transfer",  # type: ignore[attr-defined]
+                                  idempotency=idempotency, respond=respond)
+
+        return prepare
 
     # -- H2: the provider's consent to an onward transfer --------------------------
 

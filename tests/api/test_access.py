@@ -257,6 +257,18 @@ def custody(action: str) -> Prepare:
     return prepare
 
 
+def urgent_notice(api: Api, w: World, key: str) -> Request:
+    """A fresh urgent onward transfer FR -> INTERPOL of DE's data received under LED (art. 35(2)): its
+    sender informs DE; the key's Party says it does."""
+    root = api.transfer("DE", "FR", regime="eu-led")
+    hop = api.ok(api.post("/v1/transfers", builders.onward("FR", "INTERPOL", root, regime="eu-led", urgent={
+        "threat": "public-security", "grounds": "imminent attack", "why_no_prior_authorization": "night"}),
+        "FR-recorder"), 201)
+    me = key.split("-")[0]
+    return "POST", f"/v1/transfers/{hop['id']}/urgent-notice", {"notified_by": builders.actor(me if me in PARTIES
+                                                                                          else "FR")}
+
+
 def consent_on_t2(decided: bool) -> Prepare:
     def prepare(api: Api, w: World, key: str) -> Request:
         consent = api.ok(api.post("/v1/consent-requests", builders.consent_request(w.t2, "INTERPOL"),
@@ -351,6 +363,12 @@ ENDPOINTS = [
     Endpoint("POST /v1/consent-requests", custody("consent"), OWN_TRANSFER,
              expectations({**RECIPIENT_ACTS, "INTERPOL-recorder": 201}, COMMAND_OTHERS)),
     Endpoint("POST /v1/consent-requests/{id}/decision", custody("decide"), OWN_TRANSFER, SENDER_DECIDES),
+    Endpoint("POST /v1/transfers/{id}/urgent-notice", urgent_notice,
+             {"FR": "sender", "INTERPOL": "recipient", "DE": "origin", "BR": "unrelated", "NL": "unrelated"},
+             expectations({**{f"{p}-{A}": ROLE for p in PARTIES}, "FR-recorder": 200,
+                           "INTERPOL-recorder": (403, "not-the-sender"), "DE-recorder": (403, "not-the-sender"),
+                           "BR-recorder": (404, "transfer-not-found"), "NL-recorder": (404, "transfer-not-found")},
+                          COMMAND_OTHERS)),
     Endpoint("GET /v1/consent-requests/{id}", consent_on_t2(False), TRANSFER_T2, read("consent-request-not-found")),
     Endpoint("GET /v1/consent-requests/{id}/decision", consent_on_t2(True), TRANSFER_T2,
              read("consent-request-not-found")),

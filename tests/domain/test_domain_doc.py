@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import domain.custody
+import domain.regimes
 import domain.rules
 from domain.values import DATA_CATEGORIES
 from projections.model import RULES
@@ -55,7 +56,7 @@ def test_every_cited_name_exists() -> None:
     assert missing == []
 
 
-RULE_MODULES = (domain.rules, domain.custody)
+RULE_MODULES = (domain.rules, domain.custody, domain.regimes)
 
 
 def test_every_check_of_the_rule_modules_is_cited() -> None:

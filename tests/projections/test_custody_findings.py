@@ -175,3 +175,24 @@ def test_h2_data_passed_on_without_the_providers_consent(ledger: TransferLedger,
     ledger.record_transfer(builders.onward("INTERPOL", "BR", t2, a3, consent_id=consent["id"]))
     assert [x["transfer_id"] for x in custody_findings(runner) if x["rule"] == "onward-transfer-without-h2-consent"] \
         == [forged]
+
+
+URGENT = {"threat": "public-security", "grounds": "an attack is planned for tonight",
+          "why_no_prior_authorization": "the authority could not be reached in time"}
+
+
+def test_urgent_transfers_and_their_notice_to_the_authorizing_state(ledger: TransferLedger,
+                                                                     runner: ProjectionRunner) -> None:
+    root = ledger.record_transfer(builders.transfer("DE", "FR", regime="eu-led"))
+    told = ledger.record_transfer(builders.onward("FR", "NL", root, regime="eu-led", urgent=URGENT))
+    ledger.notify_urgent_transfer(told["id"], {"notified_by": builders.actor("FR")})
+    untold = ledger.record_transfer(builders.onward("FR", "BR", root, regime="eu-led", urgent=URGENT))
+    assert findings(runner) == []  # the exception holds, and no notice is due yet
+    f = one(findings(runner, now=FAR_FUTURE), rule="urgent-notice-overdue")
+    assert f["transfer_id"] == untold["id"] and f["reason"] == "not-notified" and f["article"] == "LED art. 35(2)"
+    assert "has not informed DE" in f["detail"]
+    # written around the application: urgent under the Convention is no exception at all
+    plain = ledger.record_transfer(builders.transfer("DE", "FR"))
+    forged = around(ledger, "FR", "NL", plain, urgent=URGENT)
+    g = one(findings(runner), rule="onward-transfer-not-authorized")
+    assert g["transfer_id"] == forged
