@@ -11,10 +11,9 @@ from ledger.service.application import TransferLedger
 from projections import queries
 from projections.replay import replay
 from projections.runner import ProjectionRunner
-from tests.projections.test_findings import FAR_FUTURE, findings, one
 from tests.support import builders
 from tests.support.builders import OTHER_PROCEEDING
-from tests.support.world import around, dump
+from tests.support.world import FAR_FUTURE, around, dump, findings, one
 
 CUSTODY_RULES = {"use-without-consent", "use-by-other-party", "exculpatory-notice-missing",
                  "exculpatory-notice-overdue", "handling-restrictions-dropped", "onward-transfer-without-h2-consent"}

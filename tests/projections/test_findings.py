@@ -17,29 +17,14 @@ from eventsourcing.persistence import StoredEvent
 from domain.model import Transfer
 from ledger.service.application import TransferLedger
 from projections import queries
-from projections.events import now_time
 from projections.replay import replay
 from projections.runner import ProjectionRunner
 from tests.support import builders
-from tests.support.world import around, around_grant, build_world, dump
-
-FAR_FUTURE = "2999-01-01T00:00:00.000000Z"
-
-
-def findings(runner: ProjectionRunner, rule: str | None = None, **options: Any) -> list[dict[str, Any]]:
-    runner.catch_up()
-    options.setdefault("now", now_time())
-    return queries.findings(runner.db, rule=rule, **options)["items"]  # type: ignore[no-any-return]
+from tests.support.world import FAR_FUTURE, around, around_grant, build_world, dump, findings, one
 
 
 def leaf_of(ledger: TransferLedger, transfer_id: str) -> int:
     return int(ledger.get_transfer(transfer_id)["leaf_index"])
-
-
-def one(items: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
-    found = [f for f in items if all(f.get(k) == v for k, v in match.items())]
-    assert len(found) == 1, (match, items)
-    return found[0]
 
 
 def test_the_application_alone_raises_no_grant_finding(ledger: TransferLedger, runner: ProjectionRunner) -> None:

@@ -10,8 +10,9 @@ from domain.parties import Actor
 from domain.values import format_datetime
 from ledger.service.application import TransferLedger
 from ledger.storage.sql import SqlAccess
-from projections import runner_for
+from projections import queries, runner_for
 from projections.db import Db
+from projections.events import now_time
 from projections.runner import ProjectionRunner
 from projections.schema import MODEL_TABLES
 from tests.support import builders
@@ -87,3 +88,21 @@ def around_grant(ledger: TransferLedger, request_id: str, by: str) -> None:
 
     grant.grant(Actor.from_dict(builders.actor(by)), GrantConditions(), None)
     ledger.save(grant)
+
+
+#: A moment after every deadline: the time-dependent findings judged then.
+FAR_FUTURE = "2999-01-01T00:00:00.000000Z"
+
+
+def findings(runner: ProjectionRunner, rule: str | None = None, **options: Any) -> list[dict[str, Any]]:
+    """The findings, after the runner caught up, judged now (or at ``now=``)."""
+    runner.catch_up()
+    options.setdefault("now", now_time())
+    return queries.findings(runner.db, rule=rule, **options)["items"]  # type: ignore[no-any-return]
+
+
+def one(items: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    """The one item matching every ``match``."""
+    found = [f for f in items if all(f.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, items)
+    return found[0]
