@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from domain.model import Authorization, PartyPolicy, Transfer
+from domain.preservation import Preservation
 
 TRANSFER_RECORDED = Transfer.Recorded.TOPIC
 REQUESTED = Authorization.Requested.TOPIC
@@ -33,6 +34,11 @@ WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
 KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
 ERASED = Transfer.PersonalDataErased.TOPIC
 NOTICE_ACKNOWLEDGED = Transfer.NoticeAcknowledged.TOPIC
+PRESERVATION_REQUESTED = Preservation.Requested.TOPIC
+PRESERVATION_EXTENDED = Preservation.Extended.TOPIC
+PRESERVATION_FOLLOW_UP = Preservation.FollowUpFiled.TOPIC
+PRESERVATION_DECIDED = Preservation.FollowUpDecided.TOPIC
+PRESERVATION_RELEASED = Preservation.Released.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -127,6 +133,38 @@ class NoticeAcknowledgedState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class PreservationRequestedState(msgspec.Struct, gc=False):
+    requesting_authority: Actor
+    requested_party: str
+    period_days: int
+    requested_at: str
+    offence: str | None = None
+    timestamp: Stamp | None = None
+
+
+class PreservationExtendedState(msgspec.Struct, gc=False):
+    extended_by: Actor
+    period_days: int
+    timestamp: Stamp | None = None
+
+
+class PreservationFollowUpState(msgspec.Struct, gc=False):
+    filed_by: Actor
+    received_at: str
+    timestamp: Stamp | None = None
+
+
+class PreservationDecidedState(msgspec.Struct, gc=False):
+    decided_by: Actor
+    decision: str
+    timestamp: Stamp | None = None
+
+
+class PreservationReleasedState(msgspec.Struct, gc=False):
+    released_by: Actor
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -135,6 +173,9 @@ _DECODERS: dict[str, Any] = {
         (REFUSED, RefusedState), (REVOKED, RevokedState), (USED, UsedState),
         (POLICY_REGISTERED, PolicyRegisteredState), (WRITTEN_FORM_SET, WrittenFormSetState),
         (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
+        (PRESERVATION_REQUESTED, PreservationRequestedState), (PRESERVATION_EXTENDED, PreservationExtendedState),
+        (PRESERVATION_FOLLOW_UP, PreservationFollowUpState), (PRESERVATION_DECIDED, PreservationDecidedState),
+        (PRESERVATION_RELEASED, PreservationReleasedState),
     )
 }
 

@@ -82,6 +82,8 @@ from projections.events import (
     seconds_between,
     time_of,
 )
+from projections.preservation import HANDLERS as PRESERVATION_HANDLERS
+from projections.preservation import PRESERVATION_RULES, PreservationRec
 
 ART_36_3 = "art. 36 §3"
 ORDER_949_RETENTION = "Order 949 §12, §15"
@@ -102,6 +104,7 @@ RULES: dict[str, tuple[str, str]] = {
         ORDER_949_RETENTION, "A Party told of an erasure has not acknowledged it within the audit deadline"),
     "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
 }
+RULES.update(PRESERVATION_RULES)  # art. 42 (projections/preservation.py)
 
 #: How long a grant's ``valid_until`` is given, in the event's own timestamp, for the
 #: moment between the application's check and the event's creation (seconds).
@@ -229,17 +232,22 @@ class State:
         *,
         load_transfer: Loader | None = None,
         load_authorization: Loader | None = None,
+        preservations: dict[str, PreservationRec | None] | None = None,
+        load_preservation: Loader | None = None,
     ) -> None:
         self.transfers = transfers
         self.authorizations = authorizations
         self.policies = policies
         self._load_transfer = load_transfer
         self._load_authorization = load_authorization
+        self.preservations = preservations if preservations is not None else {}
+        self._load_preservation = load_preservation
         self.misses = 0
         # changes
         self.new_transfers: list[TransferRec] = []
         self.dirty_authorizations: dict[str, AuthRec] = {}
         self.dirty_policies: dict[str, PolicyRec] = {}
+        self.dirty_preservations: dict[str, PreservationRec] = {}
         self.uses: list[tuple[str, str, int]] = []
         self.erasures: list[tuple[str, str, str, int]] = []  # transfer, class, erased_at, leaf
         self.notices: list[tuple[str, str, str, str, int]] = []  # id, transfer, party, erased_at, leaf
@@ -277,6 +285,15 @@ class State:
             self.misses += 1
             rec = self._load_authorization(authorization_id)
         self.authorizations[authorization_id] = rec
+        return rec
+
+    def preservation(self, preservation_id: str) -> PreservationRec | None:
+        try:
+            return self.preservations[preservation_id]
+        except KeyError:
+            pass
+        rec = self._load_preservation(preservation_id) if self._load_preservation is not None else None
+        self.preservations[preservation_id] = rec
         return rec
 
     def written_required_by(self, party: str) -> bool:
@@ -707,4 +724,5 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     WRITTEN_FORM_SET: _on_written_form_set,
     ERASED: _on_erased,
     NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
+    **PRESERVATION_HANDLERS,
 }

@@ -20,6 +20,7 @@ import statistics as stats_lib
 from datetime import datetime, timedelta
 from typing import Any
 
+from projections import preservation
 from projections.db import Db
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COLUMNS
 
@@ -259,7 +260,7 @@ def findings(
     out: list[dict[str, Any]] = []
     party_clause = _share(("origin", "sender", "recipient"), share)
     if rule is None or rule not in ("request-pending-too-long", "retention-period-expired",
-                                    "erasure-notice-unacknowledged"):
+                                    "erasure-notice-unacknowledged", *preservation.TIME_DEPENDENT):
         where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
         for r in db.query(
             f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
@@ -351,6 +352,8 @@ def findings(
                 f"erased and {'acknowledged it late' if late else 'has not acknowledged it'}; the deadline is "
                 f"{notice_deadline_days:g} days", proof,
             ))
+    if rule in (None, "preservation-expired-unattended"):
+        out.extend(_finding(*args) for args in preservation.expired_unattended(db, now=now, share=share))
     out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
     counts: dict[str, int] = {}
     for f in out:

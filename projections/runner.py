@@ -60,6 +60,7 @@ from projections.model import (
     apply_all,
     evidence,
 )
+from projections.preservation import PRESERVATION_COLUMNS, PreservationRec
 from projections.schema import MODEL_TABLES, MODELS, TABLES, TRACKING, statements
 
 DEFAULT_BATCH = 2000
@@ -109,6 +110,7 @@ class ProjectionRunner:
         self._transfers: dict[str, TransferRec | None] = {}
         self._authorizations: dict[str, AuthRec | None] = {}
         self._policies: dict[str, PolicyRec] | None = None
+        self._preservations: dict[str, PreservationRec | None] = {}
         #: The position the cached records stand at (the last batch this runner wrote).
         self._cached_at: int | None = None
 
@@ -372,6 +374,7 @@ class ProjectionRunner:
         self._transfers.clear()
         self._authorizations.clear()
         self._policies = None
+        self._preservations.clear()
         self._cached_at = None
 
     def _state_for(self, events: Sequence[FeedEvent]) -> State:
@@ -412,7 +415,8 @@ class ProjectionRunner:
         if want_a:
             self._load_authorizations(want_a)
         return State(transfers, auths, self._policies,
-                     load_transfer=self._load_transfer, load_authorization=self._load_authorization)
+                     load_transfer=self._load_transfer, load_authorization=self._load_authorization,
+                     preservations=self._preservations, load_preservation=self._load_preservation)
 
     def _load_transfers(self, ids: Iterable[str]) -> list[TransferRec]:
         loaded = []
@@ -450,6 +454,11 @@ class ProjectionRunner:
         self._load_authorizations([ident])
         return self._authorizations.get(ident)
 
+    def _load_preservation(self, ident: str) -> PreservationRec | None:
+        rows = self.db.rows(f"SELECT {', '.join(PRESERVATION_COLUMNS)} FROM {{proj_preservations}} WHERE id = ?",
+                            (ident,))
+        return PreservationRec.from_row(rows[0]) if rows else None
+
     def _write(self, state: State | Writes, old: int, new: int) -> None:
         """The batch's rows and the new positions, in one transaction (compare-and-set)."""
         writes = prepare_writes(state) if isinstance(state, State) else state
@@ -484,6 +493,8 @@ def prepare_writes(state: State) -> Writes:
          "ON CONFLICT DO NOTHING"),
         ("proj_notice_acks", ("notice_id", "acknowledged_at", "leaf_index"), list(state.acknowledgements),
          "ON CONFLICT DO NOTHING"),
+        ("proj_preservations", PRESERVATION_COLUMNS, [p.row() for p in state.dirty_preservations.values()],
+         upsert_clause(("id",), PRESERVATION_COLUMNS)),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),

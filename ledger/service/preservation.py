@@ -21,6 +21,7 @@ from domain.preservation import (
     FollowUpDraft,
     Preservation,
     PreservationDraft,
+    PreservationFacts,
     ReleaseDraft,
     check_follow_up_decidable,
     check_follow_up_refusal_reasoned,
@@ -185,6 +186,10 @@ class PreservationCommands:
         pid = parse_uuid(preservation_id, "preservation_id")
         preservation = self._get_preservation(pid, version)
         return self._preservation_view(preservation)
+
+    def preservation_facts(self, preservation_id: Any) -> PreservationFacts:
+        """What the rules of ``domain.preservation`` look at, as the preservation stands."""
+        return self._get_preservation(parse_uuid(preservation_id, "preservation_id")).facts
 
     def list_preservations(
         self,
