@@ -169,7 +169,7 @@ class PreservationCommands:
     def _preservation_prepared(self, preservation: Preservation, idempotency: IdempotencyClaim | None) -> Prepared:
         # The answer shows the preservation as this command left it (a later command of the same
         # batch may change it again); the leaves of its new events are known once they are saved.
-        view = self._preservation_fields(preservation, self.clock())
+        view = self.open_personal(self._preservation_fields(preservation, self.clock()), preservation.id)
 
         def respond(leaves: Leaves) -> dict[str, Any]:
             return _with_leaves(view, str(preservation.id), leaves,
