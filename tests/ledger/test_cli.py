@@ -49,14 +49,14 @@ def test_checkpoint_prints_a_signed_note_alone(initialized: Settings) -> None:
 def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -> None:
     done = run("demo", settings=initialized)
     for rule in ("not-origin", "written-instrument-required", "onward-transfer-not-authorized",
-                 "authorization-revoked"):
+                 "authorization-revoked", "preservation-period-too-short", "preservation-period-running"):
         assert f"REFUSED [{rule}]" in done.stdout
     assert "INTERPOL -> BR" in done.stdout
     report = json.loads(run("verify", "--json", settings=initialized).stdout)
     assert report["ok"] is True and report["first_bad_index"] is None and report["problems"] == []
-    # 14 leaves and a checkpoint of them; then (event format 2) a hold placed and lifted, the erasure,
+    # 14 leaves, a preservation and its extension, and a checkpoint of them; then (event format 2) a hold placed and lifted, the erasure,
     # an acknowledgement, and the checkpoint the erasure's certificate was made against
-    assert report["tree_size"] == 18 and report["checkpoints_checked"] == 2
+    assert report["tree_size"] == 20 and report["checkpoints_checked"] == 2
     human = run("verify", settings=initialized)
     assert human.stdout.startswith("OK: ")
 
