@@ -63,22 +63,22 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
 
 def test_demo_erases_personal_data_and_certifies_it(initialized: Settings) -> None:
     out = run("demo", settings=initialized).stdout
-    assert "REFUSED [processing-restricted]" in out and "hold lifted at leaf 15" in out
+    assert "REFUSED [processing-restricted]" in out and "hold lifted at leaf 17" in out
     erased = next(line for line in out.splitlines() if line.startswith("   erased at leaf "))
-    assert erased.startswith("   erased at leaf 16: data key ") and "destroyed" in erased
-    assert "   subjects: erased at leaf 16, commitment:" in out
+    assert erased.startswith("   erased at leaf 18: data key ") and "destroyed" in erased
+    assert "   subjects: erased at leaf 18, commitment:" in out
     assert "   sender.officer: Kriminalhauptkommissarin A. Keller" in out
-    assert "to INTERPOL" in out and "to BR" in out and "INTERPOL acknowledged at leaf 17" in out
+    assert "to INTERPOL" in out and "to BR" in out and "INTERPOL acknowledged at leaf 19" in out
     [certificate] = initialized.data_dir.glob("erasure-certificate-*.json")
     assert f"   written to {certificate}" in out
     assert "   Not witnessed: no witness has cosigned any checkpoint of this ledger." in out
     doc = json.loads(certificate.read_text())
-    assert doc["leaf_index"] == 16 and doc["cosigned_by"] == []
+    assert doc["leaf_index"] == 18 and doc["cosigned_by"] == []
     assert "MLA request FR-MLA-2026-112" not in certificate.read_text()
     vkey = initialized.data_dir / "ledger.vkey"
     assert f"transfer-ledger verify-certificate {certificate} --vkey {vkey}" in out
     checked = run("verify-certificate", str(certificate), "--vkey", str(vkey))
-    assert checked.stdout.startswith(f"OK: erasure of {doc['transfer_id']} at leaf 16, in the signed tree of 18")
+    assert checked.stdout.startswith(f"OK: erasure of {doc['transfer_id']} at leaf 18, in the signed tree of 20")
     # the erased transfer reads as erased from the command line's ledger too
     from ledger.bootstrap import open_ledger
 
