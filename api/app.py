@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, responses
 from api.audit_routes import router as audit_router
 from api.custody_routes import router as custody_router
+from api.preservation_routes import router as preservation_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
@@ -216,6 +217,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         openapi_tags=[
             {"name": "transfers", "description": "Transfers and onward transfers of personal data"},
             {"name": "authorizations", "description": "Art. 36 §3 requests, decisions and revocations"},
+            {"name": "preservations", "description": "Art. 42 preservation of stored data, its extension, "
+             "follow-up and release"},
             {"name": "ledger", "description": "Feed, checkpoints and Merkle proofs"},
             {"name": "health", "description": "Liveness"},
         ],
@@ -225,6 +228,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(witness_router)
     app.include_router(audit_router)
     app.include_router(custody_router)
+    app.include_router(preservation_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

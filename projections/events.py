@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
+from domain.preservation import Preservation
 
 TRANSFER_RECORDED = Transfer.Recorded.TOPIC
 REQUESTED = Authorization.Requested.TOPIC
@@ -39,6 +40,11 @@ USE_NOTICE_GIVEN = Transfer.UseNoticeGiven.TOPIC
 CONSENT_REQUESTED = ConsentRequest.Requested.TOPIC
 CONSENT_DECIDED = ConsentRequest.Decided.TOPIC
 CONSENT_USED = ConsentRequest.Used.TOPIC
+PRESERVATION_REQUESTED = Preservation.Requested.TOPIC
+PRESERVATION_EXTENDED = Preservation.Extended.TOPIC
+PRESERVATION_FOLLOW_UP = Preservation.FollowUpFiled.TOPIC
+PRESERVATION_DECIDED = Preservation.FollowUpDecided.TOPIC
+PRESERVATION_RELEASED = Preservation.Released.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -180,6 +186,35 @@ class ConsentUsedState(msgspec.Struct, gc=False):
 class ConsentDecidedState(msgspec.Struct, gc=False):
     decision: str
     decided_by: Actor | None = None
+class PreservationRequestedState(msgspec.Struct, gc=False):
+    requesting_authority: Actor
+    requested_party: str
+    period_days: int
+    requested_at: str
+    offence: str | None = None
+    timestamp: Stamp | None = None
+
+
+class PreservationExtendedState(msgspec.Struct, gc=False):
+    extended_by: Actor
+    period_days: int
+    timestamp: Stamp | None = None
+
+
+class PreservationFollowUpState(msgspec.Struct, gc=False):
+    filed_by: Actor
+    received_at: str
+    timestamp: Stamp | None = None
+
+
+class PreservationDecidedState(msgspec.Struct, gc=False):
+    decided_by: Actor
+    decision: str
+    timestamp: Stamp | None = None
+
+
+class PreservationReleasedState(msgspec.Struct, gc=False):
+    released_by: Actor
     timestamp: Stamp | None = None
 
 
@@ -194,6 +229,9 @@ _DECODERS: dict[str, Any] = {
         (DATA_USED, DataUsedState), (USE_NOTICE_GIVEN, UseNoticeGivenState),
         (CONSENT_REQUESTED, ConsentRequestedState), (CONSENT_DECIDED, ConsentDecidedState),
         (CONSENT_USED, ConsentUsedState), (URGENT_NOTIFIED, UrgentNotifiedState),
+        (PRESERVATION_REQUESTED, PreservationRequestedState), (PRESERVATION_EXTENDED, PreservationExtendedState),
+        (PRESERVATION_FOLLOW_UP, PreservationFollowUpState), (PRESERVATION_DECIDED, PreservationDecidedState),
+        (PRESERVATION_RELEASED, PreservationReleasedState),
     )
 }
 

@@ -87,6 +87,8 @@ from projections.events import (
     seconds_between,
     time_of,
 )
+from projections.preservation import HANDLERS as PRESERVATION_HANDLERS
+from projections.preservation import PRESERVATION_RULES, PreservationRec
 
 ART_36_3 = "art. 36 §3"
 ART_40_19 = "art. 40 §19"
@@ -118,6 +120,7 @@ RULES: dict[str, tuple[str, str]] = {
                                               "a reason why it was impossible"),
     "exculpatory-notice-overdue": (ART_40_19, "Exculpatory use whose notice after it came late or not at all"),
 }
+RULES.update(PRESERVATION_RULES)  # art. 42 (projections/preservation.py)
 
 #: How long a grant's ``valid_until`` is given, in the event's own timestamp, for the
 #: moment between the application's check and the event's creation (seconds).
@@ -254,6 +257,8 @@ class State:
         load_authorization: Loader | None = None,
         consents: dict[str, Any] | None = None,
         load_consent: Loader | None = None,
+        preservations: dict[str, PreservationRec | None] | None = None,
+        load_preservation: Loader | None = None,
     ) -> None:
         self.transfers = transfers
         self.authorizations = authorizations
@@ -263,11 +268,14 @@ class State:
         #: Consent requests (projections.custody.ConsentRec) by id, and their loader.
         self.consents: dict[str, Any] = consents if consents is not None else {}
         self._load_consent = load_consent
+        self.preservations = preservations if preservations is not None else {}
+        self._load_preservation = load_preservation
         self.misses = 0
         # changes
         self.new_transfers: list[TransferRec] = []
         self.dirty_authorizations: dict[str, AuthRec] = {}
         self.dirty_policies: dict[str, PolicyRec] = {}
+        self.dirty_preservations: dict[str, PreservationRec] = {}
         self.uses: list[tuple[str, str, int]] = []
         self.erasures: list[tuple[str, str, str, int]] = []  # transfer, class, erased_at, leaf
         self.notices: list[tuple[str, str, str, str, int]] = []  # id, transfer, party, erased_at, leaf
@@ -324,6 +332,15 @@ class State:
             self.misses += 1
             rec = self._load_consent(consent_id)
         self.consents[consent_id] = rec
+        return rec
+
+    def preservation(self, preservation_id: str) -> PreservationRec | None:
+        try:
+            return self.preservations[preservation_id]
+        except KeyError:
+            pass
+        rec = self._load_preservation(preservation_id) if self._load_preservation is not None else None
+        self.preservations[preservation_id] = rec
         return rec
 
     def written_required_by(self, party: str) -> bool:
@@ -768,4 +785,5 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     ERASED: _on_erased,
     NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
     **CUSTODY_HANDLERS,
+    **PRESERVATION_HANDLERS,
 }

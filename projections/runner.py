@@ -61,6 +61,7 @@ from projections.model import (
     apply_all,
     evidence,
 )
+from projections.preservation import PRESERVATION_COLUMNS, PreservationRec
 from projections.schema import MODEL_TABLES, MODELS, TABLES, TRACKING, statements
 
 DEFAULT_BATCH = 2000
@@ -111,6 +112,7 @@ class ProjectionRunner:
         self._authorizations: dict[str, AuthRec | None] = {}
         self._consents: dict[str, ConsentRec | None] = {}
         self._policies: dict[str, PolicyRec] | None = None
+        self._preservations: dict[str, PreservationRec | None] = {}
         #: The position the cached records stand at (the last batch this runner wrote).
         self._cached_at: int | None = None
 
@@ -375,6 +377,7 @@ class ProjectionRunner:
         self._authorizations.clear()
         self._consents.clear()
         self._policies = None
+        self._preservations.clear()
         self._cached_at = None
 
     def _state_for(self, events: Sequence[FeedEvent]) -> State:
@@ -416,7 +419,8 @@ class ProjectionRunner:
             self._load_authorizations(want_a)
         return State(transfers, auths, self._policies,
                      load_transfer=self._load_transfer, load_authorization=self._load_authorization,
-                     consents=self._consents, load_consent=self._load_consent)
+                     consents=self._consents, load_consent=self._load_consent,
+                     preservations=self._preservations, load_preservation=self._load_preservation)
 
     def _load_transfers(self, ids: Iterable[str]) -> list[TransferRec]:
         loaded = []
@@ -461,6 +465,11 @@ class ProjectionRunner:
         self._load_authorizations([ident])
         return self._authorizations.get(ident)
 
+    def _load_preservation(self, ident: str) -> PreservationRec | None:
+        rows = self.db.rows(f"SELECT {', '.join(PRESERVATION_COLUMNS)} FROM {{proj_preservations}} WHERE id = ?",
+                            (ident,))
+        return PreservationRec.from_row(rows[0]) if rows else None
+
     def _write(self, state: State | Writes, old: int, new: int) -> None:
         """The batch's rows and the new positions, in one transaction (compare-and-set)."""
         writes = prepare_writes(state) if isinstance(state, State) else state
@@ -502,6 +511,8 @@ def prepare_writes(state: State) -> Writes:
          "ON CONFLICT DO NOTHING"),
         ("proj_urgent_notices", ("transfer_id", "notified_at", "leaf_index"), list(state.urgent_notices),
          "ON CONFLICT DO NOTHING"),
+        ("proj_preservations", PRESERVATION_COLUMNS, [p.row() for p in state.dirty_preservations.values()],
+         upsert_clause(("id",), PRESERVATION_COLUMNS)),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),

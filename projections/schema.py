@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from projections.custody import CONSENT_COLUMNS, USE_COLUMNS
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, TRANSFER_COLUMNS, PolicyRec
+from projections.preservation import PRESERVATION_TABLES
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ MODELS: tuple[ReadModel, ...] = (
               "event-driven compliance findings, each with its rule, article and evidence leaves"),
     ReadModel("statistics", 1, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests"),
               "transfers by month, route, legal basis and category; requests and decisions"),
+    ReadModel("preservations", 1, ("proj_preservations",),
+              "art. 42 preservation requests: period, extensions, follow-up, decision, release"),
 )
 MODEL_NAMES = tuple(m.name for m in MODELS)
 
@@ -133,6 +136,8 @@ TABLES: dict[str, list[str]] = {
         "PRIMARY KEY (month, origin, holder, recipient))",
     ],
 }
+
+TABLES.update(PRESERVATION_TABLES)
 
 MODEL_TABLES = tuple(table for model in MODELS for table in model.tables)
 

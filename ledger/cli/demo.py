@@ -260,6 +260,8 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
         say(f"   {hop['sender']['party']:>8} -> {hop['recipient']['party']:<8} "
             f"leaf {hop['leaf_index']:<4} {hop['legal_basis']:<6} {','.join(hop['data_categories'])}")
 
+    _preservation(ledger, say, step, refused)
+
     step("13. A signed checkpoint of the ledger (C2SP tlog-checkpoint)")
     stored = sign_current_checkpoint(ledger.store, signer)
     for line in stored.note.rstrip("\n").split("\n"):
@@ -275,6 +277,29 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
     if certificate is not None:
         say(f"and the certificate with: transfer-ledger verify-certificate {certificate} "
             f"--vkey {certificate.parent / VKEY_FILE}")
+
+
+def _preservation(ledger: TransferLedger, say: Say, step: Callable[[str], None],
+                  refused: Callable[[Callable[[], Any]], None]) -> None:
+    """Steps 10a and 10b: DE asks FR to preserve stored data (art. 42) and extends the period."""
+    request = {
+        "requesting_authority": BKA, "requested_party": "FR", "offence": "illegal access (art. 7), ransomware",
+        "facts": "hospital servers encrypted; the ransom note names a mailbox hosted in France",
+        "data": {"description": "the mailbox named in the ransom note", "data_categories": ["content", "traffic"]},
+        "relation_to_offence": "the ransom negotiations go through it", "custodian": "a French mail provider",
+        "necessity": "inactive mailboxes are deleted after 30 days", "mla_request_intended": True,
+        "confidential": True, "no_user_notice": True, "period_days": 60,
+    }
+    step("12a. DE asks FR to preserve the mailbox (art. 42 §3) for 60 days; 30 days is refused (§8)")
+    refused(lambda: ledger.request_preservation({**request, "period_days": 30}))
+    made = ledger.request_preservation(request)
+    say(f"   preservation {made['id']} at leaf {made['leaf_index']}: {made['status']}, {made['days_left']} days left")
+    step("12b. Before it expires, DE extends it by 30 days (§9); FR may not release it while it runs")
+    extended = ledger.extend_preservation(made["id"], {
+        "extended_by": BKA, "period_days": 30, "reasons": "the request for assistance awaits translation"})
+    say(f"   extended at leaf {extended['extensions'][-1]['leaf_index']}: {extended['days_left']} days left, "
+        f"until {extended['expires_at'][:10]}")
+    refused(lambda: ledger.release_preservation(made["id"], {"released_by": OFAC, "reasons": "not needed"}))
 
 
 def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[str], None],

@@ -91,6 +91,7 @@ from domain.values import (
 )
 from ledger.service.custody import CustodyCommands
 from ledger.service.group_commit import GroupCommitter
+from ledger.service.preservation import PreservationCommands
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
 from ledger.storage.idempotency import (
     IdempotencyClaim,
@@ -222,8 +223,9 @@ def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], Appe
     return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
 
 
-class TransferLedger(CustodyCommands, Application[UUID]):
-    """The ledger of transfers and authorizations (art. 36 §3)."""
+class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
+    """The ledger of transfers and authorizations (art. 36 §3), uses and consents (art. 40 §19), and
+    preservations (art. 42)."""
 
     name = "TransferLedger"
 
@@ -488,6 +490,8 @@ class TransferLedger(CustodyCommands, Application[UUID]):
         if record.response is not None:
             return record.status_code, record.response
         assert record.resource_id is not None
+        if record.resource_kind == "preservation":
+            return record.status_code, self.get_preservation(record.resource_id, version=record.resource_version)
         if record.resource_kind == "transfer":
             transfer = self._get_transfer(UUID(record.resource_id), "id")
             return record.status_code, self._transfer_view(transfer)
@@ -951,7 +955,8 @@ class TransferLedger(CustodyCommands, Application[UUID]):
         if scope is None:
             return None
         transfer = aggregate if isinstance(aggregate, Transfer) else self._load(scope)
-        return str(transfer.id) if transfer.restriction is not None else None
+        held = isinstance(transfer, Transfer) and transfer.restriction is not None  # (a preservation holds none)
+        return str(transfer.id) if held else None
 
     def reapply_erasures(self) -> int:
         """Erasures the data dir's journal holds that this database does not: destroyed again

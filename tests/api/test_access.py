@@ -31,6 +31,7 @@ import pytest
 
 from ledger.tlog.cosignature import Cosigner
 from tests.support import builders
+from tests.support import preservation as pres
 from tests.support.api import PARTIES, Api, problem
 
 R, A = "recorder", "authority"
@@ -302,6 +303,41 @@ ORIGIN_DECIDES = expectations(
     COMMAND_OTHERS,
 )
 
+def preservation(api: Api, *, requested_days_ago: float = 0, follow_up: bool = False) -> dict[str, Any]:
+    """A fresh preservation DE asked of FR (art. 42), its period started that long ago."""
+    made = api.ok(api.post("/v1/preservations", pres.preservation(requested_at=pres.days_ago(requested_days_ago)),
+                           "DE-authority"), 201)
+    if follow_up:
+        api.ok(api.post(f"/v1/preservations/{made['id']}/follow-up", pres.follow_up(), "DE-authority"), 200)
+    return made
+
+
+def on_preservation(step: str, body: Callable[[str], dict[str, Any]], **state: Any) -> Prepare:
+    """The key's Party (DE, if it names none) takes a step on a fresh preservation DE asked of FR."""
+    def prepare(api: Api, w: World, key: str) -> Request:
+        made = preservation(api, **state)
+        me = key.split("-")[0]
+        return "POST", f"/v1/preservations/{made['id']}/{step}", body(me if me in PARTIES else "DE")
+
+    return prepare
+
+
+#: A preservation DE asked of FR: DE is the requesting Party, FR the requested one.
+PRESERVATION = {"DE": "requesting", "FR": "requested", "INTERPOL": "unrelated", "BR": "unrelated", "NL": "unrelated"}
+NOT_FOUND_PRESERVATION = (404, "preservation-not-found")
+
+
+def preservation_step(allowed: str, refused: tuple[int, str]) -> dict[str, Any]:
+    """Only an authority of ``allowed`` takes the step; the other Party to it is told which rule; others 404."""
+    other = "FR" if allowed == "DE" else "DE"
+    return expectations(
+        {f"{allowed}-authority": 200, f"{other}-authority": refused,
+         **{f"{p}-authority": NOT_FOUND_PRESERVATION for p in ("INTERPOL", "BR", "NL")},
+         **{f"{p}-{R}": ROLE for p in PARTIES}},
+        COMMAND_OTHERS,
+    )
+
+
 ENDPOINTS = [
     Endpoint("POST /v1/transfers (first)", record_first, FIRST_DE_FR, expectations(
         {"DE-recorder": 201, "FR-recorder": PARTY, "INTERPOL-recorder": PARTY, "BR-recorder": PARTY,
@@ -372,6 +408,26 @@ ENDPOINTS = [
     Endpoint("GET /v1/consent-requests/{id}", consent_on_t2(False), TRANSFER_T2, read("consent-request-not-found")),
     Endpoint("GET /v1/consent-requests/{id}/decision", consent_on_t2(True), TRANSFER_T2,
              read("consent-request-not-found")),
+    Endpoint("POST /v1/preservations", lambda api, w, key: ("POST", "/v1/preservations", pres.preservation()),
+             PRESERVATION, expectations(
+                 {"DE-authority": 201, **{f"{p}-{A}": PARTY for p in PARTIES if p != "DE"},
+                  **{f"{p}-{R}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/preservations/{id}/extension", on_preservation("extension", pres.extension), PRESERVATION,
+             preservation_step("DE", (403, "not-requesting-party"))),
+    Endpoint("POST /v1/preservations/{id}/follow-up", on_preservation("follow-up", pres.follow_up), PRESERVATION,
+             preservation_step("DE", (403, "not-requesting-party"))),
+    Endpoint("POST /v1/preservations/{id}/follow-up/decision",
+             on_preservation("follow-up/decision", pres.decision, follow_up=True), PRESERVATION,
+             preservation_step("FR", (403, "not-requested-party"))),
+    Endpoint("POST /v1/preservations/{id}/release", on_preservation("release", pres.release, requested_days_ago=61),
+             PRESERVATION, preservation_step("FR", (403, "not-requested-party"))),
+    Endpoint("GET /v1/preservations/{id}",
+             lambda api, w, key: ("GET", f"/v1/preservations/{preservation(api)['id']}", None), PRESERVATION,
+             expectations({"DE": 200, "FR": 200, **dict.fromkeys(("INTERPOL", "BR", "NL"), NOT_FOUND_PRESERVATION)},
+                          {**READ_OTHERS, "NL-auditor": NOT_FOUND_PRESERVATION})),
+    Endpoint("GET /v1/preservations", get(lambda w: "/v1/preservations"), LEDGER, LISTS),
+    Endpoint("GET /v1/audit/preservations", get(lambda w: "/v1/audit/preservations?expiring_within=7d"), LEDGER,
+             AUDITORS),
     Endpoint("GET /v1/events", get(lambda w: "/v1/events"), LEDGER, expectations(
         dict.fromkeys(PARTIES, ROLE),
         {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,

@@ -49,15 +49,16 @@ def test_checkpoint_prints_a_signed_note_alone(initialized: Settings) -> None:
 def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -> None:
     done = run("demo", settings=initialized)
     for rule in ("not-origin", "written-instrument-required", "onward-transfer-not-authorized",
-                 "authorization-revoked", "h2-consent-required", "specialty-consent-required"):
+                 "authorization-revoked", "h2-consent-required", "specialty-consent-required",
+                 "preservation-period-too-short", "preservation-period-running"):
         assert f"REFUSED [{rule}]" in done.stdout
     assert "INTERPOL -> BR" in done.stdout
     report = json.loads(run("verify", "--json", settings=initialized).stdout)
     assert report["ok"] is True and report["first_bad_index"] is None and report["problems"] == []
-    # 23 leaves (the art. 36 §3 story, FR's H2 consent, uses, a consent and a notice) and a checkpoint
-    # of them; then (event format 2) a hold placed and lifted, the erasure, an acknowledgement, and the
-    # checkpoint the erasure's certificate was made against
-    assert report["tree_size"] == 27 and report["checkpoints_checked"] == 2
+    # 25 leaves (the art. 36 §3 story, FR's H2 consent, uses, a consent and a notice, a preservation and
+    # its extension) and a checkpoint of them; then (event format 2) a hold placed and lifted, the
+    # erasure, an acknowledgement, and the checkpoint the erasure's certificate was made against
+    assert report["tree_size"] == 29 and report["checkpoints_checked"] == 2
     assert "INTERPOL asked FR; FR consented at leaf 10" in done.stdout
     assert "notice to DE recorded at leaf 22" in done.stdout
     human = run("verify", settings=initialized)
@@ -66,22 +67,22 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
 
 def test_demo_erases_personal_data_and_certifies_it(initialized: Settings) -> None:
     out = run("demo", settings=initialized).stdout
-    assert "REFUSED [processing-restricted]" in out and "hold lifted at leaf 24" in out
+    assert "REFUSED [processing-restricted]" in out and "hold lifted at leaf 26" in out
     erased = next(line for line in out.splitlines() if line.startswith("   erased at leaf "))
-    assert erased.startswith("   erased at leaf 25: data key ") and "destroyed" in erased
-    assert "   subjects: erased at leaf 25, commitment:" in out
+    assert erased.startswith("   erased at leaf 27: data key ") and "destroyed" in erased
+    assert "   subjects: erased at leaf 27, commitment:" in out
     assert "   sender.officer: Kriminalhauptkommissarin A. Keller" in out
-    assert "to INTERPOL" in out and "to BR" in out and "INTERPOL acknowledged at leaf 26" in out
+    assert "to INTERPOL" in out and "to BR" in out and "INTERPOL acknowledged at leaf 28" in out
     [certificate] = initialized.data_dir.glob("erasure-certificate-*.json")
     assert f"   written to {certificate}" in out
     assert "   Not witnessed: no witness has cosigned any checkpoint of this ledger." in out
     doc = json.loads(certificate.read_text())
-    assert doc["leaf_index"] == 25 and doc["cosigned_by"] == []
+    assert doc["leaf_index"] == 27 and doc["cosigned_by"] == []
     assert "MLA request FR-MLA-2026-112" not in certificate.read_text()
     vkey = initialized.data_dir / "ledger.vkey"
     assert f"transfer-ledger verify-certificate {certificate} --vkey {vkey}" in out
     checked = run("verify-certificate", str(certificate), "--vkey", str(vkey))
-    assert checked.stdout.startswith(f"OK: erasure of {doc['transfer_id']} at leaf 25, in the signed tree of 27")
+    assert checked.stdout.startswith(f"OK: erasure of {doc['transfer_id']} at leaf 27, in the signed tree of 29")
     # the erased transfer reads as erased from the command line's ledger too
     from ledger.bootstrap import open_ledger
 
