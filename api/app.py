@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, responses
 from api.audit_routes import router as audit_router
 from api.custody_routes import router as custody_router
+from api.referral_routes import router as referral_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
@@ -225,6 +226,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(witness_router)
     app.include_router(audit_router)
     app.include_router(custody_router)
+    app.include_router(referral_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

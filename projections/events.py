@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from domain.model import Authorization, PartyPolicy, Transfer
+from domain.referral import Referral
 
 TRANSFER_RECORDED = Transfer.Recorded.TOPIC
 REQUESTED = Authorization.Requested.TOPIC
@@ -33,6 +34,7 @@ WRITTEN_FORM_SET = PartyPolicy.WrittenFormRequirementSet.TOPIC
 KEY_REGISTERED = PartyPolicy.KeyRegistered.TOPIC
 ERASED = Transfer.PersonalDataErased.TOPIC
 NOTICE_ACKNOWLEDGED = Transfer.NoticeAcknowledged.TOPIC
+REFERRAL_MADE = Referral.Made.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -127,6 +129,21 @@ class NoticeAcknowledgedState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class ReferralNoticeState(msgspec.Struct, gc=False):
+    notified_by: Actor
+    recipient: Actor
+
+
+class ReferralMadeState(msgspec.Struct, gc=False):
+    transfer_id: str
+    requesting_party: str
+    referring_party: str
+    third_party: str
+    notice: ReferralNoticeState
+    parent_transfer_id: str | None = None
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -135,6 +152,7 @@ _DECODERS: dict[str, Any] = {
         (REFUSED, RefusedState), (REVOKED, RevokedState), (USED, UsedState),
         (POLICY_REGISTERED, PolicyRegisteredState), (WRITTEN_FORM_SET, WrittenFormSetState),
         (ERASED, PersonalDataErasedState), (NOTICE_ACKNOWLEDGED, NoticeAcknowledgedState),
+        (REFERRAL_MADE, ReferralMadeState),
     )
 }
 
