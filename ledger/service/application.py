@@ -88,8 +88,8 @@ from domain.values import (
     parse_uuid,
 )
 from ledger.service.custody import CustodyCommands
-from ledger.service.referrals import ReferralCommands
 from ledger.service.group_commit import GroupCommitter
+from ledger.service.referrals import ReferralCommands
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
 from ledger.storage.idempotency import (
     IdempotencyClaim,

@@ -15,12 +15,13 @@ import msgspec
 import pytest
 
 from domain.model import Authorization, PartyPolicy, Transfer
+from domain.referral import Referral
 from projections import events
 from tests.support.builders import record
 
 DOMAIN_EVENTS = {
     cls.TOPIC: cls
-    for aggregate in (Transfer, Authorization, PartyPolicy)
+    for aggregate in (Transfer, Authorization, PartyPolicy, Referral)
     for cls in vars(aggregate).values()
     if isinstance(cls, type) and hasattr(cls, "TOPIC") and ":v" in cls.TOPIC
 }
