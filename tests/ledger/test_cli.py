@@ -55,8 +55,10 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
     report = json.loads(run("verify", "--json", settings=initialized).stdout)
     assert report["ok"] is True and report["first_bad_index"] is None and report["problems"] == []
     # 14 leaves and a checkpoint of them; then (event format 2) a hold placed and lifted, the erasure,
-    # an acknowledgement, and the checkpoint the erasure's certificate was made against
-    assert report["tree_size"] == 18 and report["checkpoints_checked"] == 2
+    # an acknowledgement, and the checkpoint the erasure's certificate was made against; last, a
+    # referral (its transfer and its notice)
+    assert report["tree_size"] == 20 and report["checkpoints_checked"] == 2
+    assert "DE informed NL at leaf 18 (its own finding: origin DE) and told FR to turn to NL at leaf 19" in done.stdout
     human = run("verify", settings=initialized)
     assert human.stdout.startswith("OK: ")
 
