@@ -23,6 +23,7 @@ from api import errors, responses
 from api.audit_routes import router as audit_router
 from api.custody_routes import router as custody_router
 from api.preservation_routes import router as preservation_router
+from api.referral_routes import router as referral_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
@@ -229,6 +230,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(custody_router)
     app.include_router(preservation_router)
+    app.include_router(referral_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

@@ -158,6 +158,9 @@ class StatisticsOut(Fresh):
                                       "recipient), by_legal_basis, by_data_category, by_origin")
     requests: dict[str, Any] = Field(description="requested, granted, refused, revoked, pending, decided; "
                                      "time_to_decide_seconds (count, mean, median, p90, max); by_month, by_origin")
+    referrals: dict[str, Any] = Field(default_factory=dict, description="Third-country referrals: total, onward "
+                                      "(passing on received data), own_findings; by_month, by_route (requesting "
+                                      "-> referring -> third Party)")
 
 
 class RegistryOut(Fresh):
@@ -181,6 +184,8 @@ class LineageNode(BaseModel):
     authorization_id: str | None
     legal_basis: str
     data_categories: list[str]
+    referral_id: str | None = Field(default=None, description="The third-country referral the hop was made "
+                                    "under (GET /v1/referrals/{id}), or null")
 
 
 class AuditLineageOut(Fresh):

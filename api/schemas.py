@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from domain.model import Transfer
 from domain.parties import Actor, Official
+from domain.referral import ReferralDraft, ReferralNoticeDraft
 from domain.validation import Value
 from domain.values import (
     AcknowledgementDraft,
@@ -169,6 +170,19 @@ ConsentDecisionIn = contract(ConsentDecisionDraft, "ConsentDecisionIn", names={O
     "conditions": ["no disclosure to the press"],
 })
 
+ReferralNoticeIn = contract(ReferralNoticeDraft, "ReferralNoticeIn", names={Official: ActorIn, Actor: RecipientIn})
+ReferralIn = contract(ReferralDraft, "ReferralIn", names={
+    TransferDraft: TransferIn, ReferralNoticeDraft: ReferralNoticeIn,
+}, example={
+    "request_reference": "DE-MLA-2026-031", "requesting_party": "DE", "third_party": "NL",
+    "finding": "the IP addresses of the request lead to a hosting provider in NL",
+    "transfer": {"sender": _ACTOR, "recipient": {"party": "NL", "authority": "NL/NHTCU"}, "legal_basis": "art40-4",
+                 "purpose": {"proceeding": "FR-PNC-2026-0417"}, "data_categories": ["traffic"],
+                 "dataset_sha256": "5d" * 32},
+    "notice": {"notified_by": _ACTOR, "recipient": {"party": "DE", "authority": "DE/BKA"},
+               "text": "address your request for the subscriber data to NL"},
+})
+
 
 
 # -- answers ---------------------------------------------------------------------
@@ -262,6 +276,35 @@ class TransferDetailOut(TransferOut):
         description="Parent first, up to the lineage's root: those the key may read (a Party reads the "
         "transfers it sent, received or originated)"
     )
+    referral_id: str | None = Field(default=None, description="The third-country referral the transfer was "
+                                    "made under (GET /v1/referrals/{id}), or null")
+
+
+class ReferralOut(BaseModel):
+    """A third-country referral: its transfer to the third Party and its notice to the requesting Party."""
+
+    id: str
+    request_reference: str
+    requesting_party: str
+    referring_party: str = Field(description="The Party that executed the request and refers (the transfer's "
+                                 "sender)")
+    third_party: str
+    finding: str | ErasedOut
+    transfer_id: str
+    parent_transfer_id: str | None = Field(description="The transfer whose data the referral passes on; null "
+                                           "for the referring Party's own finding")
+    origin: str = Field(description="The origin of the transfer's lineage (art. 36 §3)")
+    authorization_id: str | None = Field(description="The origin's grant the transfer was made under")
+    notice: dict[str, Any] = Field(description="notified_by, recipient, notified_at, text")
+    leaf_index: int | None
+    recorded_at: str | None
+    transfer: TransferOut | None = Field(description="The referral's transfer, when the key may read it "
+                                         "(its sender, recipient and origin; auditors)")
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralOut]
+    next_cursor: str | None
 
 
 class LineageOut(BaseModel):

@@ -22,6 +22,7 @@ import msgspec
 
 from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 from domain.preservation import Preservation
+from domain.referral import Referral
 
 TRANSFER_RECORDED = Transfer.Recorded.TOPIC
 REQUESTED = Authorization.Requested.TOPIC
@@ -45,6 +46,7 @@ PRESERVATION_EXTENDED = Preservation.Extended.TOPIC
 PRESERVATION_FOLLOW_UP = Preservation.FollowUpFiled.TOPIC
 PRESERVATION_DECIDED = Preservation.FollowUpDecided.TOPIC
 PRESERVATION_RELEASED = Preservation.Released.TOPIC
+REFERRAL_MADE = Referral.Made.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -186,6 +188,9 @@ class ConsentUsedState(msgspec.Struct, gc=False):
 class ConsentDecidedState(msgspec.Struct, gc=False):
     decision: str
     decided_by: Actor | None = None
+    timestamp: Stamp | None = None
+
+
 class PreservationRequestedState(msgspec.Struct, gc=False):
     requesting_authority: Actor
     requested_party: str
@@ -218,6 +223,21 @@ class PreservationReleasedState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class ReferralNoticeState(msgspec.Struct, gc=False):
+    notified_by: Actor
+    recipient: Actor
+
+
+class ReferralMadeState(msgspec.Struct, gc=False):
+    transfer_id: str
+    requesting_party: str
+    referring_party: str
+    third_party: str
+    notice: ReferralNoticeState
+    parent_transfer_id: str | None = None
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -232,6 +252,7 @@ _DECODERS: dict[str, Any] = {
         (PRESERVATION_REQUESTED, PreservationRequestedState), (PRESERVATION_EXTENDED, PreservationExtendedState),
         (PRESERVATION_FOLLOW_UP, PreservationFollowUpState), (PRESERVATION_DECIDED, PreservationDecidedState),
         (PRESERVATION_RELEASED, PreservationReleasedState),
+        (REFERRAL_MADE, ReferralMadeState),
     )
 }
 

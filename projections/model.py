@@ -31,6 +31,11 @@ the ledger (event-driven):
 ``onward-transfer-after-retention`` (Order 949 §12, §15)
     data passed on after the retention date of the transfer that brought
     them to the holder.
+``referral-inconsistent`` (art. 43 §1, art. 40 §4)
+    a third-country referral whose recorded transfer is unknown or does not go
+    from the referring Party to the third country it names, or whose Parties
+    do not hold together: ``domain.referral.referral_inconsistency``, the
+    function the application refuses with.
 ``malformed-event`` (ledger integrity)
     an event of a known topic whose state lacks the fields of that topic.
 
@@ -51,6 +56,7 @@ from msgspec.structs import astuple
 
 from domain.custody import HANDLING, restrictions_dropped
 from domain.model import party_policy_id
+from domain.referral import ART_43_1, referral_inconsistency
 from domain.regimes import urgent_exception_problem
 from domain.rules import (
     Grant,
@@ -67,6 +73,7 @@ from projections.events import (
     GRANTED,
     NOTICE_ACKNOWLEDGED,
     POLICY_REGISTERED,
+    REFERRAL_MADE,
     REFUSED,
     REQUESTED,
     REVOKED,
@@ -77,6 +84,7 @@ from projections.events import (
     GrantedState,
     NoticeAcknowledgedState,
     PersonalDataErasedState,
+    ReferralMadeState,
     RefusedState,
     RequestedState,
     RevokedState,
@@ -108,6 +116,8 @@ RULES: dict[str, tuple[str, str]] = {
         ORDER_949_RETENTION, "Retention date passed: the recipient's destruction of the data is to be confirmed"),
     "erasure-notice-unacknowledged": (
         ORDER_949_RETENTION, "A Party told of an erasure has not acknowledged it within the audit deadline"),
+    "referral-inconsistent": (
+        ART_43_1, "Third-country referral whose transfer or Parties do not match what it names"),
     "malformed-event": ("ledger integrity", "Event whose stored state lacks the fields of its topic"),
     "handling-restrictions-dropped": (HANDLING, "Onward transfer without the handling restrictions its parent carried"),
     "onward-transfer-without-h2-consent": (HANDLING, "Onward transfer of H2 data without the consent of the Party "
@@ -289,6 +299,8 @@ class State:
         self.stats_transfers: dict[tuple[str, ...], list[int]] = {}
         self.stats_categories: dict[tuple[str, ...], int] = {}
         self.stats_requests: dict[tuple[str, ...], list[float]] = {}
+        self.referrals: list[tuple[Any, ...]] = []  # REFERRAL_COLUMNS
+        self.stats_referrals: dict[tuple[str, ...], list[int]] = {}
 
     # -- reads -------------------------------------------------------------------
 
@@ -773,6 +785,45 @@ def _on_notice_acknowledged(state: State, ev: FeedEvent) -> None:
     state.acknowledgements.append((d.notice_id, time_of(d.timestamp) or ev.recorded_at, ev.leaf_index))
 
 
+#: A referral as the lineage read model keeps it (table ``proj_referrals``).
+REFERRAL_COLUMNS = ("id", "transfer_id", "leaf_index", "recorded_at", "requesting_party", "referring_party",
+                    "third_party", "onward")
+
+
+def _on_referral(state: State, ev: FeedEvent) -> None:
+    """A third-country referral: kept beside its transfer, counted, and checked against the
+    transfer it names (which the application recorded in the same transaction)."""
+    d: ReferralMadeState = ev.data
+    rec = state.transfer(d.transfer_id)
+    rid = ev.originator_id
+    proof = [evidence(ev.leaf_index, "ReferralMade", rid)]
+    parties = {"origin": rec.origin if rec else None, "sender": d.referring_party, "recipient": d.third_party}
+    if rec is None:
+        state.add_finding(
+            "referral-inconsistent", rid, ev, reason="referral-transfer-unknown",
+            detail=f"referral {rid} names transfer {d.transfer_id}, which the ledger does not hold before it",
+            **parties, transfer_id=d.transfer_id, evidence=proof)
+    else:
+        proof.append(evidence(rec.leaf_index, "TransferRecorded", rec.id, role="transfer"))
+        problem = referral_inconsistency(d.requesting_party, d.third_party, rec.sender, rec.recipient,
+                                         d.notice.notified_by.party, d.notice.recipient.party)
+        if problem is None and d.referring_party != rec.sender:
+            problem = referral_inconsistency(d.requesting_party, d.third_party, d.referring_party, rec.recipient,
+                                             rec.sender, d.notice.recipient.party)
+        if problem is not None:
+            state.add_finding("referral-inconsistent", rid, ev, reason=problem.rule,
+                              detail=f"referral {rid}: {problem.detail}", **parties, transfer_id=rec.id,
+                              evidence=proof)
+    onward = 1 if d.parent_transfer_id is not None else 0
+    state.referrals.append((rid, d.transfer_id, ev.leaf_index, ev.recorded_at, d.requesting_party,
+                            d.referring_party, d.third_party, onward))
+    month = (rec.transferred_at if rec is not None else ev.recorded_at)[:7]
+    key = (month, d.requesting_party, d.referring_party, d.third_party)
+    counts = state.stats_referrals.setdefault(key, [0, 0])
+    counts[0] += 1
+    counts[1] += onward
+
+
 _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     TRANSFER_RECORDED: _on_transfer,
     REQUESTED: _on_requested,
@@ -786,4 +837,5 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
     **CUSTODY_HANDLERS,
     **PRESERVATION_HANDLERS,
+    REFERRAL_MADE: _on_referral,
 }

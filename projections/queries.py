@@ -129,7 +129,7 @@ def lineage(db: Db, transfer_id: str, share: str | None = None) -> dict[str, Any
             f" SELECT {_T_NODE_SELECT} FROM down JOIN {{proj_transfers}} t ON t.id = down.id ORDER BY t.leaf_index",
             (root_leaf, transfer_id, root_leaf),
         )
-    return {
+    out = {
         "id": row[0],
         "origin": row[_ORIGIN],
         "root_transfer_id": row[_ROOT],
@@ -137,6 +137,21 @@ def lineage(db: Db, transfer_id: str, share: str | None = None) -> dict[str, Any
         "ancestors": [transfer_node(a) for a in ancestors if visible(a)],
         "descendants": [transfer_node(d) for d in descendants if visible(d)],
     }
+    _mark_referrals(db, [out["transfer"], *out["ancestors"], *out["descendants"]])
+    return out
+
+
+def _mark_referrals(db: Db, nodes: list[dict[str, Any]]) -> None:
+    """Each hop's ``referral_id``: the third-country referral it was made under, or None."""
+    ids = [node["id"] for node in nodes]
+    referrals: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        referrals.update(db.rows(f"SELECT transfer_id, id FROM {{proj_referrals}} WHERE transfer_id IN ({marks})",
+                                 tuple(chunk)))
+    for node in nodes:
+        node["referral_id"] = referrals.get(node["id"])
 
 
 def lineage_summary(db: Db, share: str | None = None) -> dict[str, Any]:
@@ -503,6 +518,8 @@ def statistics(
         for r in db.query(f"SELECT decide_seconds FROM {{proj_authorizations}}{where}", params)
     )
 
+    referrals = _referral_statistics(db, share, months)
+
     def ordered(table: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
         return [{name: key, **values} for key, values in sorted(table.items())]
 
@@ -531,6 +548,30 @@ def statistics(
             "by_month": ordered(req_by_month, "month"),
             "by_origin": ordered(req_by_origin, "origin"),
         },
+        "referrals": referrals,
+    }
+
+
+def _referral_statistics(db: Db, share: str | None, months: tuple[tuple[str, list[Any]], ...]) -> dict[str, Any]:
+    """Third-country referrals: how many, how many passed on received data, by month and by
+    requesting Party -> referring Party -> third country."""
+    where, params = _where(_share(("requesting_party", "referring_party", "third_party"), share), *months)
+    by_month: dict[str, dict[str, Any]] = {}
+    by_route: dict[tuple[str, str, str], dict[str, Any]] = {}
+    total = onward = 0
+    for r in db.query("SELECT month, requesting_party, referring_party, third_party, referrals, onward "
+                      f"FROM {{proj_stats_referrals}}{where}", params):
+        n, o = int(r["referrals"]), int(r["onward"])
+        total, onward = total + n, onward + o
+        _add(by_month, r["month"], referrals=n, onward=o)
+        route = by_route.setdefault((r["requesting_party"], r["referring_party"], r["third_party"]), {})
+        route["referrals"] = route.get("referrals", 0) + n
+        route["onward"] = route.get("onward", 0) + o
+    return {
+        "total": total, "onward": onward, "own_findings": total - onward,
+        "by_month": [{"month": month, **values} for month, values in sorted(by_month.items())],
+        "by_route": [{"requesting_party": a, "referring_party": r, "third_party": c, **values}
+                     for (a, r, c), values in sorted(by_route.items(), key=lambda kv: (-kv[1]["referrals"], kv[0]))],
     }
 
 

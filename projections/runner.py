@@ -53,6 +53,7 @@ from projections.events import (
 from projections.model import (
     AUTH_COLUMNS,
     FINDING_COLUMNS,
+    REFERRAL_COLUMNS,
     TRANSFER_COLUMNS,
     AuthRec,
     PolicyRec,
@@ -513,6 +514,7 @@ def prepare_writes(state: State) -> Writes:
          "ON CONFLICT DO NOTHING"),
         ("proj_preservations", PRESERVATION_COLUMNS, [p.row() for p in state.dirty_preservations.values()],
          upsert_clause(("id",), PRESERVATION_COLUMNS)),
+        ("proj_referrals", REFERRAL_COLUMNS, list(state.referrals), "ON CONFLICT (id) DO NOTHING"),
     ]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),
@@ -526,6 +528,9 @@ def prepare_writes(state: State) -> Writes:
                 [(*k, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4]))
                  for k, v in state.stats_requests.items()],
                 add_clause(key, counters)))
+    key = ("month", "requesting_party", "referring_party", "third_party")
+    out.append(("proj_stats_referrals", (*key, "referrals", "onward"),
+                [(*k, v[0], v[1]) for k, v in state.stats_referrals.items()], add_clause(key, ("referrals", "onward"))))
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projections.custody import CONSENT_COLUMNS, USE_COLUMNS
-from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, TRANSFER_COLUMNS, PolicyRec
+from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, REFERRAL_COLUMNS, TRANSFER_COLUMNS, PolicyRec
 from projections.preservation import PRESERVATION_TABLES
 
 
@@ -29,9 +29,10 @@ class ReadModel:
 #: The read models. They are built together (the findings read the lineage and the
 #: registry as they stood at each event), so each is rebuilt with the others.
 MODELS: tuple[ReadModel, ...] = (
-    ReadModel("lineage", 5, ("proj_transfers", "proj_erasures", "proj_notices", "proj_notice_acks"),
+    ReadModel("lineage", 6, ("proj_transfers", "proj_erasures", "proj_notices", "proj_notice_acks",
+                             "proj_referrals"),
               "every transfer with its parent, root, depth and origin: ancestors and descendants; "
-              "erasures of their personal data, and the notices of them"),
+              "erasures of their personal data, and the notices of them; third-country referrals"),
     ReadModel("authorizations", 1, ("proj_authorizations", "proj_authorization_uses", "proj_policies"),
               "requests by status, grants with conditions and uses, refusals, revocations; Party policies"),
     ReadModel("custody", 1, ("proj_consents", "proj_uses", "proj_use_notices", "proj_urgent_notices"),
@@ -39,8 +40,9 @@ MODELS: tuple[ReadModel, ...] = (
               "notices of exculpatory uses (art. 40 §19); notices of urgent transfers (LED art. 35(2))"),
     ReadModel("findings", 1, ("proj_findings",),
               "event-driven compliance findings, each with its rule, article and evidence leaves"),
-    ReadModel("statistics", 1, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests"),
-              "transfers by month, route, legal basis and category; requests and decisions"),
+    ReadModel("statistics", 2, ("proj_stats_transfers", "proj_stats_categories", "proj_stats_requests",
+                                "proj_stats_referrals"),
+              "transfers by month, route, legal basis and category; requests and decisions; referrals"),
     ReadModel("preservations", 1, ("proj_preservations",),
               "art. 42 preservation requests: period, extensions, follow-up, decision, release"),
 )
@@ -54,7 +56,7 @@ _COLUMN_TYPES = {
     "requested_leaf": "BIGINT", "decided_leaf": "BIGINT", "max_transfers": "BIGINT", "instrument": "INTEGER",
     "signed": "INTEGER", "uses": "BIGINT", "named": "BIGINT", "revoked_leaf": "BIGINT",
     "exculpatory": "INTEGER", "awaits_notice": "INTEGER", "urgent": "INTEGER",
-    "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER",
+    "decide_seconds": "DOUBLE PRECISION", "written_required": "INTEGER", "onward": "INTEGER",
 }
 _NOT_NULL = {"id", "leaf_index", "status", "rule"}
 
@@ -88,6 +90,10 @@ TABLES: dict[str, list[str]] = {
     "proj_notice_acks": [
         "CREATE TABLE IF NOT EXISTS {proj_notice_acks} (notice_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, "
         "leaf_index BIGINT NOT NULL)",
+    ],
+    "proj_referrals": [
+        f"CREATE TABLE IF NOT EXISTS {{proj_referrals}} ({_columns(REFERRAL_COLUMNS, 'id')})",
+        "CREATE INDEX IF NOT EXISTS proj_referrals_transfer ON {proj_referrals} (transfer_id)",
     ],
     "proj_authorizations": [
         f"CREATE TABLE IF NOT EXISTS {{proj_authorizations}} ({_columns(AUTH_COLUMNS, 'id')})",
@@ -128,6 +134,11 @@ TABLES: dict[str, list[str]] = {
         "CREATE TABLE IF NOT EXISTS {proj_stats_categories} (month TEXT NOT NULL, origin TEXT NOT NULL, "
         "sender TEXT NOT NULL, recipient TEXT NOT NULL, category TEXT NOT NULL, transfers BIGINT NOT NULL, "
         "PRIMARY KEY (month, origin, sender, recipient, category))",
+    ],
+    "proj_stats_referrals": [
+        "CREATE TABLE IF NOT EXISTS {proj_stats_referrals} (month TEXT NOT NULL, requesting_party TEXT NOT NULL, "
+        "referring_party TEXT NOT NULL, third_party TEXT NOT NULL, referrals BIGINT NOT NULL, onward BIGINT NOT NULL, "
+        "PRIMARY KEY (month, requesting_party, referring_party, third_party))",
     ],
     "proj_stats_requests": [
         "CREATE TABLE IF NOT EXISTS {proj_stats_requests} (month TEXT NOT NULL, origin TEXT NOT NULL, "

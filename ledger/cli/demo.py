@@ -12,6 +12,9 @@ first transfer go next: FR places an evidence hold, which refuses an erasure,
 and lifts it; FR erases them; the erased fields read as erased; the Parties the
 data went on to are notified, and INTERPOL acknowledges; and a certificate of
 the erasure is written into the data dir and verified offline.
+
+Last, a third-country referral: executing FR's request, DE finds that the IP
+addresses lead to NL; it informs NL and tells FR to turn there, in one command.
 """
 
 from __future__ import annotations
@@ -272,6 +275,7 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
     else:
         say("")
         say("(This ledger is in event format 1: its personal data are inside its leaves and cannot be erased.)")
+    _referral(ledger, say, step, 19 if certificate is not None else 14)
     say("")
     say("Check it all with: transfer-ledger verify")
     if certificate is not None:
@@ -300,6 +304,21 @@ def _preservation(ledger: TransferLedger, say: Say, step: Callable[[str], None],
     say(f"   extended at leaf {extended['extensions'][-1]['leaf_index']}: {extended['days_left']} days left, "
         f"until {extended['expires_at'][:10]}")
     refused(lambda: ledger.release_preservation(made["id"], {"released_by": OFAC, "reasons": "not needed"}))
+
+
+def _referral(ledger: TransferLedger, say: Say, step: Callable[[str], None], number: int) -> None:
+    step(f"{number}. A third-country referral: DE finds that FR's request leads to NL (art. 43 §1, art. 40 §4)")
+    made = ledger.record_referral({
+        "request_reference": "FR-MLA-2026-112", "requesting_party": "FR", "third_party": "NL",
+        "finding": "the IP addresses of the request belong to a hosting provider in NL",
+        "transfer": {"sender": BKA, "recipient": {"party": "NL", "authority": "NL/NHTCU"}, "legal_basis": "art40-4",
+                     "purpose": {"proceeding": "DE-BKA-2026-0311"}, "data_categories": ["traffic"],
+                     "dataset_sha256": _digest("DE-BKA IP addresses for NL")},
+        "notice": {"notified_by": BKA, "recipient": {"party": "FR", "authority": "FR/OFAC"},
+                   "text": "address the request for the subscriber data to NL"},
+    })
+    say(f"   DE informed NL at leaf {made['transfer']['leaf_index']} (its own finding: origin {made['origin']}) "
+        f"and told FR to turn to NL at leaf {made['leaf_index']}, in one commit: referral {made['id']}")
 
 
 def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[str], None],

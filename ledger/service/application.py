@@ -92,6 +92,7 @@ from domain.values import (
 from ledger.service.custody import CustodyCommands
 from ledger.service.group_commit import GroupCommitter
 from ledger.service.preservation import PreservationCommands
+from ledger.service.referrals import ReferralCommands
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
 from ledger.storage.idempotency import (
     IdempotencyClaim,
@@ -223,9 +224,9 @@ def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], Appe
     return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
 
 
-class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
-    """The ledger of transfers and authorizations (art. 36 §3), uses and consents (art. 40 §19), and
-    preservations (art. 42)."""
+class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Application[UUID]):
+    """The ledger of transfers and authorizations (art. 36 §3), uses and consents (art. 40 §19),
+    preservations (art. 42) and third-country referrals (art. 43)."""
 
     name = "TransferLedger"
 
@@ -502,6 +503,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
         if record.resource_kind is not None and record.resource_kind.startswith("use:"):
             transfer = self._get_transfer(UUID(record.resource_id), "id")
             return record.status_code, self._use_view(transfer, record.resource_kind.split(":", 1)[1])
+        if record.resource_kind == "referral":
+            return record.status_code, self.get_referral(record.resource_id)
         if record.resource_kind == "consent-request":
             consent = self.repository.get(UUID(record.resource_id), version=record.resource_version)
             return record.status_code, self.open_personal(self._consent_fields(consent), consent.id)
@@ -524,6 +527,19 @@ class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
     def _prepare_transfer(
         self, draft: TransferDraft, now: datetime, idempotency: IdempotencyClaim | None
     ) -> Prepared:
+        transfer, authorization, consent = self._checked_transfer(draft, now)
+
+        def respond(leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
+            return self._transfer_view(transfer, leaves[(str(transfer.id), 1)])
+
+        return self._prepared(consent, transfer, authorization, resource=transfer, kind="transfer",
+                              idempotency=idempotency, respond=respond)
+
+    def _checked_transfer(self, draft: TransferDraft, now: datetime
+                          ) -> tuple[Transfer, Authorization | None, Any]:
+        """The transfer ``draft`` describes, checked by the rules of art. 36 §3 (and H2), the grant
+        it is made under and the provider's consent for H2 data (their uses triggered), to be saved
+        together, the consent first."""
         parent = self._parent_of(draft)
         origin = origin_of(draft.sender.party, parent)
         authorization = self._authorization_for(draft, parent, origin, now)
@@ -534,13 +550,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
             # commits first, the grant's version has moved and the save fails.
             authorization.record_use(transfer.id)
         if consent is not None:
-            consent.record_use(transfer.id)  # its leaf comes before the transfer's (projections.custody)
-
-        def respond(leaves: dict[tuple[str, int], AppendedLeaf]) -> dict[str, Any]:
-            return self._transfer_view(transfer, leaves[(str(transfer.id), 1)])
-
-        return self._prepared(consent, transfer, authorization, resource=transfer, kind="transfer",
-                              idempotency=idempotency, respond=respond)
+            consent.record_use(transfer.id)  # saved before the transfer: its leaf comes first (projections.custody)
+        return transfer, authorization, consent
 
     def request_authorization(
         self, data: Any, *, idempotency: IdempotencyClaim | None = None
@@ -1041,7 +1052,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
     # -- queries ---------------------------------------------------------------
 
     def get_transfer(self, transfer_id: Any) -> dict[str, Any]:
-        """A transfer with its origin, leaf index and ancestors (parent first)."""
+        """A transfer with its origin, leaf index, ancestors (parent first) and the referral it was
+        made under, if any."""
         transfer = self._get_transfer(parse_uuid(transfer_id, "transfer_id"), "transfer_id")
         view = self._transfer_view(transfer)
         ancestors = []
@@ -1051,6 +1063,7 @@ class TransferLedger(CustodyCommands, PreservationCommands, Application[UUID]):
             ancestors.append(self._transfer_view(parent))
             parent_id = parent.parent_transfer_id
         view["ancestors"] = ancestors
+        view["referral_id"] = self.referral_of(transfer.id)
         return view
 
     def get_authorization(self, authorization_id: Any) -> dict[str, Any]:

@@ -296,6 +296,26 @@ SENDER_DECIDES = expectations(
     COMMAND_OTHERS,
 )
 
+def refer(onward: bool) -> Prepare:
+    """FR, executing DE's request, refers the data to BR: its own finding, or (onward) t1's data
+    without DE's grant (art. 36 §3 refuses it, as for any onward transfer)."""
+    def prepare(api: Api, w: World, key: str) -> Request:
+        return "POST", "/v1/referrals", builders.referral("FR", "DE", "BR", parent=w.t1 if onward else None)
+
+    return prepare
+
+
+def referral_read(api: Api, w: World, key: str) -> Request:
+    made = api.ok(api.post("/v1/referrals", builders.referral("FR", "DE", "BR"), "FR-recorder"), 201)
+    return "GET", f"/v1/referrals/{made['id']}", None
+
+
+#: A referral FR made of DE's request to BR: its Parties read it.
+REFERRAL = {"FR": "referring", "DE": "requesting", "BR": "third", "INTERPOL": "unrelated", "NL": "unrelated"}
+REFERRAL_READ = expectations(
+    {"DE": 200, "FR": 200, "BR": 200, "INTERPOL": (404, "referral-not-found"), "NL": (404, "referral-not-found")},
+    {**READ_OTHERS, "NL-auditor": (404, "referral-not-found")})
+
 ORIGIN_DECIDES = expectations(
     {"DE-authority": 200, "FR-authority": ORIGIN, "INTERPOL-authority": ORIGIN,
      "BR-authority": (404, "authorization-not-found"), "NL-authority": (404, "authorization-not-found"),
@@ -428,6 +448,13 @@ ENDPOINTS = [
     Endpoint("GET /v1/preservations", get(lambda w: "/v1/preservations"), LEDGER, LISTS),
     Endpoint("GET /v1/audit/preservations", get(lambda w: "/v1/audit/preservations?expiring_within=7d"), LEDGER,
              AUDITORS),
+    Endpoint("POST /v1/referrals", refer(False), REFERRAL, expectations(
+        {"FR-recorder": 201, **{f"{p}-{R}": PARTY for p in ("DE", "INTERPOL", "BR", "NL")},
+         **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),
+    Endpoint("POST /v1/referrals (passing on t1 without DE's grant)", refer(True), REFERRAL,
+             {"FR-recorder": (409, "onward-transfer-not-authorized")}),
+    Endpoint("GET /v1/referrals/{id}", referral_read, REFERRAL, REFERRAL_READ),
+    Endpoint("GET /v1/referrals", get(lambda w: "/v1/referrals"), LEDGER, LISTS),
     Endpoint("GET /v1/events", get(lambda w: "/v1/events"), LEDGER, expectations(
         dict.fromkeys(PARTIES, ROLE),
         {"*-auditor": 200, "DE-auditor": PARTY, "NL-auditor": PARTY, "*-verifier": ROLE, "*-admin": ROLE,

@@ -71,7 +71,7 @@ def test_record_and_read_a_transfer(api: Api) -> None:
     assert api.tree_size() == 1
 
     read = api.ok(api.get(f"/v1/transfers/{out['id']}", "FR-recorder"), 200)
-    assert read == {**out, "ancestors": []}
+    assert read == {**out, "ancestors": [], "referral_id": None}
     upper = api.ok(api.get(f"/v1/transfers/{out['id'].upper()}", "FR-recorder"), 200)
     assert upper["id"] == out["id"]
 

@@ -57,10 +57,12 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
     assert report["ok"] is True and report["first_bad_index"] is None and report["problems"] == []
     # 25 leaves (the art. 36 §3 story, FR's H2 consent, uses, a consent and a notice, a preservation and
     # its extension) and a checkpoint of them; then (event format 2) a hold placed and lifted, the
-    # erasure, an acknowledgement, and the checkpoint the erasure's certificate was made against
-    assert report["tree_size"] == 29 and report["checkpoints_checked"] == 2
+    # erasure, an acknowledgement, and the checkpoint the erasure's certificate was made against; last,
+    # a referral (its transfer and its notice)
+    assert report["tree_size"] == 31 and report["checkpoints_checked"] == 2
     assert "INTERPOL asked FR; FR consented at leaf 10" in done.stdout
     assert "notice to DE recorded at leaf 22" in done.stdout
+    assert "DE informed NL at leaf 29 (its own finding: origin DE) and told FR to turn to NL at leaf 30" in done.stdout
     human = run("verify", settings=initialized)
     assert human.stdout.startswith("OK: ")
 

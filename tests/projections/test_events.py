@@ -16,12 +16,13 @@ import pytest
 
 from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 from domain.preservation import Preservation
+from domain.referral import Referral
 from projections import events
 from tests.support.builders import record
 
 DOMAIN_EVENTS = {
     cls.TOPIC: cls
-    for aggregate in (Transfer, Authorization, ConsentRequest, PartyPolicy, Preservation)
+    for aggregate in (Transfer, Authorization, ConsentRequest, PartyPolicy, Preservation, Referral)
     for cls in vars(aggregate).values()
     if isinstance(cls, type) and hasattr(cls, "TOPIC") and ":v" in cls.TOPIC
 }

@@ -139,6 +139,23 @@ def consent_request(transfer_: Recorded, by: str = "FR", /, **overrides: Any) ->
     return _apply(body, overrides)
 
 
+def referral(by: str = "FR", requesting: str = "DE", third: str = "NL", /, *, parent: Recorded | None = None,
+             transfer_: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """``by``, executing ``requesting``'s request, informs ``third`` (a transfer: its own finding, or
+    with ``parent`` the data it received) and tells ``requesting`` to turn to ``third``."""
+    if transfer_ is None:
+        transfer_ = (onward(by, third, parent, legal_basis="art40-4") if parent is not None
+                     else transfer(by, third, legal_basis="art40-4", data_categories=["traffic"]))
+    body: dict[str, Any] = {
+        "request_reference": f"{requesting}-MLA-2026-031", "requesting_party": requesting, "third_party": third,
+        "finding": f"the IP addresses of the request belong to a hosting provider in {third}",
+        "transfer": transfer_,
+        "notice": {"notified_by": actor(by), "recipient": actor(requesting, officer=None),
+                   "text": f"address the request for the subscriber data to {third}"},
+    }
+    return _apply(body, overrides)
+
+
 def granted_chain(ledger: TransferLedger, **conditions: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """DE -> FR recorded, FR asked DE to pass it to INTERPOL, DE granted."""
     root = ledger.record_transfer(transfer("DE", "FR"))
