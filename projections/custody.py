@@ -73,7 +73,7 @@ class ConsentRec(msgspec.Struct, gc=False):
     requester: str
     status: str
     proceeding: str
-    uses: str  # comma-separated kinds of use
+    kinds: str  # comma-separated kinds of use (not "uses": that column name is a count elsewhere)
     requested_leaf: int
     decided_leaf: int | None = None
     recipient: str | None = None  # H2: a consent to pass the data on to this Party
@@ -86,7 +86,7 @@ class ConsentRec(msgspec.Struct, gc=False):
         return cls(*row)
 
     def as_rule_input(self) -> Consent:
-        return Consent(self.id, self.transfer_id, self.status, self.proceeding, tuple(self.uses.split(",")),
+        return Consent(self.id, self.transfer_id, self.status, self.proceeding, tuple(self.kinds.split(",")),
                        self.recipient)
 
 
