@@ -203,13 +203,19 @@ def use_not_by_recipient(party: str, recipient: str, transfer_id: str, field: st
     )
 
 
+def h2_consent_needed(codes: Iterable[str], provider: str, origin: str, recipient: str) -> bool:
+    """H2: whether an onward transfer needs the provider's consent: the data carry H2, they do not
+    go back to the provider, and the provider is not the origin (whose authorization is that permission)."""
+    return "H2" in set(codes) and recipient != provider and provider != origin
+
+
 def onward_transfer_not_consented(codes: Iterable[str], provider: str, origin: str, recipient: str,
                                   proceeding: str, parent_id: str, consent: Consent | None) -> RuleViolation | None:
     """H2 (no dissemination without the provider's permission): an onward transfer of data that
     carry H2 needs the consent of the Party that sent them to the holder (``provider``), besides
     the origin's authorization under art. 36 §3. None is needed to give the data back to the
     provider, nor when the provider is the origin (its authorization is that permission)."""
-    if "H2" not in set(codes) or recipient == provider or provider == origin:
+    if not h2_consent_needed(codes, provider, origin, recipient):
         return None
     values: dict[str, Any] = {"provider": provider, "recipient": recipient, "proceeding": proceeding}
     if consent is None:

@@ -23,6 +23,7 @@ from domain.custody import (
     check_consent_requested_by_recipient,
     check_used_by_recipient,
     exculpatory_notice_problem,
+    h2_consent_needed,
     handling_codes,
     onward_transfer_not_consented,
     use_not_consented,
@@ -99,10 +100,7 @@ class CustodyCommands:
         """The recipient records the notice of an exculpatory use, given after it (art. 40 §19)."""
         tid = parse_uuid(transfer_id, "transfer_id")
         uid = str(parse_uuid(use_id, "use_id"))
-        now = self.clock()  # type: ignore[attr-defined]
-        draft = AfterNoticeDraft.parse(data)
-        notified_at = draft.notified_at or now
-        check_not_in_future(notified_at, now, "notified_at")
+        draft, notified_at = self._notice_given(data)
 
         def prepare() -> Prepared:
             transfer: Transfer = self._get_transfer(tid, "transfer_id")  # type: ignore[attr-defined]
@@ -130,6 +128,14 @@ class CustodyCommands:
                                   idempotency=idempotency, respond=respond)
 
         return prepare
+
+    def _notice_given(self, data: Any) -> tuple[AfterNoticeDraft, datetime]:
+        """A notice given after the fact, checked: its draft and when (now unless it says, not later)."""
+        now = self.clock()  # type: ignore[attr-defined]
+        draft = AfterNoticeDraft.parse(data)
+        notified_at = draft.notified_at or now
+        check_not_in_future(notified_at, now, "notified_at")
+        return draft, notified_at
 
     def _use_view(self, transfer: Transfer, use_id: str,
                   leaves: dict[tuple[str, int], AppendedLeaf] | None = None) -> dict[str, Any]:
@@ -168,10 +174,7 @@ class CustodyCommands:
         """The sender of an urgent onward transfer records that the authorizing State (the origin)
         was informed (LED art. 35(2))."""
         tid = parse_uuid(transfer_id, "transfer_id")
-        now = self.clock()  # type: ignore[attr-defined]
-        draft = AfterNoticeDraft.parse(data)
-        notified_at = draft.notified_at or now
-        check_not_in_future(notified_at, now, "notified_at")
+        draft, notified_at = self._notice_given(data)
 
         def prepare() -> Prepared:
             transfer: Transfer = self._get_transfer(tid, "transfer_id")  # type: ignore[attr-defined]
@@ -202,16 +205,16 @@ class CustodyCommands:
                                    field="consent_id", article=HANDLING)
             return None
         codes = handling_codes(parent.handling.use_restrictions)
+        if not h2_consent_needed(codes, parent.sender.party, origin, draft.recipient.party):
+            if consent is not None:
+                raise InvalidInput(
+                    f"consent_id given, but this onward transfer needs no consent of {parent.sender.party} (H2 "
+                    "applies only to data carrying it, passed on by a holder that did not get them from their origin)",
+                    rule="consent-not-needed", field="consent_id", article=HANDLING)
+            return None
         refuse(onward_transfer_not_consented(
             codes, parent.sender.party, origin, draft.recipient.party, draft.purpose.proceeding, str(parent.id),
             consent.as_rule_input() if consent else None))
-        needed = onward_transfer_not_consented(codes, parent.sender.party, origin, draft.recipient.party,
-                                               draft.purpose.proceeding, str(parent.id), None) is not None
-        if consent is not None and not needed:
-            raise InvalidInput(
-                f"consent_id given, but this onward transfer needs no consent of {parent.sender.party} (H2 applies "
-                "only to data carrying it, passed on by a holder that did not get them from their origin)",
-                rule="consent-not-needed", field="consent_id", article=HANDLING)
         return consent
 
     # -- consent requests ----------------------------------------------------------
