@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, responses
 from api.audit_routes import router as audit_router
+from api.consultation_routes import router as consultation_router
 from api.custody_routes import router as custody_router
 from api.preservation_routes import router as preservation_router
 from api.referral_routes import router as referral_router
@@ -192,6 +193,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
+            if serving:  # in-process apps write the log at each query of it, every 500 reads, and at shutdown
+                ledger.consultations.start(settings.consultation_flush_ms / 1000)
             app.state.proofs = proofs = NodeCache(ledger.store)
             if settings.retention_interval and ledger.event_format == 2:
                 retention = threading.Thread(target=_run_retention, args=(ledger, settings.retention_interval, stop),
@@ -231,6 +234,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(custody_router)
     app.include_router(preservation_router)
     app.include_router(referral_router)
+    app.include_router(consultation_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

@@ -18,6 +18,7 @@ inclusion proof: later events never change it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -26,9 +27,10 @@ from eventsourcing.persistence import PersistenceError
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, Ledger, not_found, read_models_of, require_role
+from api.deps import CurrentPrincipal, Ledger, Read, Reading, not_found, read_models_of, require_role
 from api.errors import ApiProblem
-from api.responses import UNAUTHENTICATED, problems
+from api.responses import PERSONAL_READ, UNAUTHENTICATED, problems
+from domain.personal import strings_in
 from ledger.service.application import TransferLedger
 from ledger.service.read_models import state_as_of
 from ledger.storage.principals import Principal
@@ -53,6 +55,9 @@ _PROBLEMS = problems({
          "or they cannot advance (`projection-stuck`)",
 })
 _PROBLEMS_404 = {**_PROBLEMS, **problems({404: "No such transfer in the key's share"})}
+#: Answers holding personal data are logged (``Read``): a justification may be required.
+_PROBLEMS_LOGGED = {**_PROBLEMS, 428: PERSONAL_READ[428]}
+_PROBLEMS_404_LOGGED = {**_PROBLEMS_404, 428: PERSONAL_READ[428]}
 
 
 # -- the runner, freshness, access ---------------------------------------------------
@@ -64,13 +69,21 @@ def _share(principal: Principal) -> str | None:
 
 
 def _answer(request: Request, principal: Principal, ledger: TransferLedger, min_index: int | None, wait: float,
-            query: Callable[[Db, str | None], dict[str, Any]]) -> dict[str, Any]:
+            query: Callable[[Db, str | None], dict[str, Any]], read: Reading | None = None,
+            kind: str = "audit") -> dict[str, Any]:
     """An auditor's answer from the read models: ``query(db, share)`` once they are fresh,
-    with where they stand and the share answered."""
+    with where they stand and the share answered; logged as a consultation (``read``) of the
+    objects it names (``kind``) when it holds personal data."""
     share = _share(principal)
     where = fresh(request, ledger, min_index, wait)
     # The read models hold commitments in place of personal values (event format 2): opened here.
-    return {**where, "party": share or "*", **ledger.open_personal_named(query(read_models_of(request).db, share))}
+    answer = ledger.open_personal_named(query(read_models_of(request).db, share))
+    if read is not None:
+        read.log(kind, sorted(strings_in(answer, _UUID.fullmatch)), [share] if share else ())
+    return {**where, "party": share or "*", **answer}
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def fresh(request: Request, ledger: TransferLedger, min_index: int | None, wait: float) -> dict[str, int]:
@@ -235,12 +248,13 @@ NoticeDeadline = Annotated[float, Query(ge=0, le=36500, description="An erasure 
                                         "than this is a finding")]
 
 
-@router.get("/v1/audit/findings", response_model=FindingsOut, responses=_PROBLEMS,
+@router.get("/v1/audit/findings", response_model=FindingsOut, responses=_PROBLEMS_LOGGED,
             summary="Compliance findings, each with its rule, article and the leaves that prove it")
 def audit_findings(
     request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     rule: Annotated[str | None, Query(pattern="^(" + "|".join(RULE_NAMES) + ")$")] = None,
     pending_deadline_days: Annotated[float, Query(ge=0, le=36500, description="A request undecided longer than "
                                                   "this is a finding")] = queries.DEFAULT_PENDING_DEADLINE_DAYS,
@@ -251,7 +265,7 @@ def audit_findings(
 ) -> dict[str, Any]:
     return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.findings(
         db, now=now_time(), share=share, rule=rule, pending_deadline_days=pending_deadline_days, limit=limit,
-        notice_deadline_days=notice_deadline_days))
+        notice_deadline_days=notice_deadline_days), read, "findings")
 
 
 @router.get("/v1/audit/statistics", response_model=StatisticsOut, responses=_PROBLEMS,
@@ -269,13 +283,14 @@ def audit_statistics(
         db, share=share, month_from=month_from, month_to=month_to))
 
 
-@router.get("/v1/audit/authorizations", response_model=RegistryOut, responses=_PROBLEMS,
+@router.get("/v1/audit/authorizations", response_model=RegistryOut, responses=_PROBLEMS_LOGGED,
             summary="The authorization registry: requests by status, grants with remaining uses and expiry, "
                     "refusals with reasons, revocations")
 def audit_authorizations(
     request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     status: Annotated[str | None, Query(pattern="^(pending|granted|refused|revoked)$")] = None,
     after: Annotated[int, Query(ge=-1, le=2**62, description="next_after of the previous page")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -283,15 +298,16 @@ def audit_authorizations(
     wait: Wait = 5.0,
 ) -> dict[str, Any]:
     return _answer(request, principal, ledger, min_index, wait, lambda db, share: queries.authorizations(
-        db, now=now_time(), share=share, status=status, after=after, limit=limit))
+        db, now=now_time(), share=share, status=status, after=after, limit=limit), read, "authorization-registry")
 
 
-@router.get("/v1/audit/lineage/{transfer_id}", response_model=AuditLineageOut, responses=_PROBLEMS_404,
+@router.get("/v1/audit/lineage/{transfer_id}", response_model=AuditLineageOut, responses=_PROBLEMS_404_LOGGED,
             summary="Where a dataset went: the origin, ancestors and the whole tree of descendants, hop by hop")
 def audit_lineage(
     request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     transfer_id: Annotated[str, Path(max_length=100)],
     min_index: MinIndex = None,
     wait: Wait = 5.0,
@@ -302,15 +318,16 @@ def audit_lineage(
             raise not_found("transfer", transfer_id)
         return found
 
-    return _answer(request, principal, ledger, min_index, wait, lineage)
+    return _answer(request, principal, ledger, min_index, wait, lineage, read, "lineage")
 
 
-@router.get("/v1/audit/state", response_model=StateOut, responses=_PROBLEMS,
+@router.get("/v1/audit/state", response_model=StateOut, responses=_PROBLEMS_LOGGED,
             summary="Every read model as of a leaf index (or a time), with the checkpoint that covers it")
 def audit_state(
     request: Request,
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     at_index: Annotated[int | None, Query(ge=0, le=2**62, description="Replay leaves 0..at_index")] = None,
     at_time: Annotated[str | None, Query(max_length=40, description="Replay the leaves recorded at or before "
                                          "this time (RFC 3339); with at_index, whichever comes first",
@@ -324,12 +341,14 @@ def audit_state(
 ) -> dict[str, Any]:
     share = _share(principal)
     try:
-        return state_as_of(
+        state = state_as_of(
             ledger, request.app.state.signer, at_index=at_index, at_time=at_time, share=share,
             models=tuple(models.split(",")) if models else queries.ALL_MODELS,
             transfer_id=transfer_id.lower() if transfer_id else None,
             pending_deadline_days=pending_deadline_days, limit=limit,
         )
+        read.log("state", [f"0-{state.get('at_index', '')}"], [share] if share else ())
+        return state
     except ReplayError as e:
         about_time = str(e).startswith("at_time")
         raise ApiProblem(422, "invalid-time" if about_time else "index-out-of-range", str(e),

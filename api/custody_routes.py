@@ -16,6 +16,7 @@ from api.deps import (
     CurrentPrincipal,
     IdempotencyKey,
     Ledger,
+    Read,
     can_read,
     ledger_of,
     not_found,
@@ -24,7 +25,7 @@ from api.deps import (
     transfer_parties,
 )
 from api.errors import ApiProblem
-from api.routers import _COMMAND, _READ, UUID_PATH, _command, _fingerprinted
+from api.routers import _COMMAND, _READ_LOGGED, UUID_PATH, _command, _fingerprinted
 from api.schemas import (
     AfterNoticeIn,
     ConsentDecisionIn,
@@ -80,10 +81,11 @@ async def record_use(body: UseIn, request: Request, principal: CurrentPrincipal,
                           lambda claim: ledger.plan_record_use(tid, body, idempotency=claim))
 
 
-@router.get("/v1/transfers/{transfer_id}/uses", response_model=UsePage, responses=_READ,
+@router.get("/v1/transfers/{transfer_id}/uses", response_model=UsePage, responses=_READ_LOGGED,
             tags=["chain of custody"], summary="A transfer's recorded uses, in commit order")
-def list_uses(principal: CurrentPrincipal, ledger: Ledger, transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    view = views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer"))
+def list_uses(principal: CurrentPrincipal, ledger: Ledger, read: Read,
+              transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    view = read.transfer(views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer")))
     return {"items": view["uses"]}
 
 
@@ -137,17 +139,24 @@ async def decide_consent(body: ConsentDecisionIn, request: Request, principal: C
                           lambda claim: ledger.plan_decide_consent(view["id"], body, idempotency=claim))
 
 
-@router.get("/v1/consent-requests/{consent_id}", response_model=ConsentOut, responses=_READ,
+def _log_consent(read: Any, view: dict[str, Any]) -> dict[str, Any]:
+    parties = {view["sender"], str(view["requested_by"].get("party"))}
+    read.log("consent-request", [view["id"]], parties - {"None"})
+    return view
+
+
+@router.get("/v1/consent-requests/{consent_id}", response_model=ConsentOut, responses=_READ_LOGGED,
             tags=["chain of custody"], summary="A consent request and its decision")
-def get_consent(principal: CurrentPrincipal, ledger: Ledger, consent_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return _readable_consent(ledger, principal, consent_id)
+def get_consent(principal: CurrentPrincipal, ledger: Ledger, read: Read,
+                consent_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+    return _log_consent(read, _readable_consent(ledger, principal, consent_id))
 
 
-@router.get("/v1/consent-requests/{consent_id}/decision", responses=_READ, tags=["chain of custody"],
+@router.get("/v1/consent-requests/{consent_id}/decision", responses=_READ_LOGGED, tags=["chain of custody"],
             summary="A consent request's decision (404 while it is pending)")
-def get_consent_decision(principal: CurrentPrincipal, ledger: Ledger,
+def get_consent_decision(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                          consent_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    view = _readable_consent(ledger, principal, consent_id)
+    view = _log_consent(read, _readable_consent(ledger, principal, consent_id))
     if view["decision"] is None:
         raise ApiProblem(404, "consent-not-decided", f"consent request {view['id']} is pending: no decision yet")
     return dict(view["decision"])

@@ -18,11 +18,13 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
 
 from api.errors import ApiProblem
+from domain.consultation import MAX_JUSTIFICATION, justification_missing, object_ref
 from ledger.service.application import TransferLedger
+from ledger.service.consultations import Consultation, LogUnavailable
 from ledger.storage.cosignatures import CosignatureStore
 from ledger.storage.idempotency import IdempotencyClaim
 from ledger.storage.principals import READER_ROLES as READER_ROLES
@@ -133,3 +135,81 @@ IdempotencyKey = Annotated[
         pattern="^[ -~]+$",
     ),
 ]
+
+
+# -- consultation logs (LED art. 25; docs/API.md, "Consultation logs") -----------------
+
+
+class Reading:
+    """A read of personal data being answered: :meth:`log` records who read what, through
+    which route, and why, in the consultation log (written in batches, ``ledger.service.consultations``)."""
+
+    def __init__(self, request: Request, principal: Principal, justification: str | None,
+                 officer: str | None) -> None:
+        self.request, self.principal = request, principal
+        self.justification, self.officer = justification, officer
+
+    def log(self, kind: str, ids: Any, parties: Any = (), *, purpose: str | None = None) -> None:
+        """Log that the principal read these objects (``kind``: ``transfer``, ``authorization``...)
+        involving these Parties. 503 when the log cannot take it (the read is not answered)."""
+        route = self.request.scope.get("route")
+        template = getattr(route, "path", self.request.url.path)
+        consultation = Consultation(
+            principal=self.principal.id, party=self.principal.party, route=f"{self.request.method} {template}",
+            objects=tuple(object_ref(kind, str(i)) for i in ids), parties=tuple(sorted(set(parties))),
+            officer=self.officer, justification=self.justification, purpose=purpose,
+        )
+        try:
+            ledger_of(self.request).consultations.log(consultation)
+        except LogUnavailable as e:
+            raise ApiProblem(503, "consultation-log-unavailable", str(e), headers={"Retry-After": "5"}) from None
+
+    def objects(self, kind: str, items: list[dict[str, Any]], parties_of: Any) -> list[dict[str, Any]]:
+        """Log the read of these objects (a page, or one), each involving ``parties_of(item)``; the items."""
+        parties: set[str] = set()
+        for item in items:
+            parties |= set(parties_of(item))
+        self.log(kind, [item["id"] for item in items], parties)
+        return items
+
+    def transfer(self, view: dict[str, Any]) -> dict[str, Any]:
+        """Log the read of one transfer; the view, to answer."""
+        self.log("transfer", [view["id"]], transfer_parties(view))
+        return view
+
+    def transfers(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Log the read of a page of transfers (an empty page too); the items, to answer."""
+        return self.objects("transfer", items, transfer_parties)
+
+    def authorizations(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.objects("authorization", items, authorization_parties)
+
+
+def reading(
+    request: Request,
+    principal: CurrentPrincipal,
+    x_justification: Annotated[str | None, Header(
+        alias="X-Justification", max_length=MAX_JUSTIFICATION,
+        description="Why personal data are read (LED art. 25(1)), logged with the read; required when the "
+        "reader's Party's policy says so (428 `justification-required`)")] = None,
+    justification: Annotated[str | None, Query(
+        max_length=MAX_JUSTIFICATION, description="The justification, when a header cannot be sent "
+        "(X-Justification wins)")] = None,
+    x_officer: Annotated[str | None, Header(
+        alias="X-Officer", max_length=200, description="The officer reading, logged with the read")] = None,
+) -> Reading:
+    """A read of personal data: its justification checked against the reader's Party's policy."""
+    given = x_justification if x_justification is not None else justification
+    if given is not None and not given.strip():
+        given = None
+    if not principal.is_global:
+        violation = justification_missing(ledger_of(request).justification_required(principal.party), given,
+                                          principal.party)
+        if violation is not None:
+            raise ApiProblem(428, violation.rule, f"{violation.detail} ({violation.article})",
+                             field=violation.field)
+    return Reading(request, principal, given, x_officer)
+
+
+#: A route that reads personal data: it logs what it answers (``Reading.log``).
+Read = Annotated[Reading, Depends(reading)]

@@ -24,6 +24,7 @@ from api.deps import (
     CurrentPrincipal,
     IdempotencyKey,
     Ledger,
+    Read,
     ledger_of,
     not_found,
     require_party,
@@ -31,7 +32,17 @@ from api.deps import (
 )
 from api.errors import ApiProblem
 from api.responses import UNAUTHENTICATED, problems
-from api.routers import _COMMAND, _LIST, _READ, CURSOR, UUID_PATH, _command, _cursor, _fingerprinted, _page
+from api.routers import (
+    _COMMAND,
+    _LIST_LOGGED,
+    _READ_LOGGED,
+    CURSOR,
+    UUID_PATH,
+    _command,
+    _cursor,
+    _fingerprinted,
+    _page,
+)
 from api.schemas import ActorIn, ErasedOut, contract
 from domain.errors import DomainError, NotFound
 from domain.parties import Official
@@ -225,9 +236,9 @@ async def _acting(request: Request, principal: Principal, path: str, key: str | 
 # -- reads ------------------------------------------------------------------------------------
 
 
-@router.get("/v1/preservations/{preservation_id}", response_model=PreservationOut, responses=_READ,
+@router.get("/v1/preservations/{preservation_id}", response_model=PreservationOut, responses=_READ_LOGGED,
             summary="One preservation: its status and days left, extensions, follow-up, decision, release")
-def get_preservation(principal: CurrentPrincipal, ledger: Ledger,
+def get_preservation(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                      preservation_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
     require_role(principal, *READER_ROLES)
     pid = views.path_id(preservation_id, "preservation")
@@ -237,14 +248,16 @@ def get_preservation(principal: CurrentPrincipal, ledger: Ledger,
         raise not_found("preservation", pid) from None
     if not principal.can_read(preservation_parties(view)):
         raise not_found("preservation", pid)
+    read.objects("preservation", [view], preservation_parties)
     return view
 
 
-@router.get("/v1/preservations", response_model=PreservationPage, responses=_LIST,
+@router.get("/v1/preservations", response_model=PreservationPage, responses=_LIST_LOGGED,
             summary="Preservations the key may read (its Party requested or was asked), in commit order")
 def list_preservations(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     party: Annotated[str | None, Query(max_length=16, description="Requesting or requested Party")] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(PRESERVATION_STATUSES) + ")$")] = None,
     cursor: Annotated[str | None, CURSOR] = None,
@@ -255,7 +268,7 @@ def list_preservations(
         visible=lambda view: principal.can_read(preservation_parties(view)),
         party=party, status=status, after=_cursor(cursor), limit=limit, mentions=views.readable_share(principal),
     )
-    return _page(items, next_cursor)
+    return _page(read.objects("preservation", items, preservation_parties), next_cursor)
 
 
 @router.get("/v1/audit/preservations", response_model=ExpiringOut, tags=["audit"], responses=problems({

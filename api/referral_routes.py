@@ -19,13 +19,24 @@ from api.deps import (
     CurrentPrincipal,
     IdempotencyKey,
     Ledger,
+    Read,
     can_read,
     ledger_of,
     require_party,
     require_role,
     transfer_parties,
 )
-from api.routers import _COMMAND, _LIST, _READ, CURSOR, UUID_PATH, _command, _cursor, _fingerprinted, _page
+from api.routers import (
+    _COMMAND,
+    _LIST_LOGGED,
+    _READ_LOGGED,
+    CURSOR,
+    UUID_PATH,
+    _command,
+    _cursor,
+    _fingerprinted,
+    _page,
+)
 from api.schemas import ReferralIn, ReferralOut, ReferralPage
 from ledger.service.referrals import referral_parties
 from ledger.storage.principals import Principal
@@ -54,20 +65,21 @@ def _as_read_by(principal: Principal, view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.get("/v1/referrals/{referral_id}", response_model=ReferralOut, responses=_READ, tags=["referrals"],
+@router.get("/v1/referrals/{referral_id}", response_model=ReferralOut, responses=_READ_LOGGED, tags=["referrals"],
             summary="A referral: the third Party informed, the notice to the requesting Party, the transfer")
-def get_referral(principal: CurrentPrincipal, ledger: Ledger,
+def get_referral(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                  referral_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
     view = views._readable(principal, "referral", views.path_id(referral_id, "referral"), ledger.get_referral,
                            referral_parties)
-    return _as_read_by(principal, view)
+    return read.objects("referral", [_as_read_by(principal, view)], referral_parties)[0]
 
 
-@router.get("/v1/referrals", response_model=ReferralPage, responses=_LIST, tags=["referrals"],
+@router.get("/v1/referrals", response_model=ReferralPage, responses=_LIST_LOGGED, tags=["referrals"],
             summary="Referrals the key may read, in commit order")
 def list_referrals(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     party: Annotated[str | None, Query(max_length=16, description="Requesting, referring or third Party, "
                                        "or the transfer's origin")] = None,
     third_party: Annotated[str | None, Query(max_length=16)] = None,
@@ -78,4 +90,5 @@ def list_referrals(
     items, next_cursor = ledger.list_referrals(
         visible=lambda view: can_read(principal, referral_parties(view)), party=party, third_party=third_party,
         after=_cursor(cursor), limit=limit, mentions=views.readable_share(principal))
-    return _page([_as_read_by(principal, item) for item in items], next_cursor)
+    return _page(read.objects("referral", [_as_read_by(principal, item) for item in items], referral_parties),
+                 next_cursor)

@@ -33,3 +33,12 @@ def body_too_large(limit: int | None = None) -> str:
 def problems(texts: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """Problem answers (RFC 9457 ``Problem``) by status, each with its description."""
     return {status: {"model": Problem, "description": text} for status, text in texts.items()}
+
+
+#: The answers of a route that reads personal data, beside its own: the consultation log's.
+PERSONAL_READ = problems({
+    428: named("The reader's Party requires a justification for every read of personal data: send it in "
+               "`X-Justification` (LED art. 25(1))", "justification-required"),
+    503: named("The consultation log cannot take the read (its database is not being written): nothing was "
+               "answered; retry after `Retry-After` seconds", "consultation-log-unavailable"),
+})

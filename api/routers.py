@@ -19,6 +19,7 @@ from api.deps import (
     CurrentPrincipal,
     IdempotencyKey,
     Ledger,
+    Read,
     authorization_parties,
     can_read,
     cosignatures_of,
@@ -30,7 +31,7 @@ from api.deps import (
     transfer_parties,
 )
 from api.errors import PROBLEM_JSON, ApiProblem, domain_problem, problem_response
-from api.responses import MALFORMED_JSON, UNAUTHENTICATED_RULES, body_too_large, problems
+from api.responses import MALFORMED_JSON, PERSONAL_READ, UNAUTHENTICATED_RULES, body_too_large, problems
 from api.schemas import (
     AcknowledgementIn,
     AuthorizationOut,
@@ -95,6 +96,9 @@ _COMMAND = {
 }
 #: Lists and the feed: an empty page rather than 404.
 _LIST = _problems(401, 403, 422)
+#: Reads of personal data, logged (``Read``): also a justification required, or the log full.
+_READ_LOGGED = {**_READ, **PERSONAL_READ}
+_LIST_LOGGED = {**_LIST, **PERSONAL_READ}
 #: Proofs: also stored Merkle nodes missing (run ``transfer-ledger verify``).
 _PROOF = _problems(401, 403, 422, 503)
 #: A path names an object; one that is not a UUID names nothing, so it answers 404 like an unknown id.
@@ -162,18 +166,22 @@ async def record_transfer(body: TransferIn, request: Request, principal: Current
                           lambda claim: ledger.plan_record_transfer(body, idempotency=claim))
 
 
-@router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_READ,
+@router.get("/v1/transfers/{transfer_id}", response_model=TransferDetailOut, responses=_READ_LOGGED,
             tags=["transfers"], summary="One transfer, with its origin, leaf index and ancestors")
-def get_transfer(principal: CurrentPrincipal, ledger: Ledger,
+def get_transfer(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                  transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer"))
+    view = views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer"))
+    read.transfers([view, *view["ancestors"]])
+    return view
 
 
-@router.get("/v1/transfers/{transfer_id}/lineage", response_model=LineageOut, responses=_READ,
+@router.get("/v1/transfers/{transfer_id}/lineage", response_model=LineageOut, responses=_READ_LOGGED,
             tags=["transfers"], summary="A transfer's lineage: its origin, ancestors and descendants")
-def lineage(principal: CurrentPrincipal, ledger: Ledger,
+def lineage(principal: CurrentPrincipal, ledger: Ledger, read: Read,
             transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return views.lineage(ledger, principal, views.path_id(transfer_id, "transfer"))
+    view = views.lineage(ledger, principal, views.path_id(transfer_id, "transfer"))
+    read.transfers([view["transfer"], *view["ancestors"], *view["descendants"]])
+    return view
 
 
 CURSOR = Query(pattern="^[0-9]{1,18}$", description="next_cursor of the previous page")
@@ -187,11 +195,12 @@ def _page(items: list[dict[str, Any]], next_cursor: int | None) -> dict[str, Any
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
 
 
-@router.get("/v1/transfers", response_model=TransferPage, responses=_LIST, tags=["transfers"],
+@router.get("/v1/transfers", response_model=TransferPage, responses=_LIST_LOGGED, tags=["transfers"],
             summary="Transfers the key may read, in commit order")
 def list_transfers(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     party: Annotated[str | None, Query(max_length=16, description="Sender, recipient or origin")] = None,
     origin: Annotated[str | None, Query(max_length=16)] = None,
     since: Annotated[str | None, Query(max_length=40, description="transferred_at at or after (RFC 3339)",
@@ -209,7 +218,7 @@ def list_transfers(
         limit=limit,
         mentions=views.readable_share(principal),
     )
-    return _page(items, next_cursor)
+    return _page(read.transfers(items), next_cursor)
 
 
 # -- authorizations --------------------------------------------------------------
@@ -252,11 +261,11 @@ async def erase(body: ErasureIn, request: Request, principal: CurrentPrincipal,
 
 
 @router.get("/v1/transfers/{transfer_id}/erasure-certificate", response_model=ErasureCertificateOut,
-            responses=_READ, tags=["personal data"],
+            responses=_READ_LOGGED, tags=["personal data"],
             summary="The erasure's leaf, what it destroyed, and a tlog-proof against a signed checkpoint")
-def erasure_certificate(request: Request, principal: CurrentPrincipal, ledger: Ledger,
+def erasure_certificate(request: Request, principal: CurrentPrincipal, ledger: Ledger, read: Read,
                         transfer_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    transfer = views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer"))
+    transfer = read.transfer(views.readable_transfer(ledger, principal, views.path_id(transfer_id, "transfer")))
     try:
         return certify_erasure(ledger, transfer["id"], cosignatures_of(request),
                                lambda: sign_current_checkpoint(ledger.store, request.app.state.signer))
@@ -327,25 +336,30 @@ async def _by_origin(request: Request, principal: Principal, path_id: str, key: 
                           lambda claim: plan(ledger, auth_id, body, idempotency=claim))
 
 
-@router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_READ,
+@router.get("/v1/authorizations/{authorization_id}", response_model=AuthorizationOut, responses=_READ_LOGGED,
             tags=["authorizations"], summary="An authorization: status, conditions, uses")
-def get_authorization(principal: CurrentPrincipal, ledger: Ledger,
+def get_authorization(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                       authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return views.readable_authorization(ledger, principal, views.path_id(authorization_id, "authorization"))
+    view = views.readable_authorization(ledger, principal, views.path_id(authorization_id, "authorization"))
+    read.authorizations([view])
+    return view
 
 
 @router.get("/v1/authorization-requests/{authorization_id}", response_model=AuthorizationOut,
-            responses=_READ, tags=["authorizations"], summary="An authorization request and its decision")
-def get_authorization_request(principal: CurrentPrincipal, ledger: Ledger,
+            responses=_READ_LOGGED, tags=["authorizations"], summary="An authorization request and its decision")
+def get_authorization_request(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                               authorization_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    return views.readable_authorization(ledger, principal, views.path_id(authorization_id, "authorization"))
+    view = views.readable_authorization(ledger, principal, views.path_id(authorization_id, "authorization"))
+    read.authorizations([view])
+    return view
 
 
-@router.get("/v1/authorization-requests", response_model=AuthorizationPage, responses=_LIST,
+@router.get("/v1/authorization-requests", response_model=AuthorizationPage, responses=_LIST_LOGGED,
             tags=["authorizations"], summary="Authorization requests the key may read, in commit order")
 def list_authorization_requests(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     status: Annotated[str | None, Query(pattern="^(pending|granted|refused|revoked)$")] = None,
     party: Annotated[str | None, Query(max_length=16, description="Origin, holder or recipient")] = None,
     cursor: Annotated[str | None, CURSOR] = None,
@@ -356,22 +370,26 @@ def list_authorization_requests(
         visible=lambda view: can_read(principal, authorization_parties(view)),
         status=status, party=party, after=_cursor(cursor), limit=limit, mentions=views.readable_share(principal),
     )
-    return _page(items, next_cursor)
+    return _page(read.authorizations(items), next_cursor)
 
 
 # -- the ledger: feed, checkpoint, proofs ----------------------------------------------
 
 
-@router.get("/v1/events", response_model=FeedPage, responses=_LIST, tags=["ledger"],
+@router.get("/v1/events", response_model=FeedPage, responses=_LIST_LOGGED, tags=["ledger"],
             summary="The ledger feed in leaf order (auditors of the whole ledger)")
 def events(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     after: Annotated[int, Query(ge=-1, le=2**62, description="Leaf index; the feed starts after it")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     views.require_whole_ledger_auditor(principal)
-    return views.feed(ledger, after, limit)
+    page = views.feed(ledger, after, limit)
+    if page["items"]:  # a page of leaves: the range read (event format 1 holds personal values in clear)
+        read.log("leaves", [f"{page['items'][0]['leaf_index']}-{page['items'][-1]['leaf_index']}"])
+    return page
 
 
 @router.get("/v1/checkpoint", response_class=PlainTextResponse, responses={

@@ -726,6 +726,7 @@ class PartyPolicy(Aggregate):
     if TYPE_CHECKING:  # the state its events apply (see Transfer)
         party: str
         written_authorization_required: bool
+        justification_required: bool
         keys: dict[str, str]
 
     class Event(Aggregate.Event):
@@ -741,6 +742,7 @@ class PartyPolicy(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.party = self.party
             aggregate.written_authorization_required = False
+            aggregate.justification_required = False
             aggregate.keys = {}
 
     class WrittenFormRequirementSet(Event):
@@ -752,6 +754,19 @@ class PartyPolicy(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.written_authorization_required = self.required
+
+    class JustificationRequirementSet(Event):
+        """Whether every read of personal data by the Party's principals must give its
+        justification (LED 2016/680 art. 25(1); ``domain.consultation``)."""
+
+        TOPIC = _PREFIX + "JustificationRequirementSet:v1"
+        ACTING = "set_by"
+        PERSONAL = {"set_by.officer": ACTOR_LOG}
+        required: bool
+        set_by: dict[str, str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.justification_required = self.required
 
     class KeyRegistered(Event):
         """The Party registers an Ed25519 verifier key (C2SP vkey) for signed decisions."""
@@ -782,6 +797,9 @@ class PartyPolicy(Aggregate):
         self.trigger_event(
             self.WrittenFormRequirementSet, required=required, set_by=set_by.as_dict()
         )
+
+    def set_justification_requirement(self, required: bool, set_by: Actor) -> None:
+        self.trigger_event(self.JustificationRequirementSet, required=required, set_by=set_by.as_dict())
 
 
 class ActorLog(Aggregate):

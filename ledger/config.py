@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, PlainValidator, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from domain.consultation import DEFAULT_CONSULTATION_LOG_YEARS
 from domain.personal import DEFAULT_LOG_RETENTION_YEARS
 
 DEFAULT_DATA_DIR = Path("ledger-data")
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     #: LED art. 25: how long the log of who acted is kept, in years, and per Party (``RU=5,FR=3``).
     log_retention_years: Annotated[int, Field(ge=1, le=100)] = DEFAULT_LOG_RETENTION_YEARS
     log_retention_years_by_party: Annotated[str, Field(pattern=_YEARS_BY_PARTY)] = ""
+    #: LED art. 25: how long consultation logs are kept, in years.
+    consultation_log_years: Annotated[int, Field(ge=1, le=100)] = DEFAULT_CONSULTATION_LOG_YEARS
+    #: ``serve``: milliseconds between two writes of the consultation log (what a crash can lose).
+    consultation_flush_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
     #: ``serve``: seconds between two runs of the retention job (0: never; run ``retention run``).
     retention_interval: Annotated[int, Field(ge=0, le=31_536_000)] = 0
 
@@ -185,6 +190,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "DATA_KEYS_DIR": str(settings.data_keys_dir),
         "LOG_RETENTION_YEARS": str(settings.log_retention_years),
         "LOG_RETENTION_YEARS_BY_PARTY": settings.log_retention_years_by_party,
+        "CONSULTATION_LOG_YEARS": str(settings.consultation_log_years),
     }
 
 

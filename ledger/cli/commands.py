@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
+from domain.consultation import MAX_JUSTIFICATION, justification_missing, object_ref
 from ledger.audit.verify import VerificationIncomplete, verify_ledger
 from ledger.bootstrap import open_ledger, principals_of
 from ledger.cli.common import (
@@ -36,6 +37,7 @@ from ledger.config import (
     eventsourcing_env,
 )
 from ledger.service.checkpoints import sign_current_checkpoint
+from ledger.service.consultations import Consultation
 from ledger.storage.principals import (
     GLOBAL_PARTY,
 )
@@ -340,6 +342,14 @@ def export_command(
             show_default=False,
         ),
     ] = None,
+    justification: Annotated[
+        str | None,
+        typer.Option(
+            help="With --with-personal-data: why the personal data are read, logged with the read in the "
+            "consultation log (LED art. 25); required when the reader's Party's policy says so.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -350,7 +360,8 @@ def export_command(
     With --with-personal-data and the API key of a principal that reads personal
     data, also the openings of that principal's share (openings.jsonl), which
     verify-export checks against the commitments; bundle.json says who read
-    them and which share.
+    them and which share. That read is logged in the consultation log (who, when,
+    which leaves, the --justification), as reads through the API are.
 
     Anyone can check it offline with `verify-export BUNDLE --vkey VKEY`. Refuses
     (exit 1) if a leaf no longer hashes to its stored hash; exit 2, writing
@@ -365,6 +376,10 @@ def export_command(
              "personal data")
     if api_key_file is not None and not with_personal_data:
         fail("--api-key-file is read only with --with-personal-data")
+    if justification is not None and not with_personal_data:
+        fail("--justification is read only with --with-personal-data: nothing personal is read without it")
+    if justification is not None and len(justification) > MAX_JUSTIFICATION:
+        fail(f"--justification is limited to {MAX_JUSTIFICATION} characters")
     settings = settings_for(data_dir, database_url)
     require_initialized(settings)
     api_key = _api_key_from(api_key_file) if api_key_file is not None else None
@@ -377,10 +392,22 @@ def export_command(
                 reader = principals_of(ledger).authenticate(api_key)
                 if reader is None:
                     fail("the API key is unknown or was revoked")
+                if not reader.is_global:
+                    missing = justification_missing(ledger.justification_required(reader.party), justification,
+                                                    reader.party)
+                    if missing is not None:
+                        fail(f"{missing.detail.split(':')[0]}: give --justification TEXT ({missing.article})")
             try:
                 result = export_bundle(ledger, signer, out, transfer or (), progress=progress, reader=reader)
             except ExportError as e:
                 fail(str(e), e.status)
+            if reader is not None and result.openings is not None:
+                ledger.consultations.log(Consultation(
+                    principal=reader.id, party=reader.party, route="transfer-ledger export --with-personal-data",
+                    objects=(object_ref("leaves", f"0-{result.tree_size - 1}"),),
+                    parties=() if reader.is_global else (reader.party,), justification=justification,
+                    via="cli"))
+                ledger.consultations.flush()  # before the values are shown as exported
     typer.echo(
         f"exported {result.tree_size} leaves (checkpoint of {result.origin} at size "
         f"{result.tree_size}, root {result.root_hash.hex()}) and {len(result.proofs)} proof(s) to {out}"

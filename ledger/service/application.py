@@ -38,6 +38,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import Mapper, Notification, RecordConflictError
 
+from domain.consultation import DEFAULT_CONSULTATION_LOG_YEARS
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.model import ActorLog, Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, Official, parse_party
@@ -89,6 +90,7 @@ from domain.values import (
     format_datetime,
     parse_uuid,
 )
+from ledger.service.consultations import ConsultationLogWriter
 from ledger.service.custody import CustodyCommands
 from ledger.service.group_commit import GroupCommitter
 from ledger.service.preservation import PreservationCommands
@@ -154,6 +156,8 @@ class Prepared:
     statements: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
     #: Run after the commit (an erasure journals its keys and clears the SQLite WAL).
     after_commit: Callable[[], None] | None = None
+    #: Rows inserted with the events (the consultation log's index rows).
+    rows: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
 
 
 #: A command's preparation: load what it needs, apply the rules, make its events.
@@ -175,6 +179,14 @@ def _log_retention_years(env: Any) -> Callable[[str], int]:
             by_party[party.strip()] = int(years)
     return lambda party: by_party.get(party, default)
 
+
+def _consultation_log_years(env: Any) -> int:
+    """How long consultation logs are kept, in years: ``CONSULTATION_LOG_YEARS``, else three."""
+    return int(env.get("CONSULTATION_LOG_YEARS") or DEFAULT_CONSULTATION_LOG_YEARS)
+
+
+#: Seconds a Party's justification policy is held in memory (``justification_required``).
+POLICY_CACHE_SECONDS = 5.0
 
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -245,6 +257,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
         # In the group-commit thread, while a batch is prepared: the aggregates
         # that earlier commands of the batch changed (not yet saved).
         self._batch = threading.local()
+        self._justification_policy: dict[str, tuple[bool, float]] = {}
+        self.consultations = ConsultationLogWriter(self, years=_consultation_log_years(self.env))
 
     # -- group commit ------------------------------------------------------------
 
@@ -265,7 +279,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
         return self._committer
 
     def close(self) -> None:
-        """Write what is queued, stop the committer, close the database."""
+        """Write the consultations logged and what is queued, stop the committer, close the database."""
+        self.consultations.close()
         if self._committer is not None:
             self._committer.close()
             self._committer = None
@@ -427,7 +442,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
     def _save_prepared(self, prepared: Sequence[Prepared], appended: list[AppendedLeaf]) -> None:
         """Save the commands' events with their idempotency rows, in one transaction."""
         events = [event for item in prepared for event in item.events]
-        rows = tuple(item.idempotency_row for item in prepared if item.idempotency_row is not None)
+        rows = (*(item.idempotency_row for item in prepared if item.idempotency_row is not None),
+                *(row for item in prepared for row in item.rows))
         statements = [statement for item in prepared for statement in item.statements]
         # As Application.save, for events already collected from their aggregates: save()
         # would check every object against two runtime protocols first (~20 µs an event).
@@ -1026,8 +1042,10 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
             return {"party": party, "key": key, "vkey": verifier.vkey()}
         raise RuntimeError("could not register the key: too much contention")
 
-    def set_party_policy(self, party: str, *, written_authorization_required: bool, set_by: Any) -> dict[str, Any]:
-        """Record a Party's standing policy on written authorizations (art. 36 §3)."""
+    def set_party_policy(self, party: str, *, written_authorization_required: bool | None = None,
+                         justification_required: bool | None = None, set_by: Any) -> dict[str, Any]:
+        """Record a Party's standing policy: on written authorizations (art. 36 §3), and on the
+        justification of every read of personal data (LED art. 25(1)); None leaves one as it is."""
         party = parse_party(party, "party")
         actor = Official.parse(set_by, "set_by")
         if actor.party != party:
@@ -1041,12 +1059,17 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
             policy = self._get_policy(party)
             if policy is None:
                 policy = PartyPolicy._create(PartyPolicy.Registered, id=party_policy_id(party), party=party)
-            policy.set_written_form_requirement(written_authorization_required, actor)
+            if written_authorization_required is not None:
+                policy.set_written_form_requirement(written_authorization_required, actor)
+            if justification_required is not None:
+                policy.set_justification_requirement(justification_required, actor)
             try:
                 self.save(policy)
             except RecordConflictError:
                 continue
-            return {"party": party, "written_authorization_required": written_authorization_required}
+            self._justification_policy.pop(party, None)
+            return {"party": party, "written_authorization_required": policy.written_authorization_required,
+                    "justification_required": getattr(policy, "justification_required", False)}
         raise RuntimeError("could not record the policy: too much contention")
 
     # -- queries ---------------------------------------------------------------
@@ -1270,6 +1293,18 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
             return None
         assert isinstance(policy, PartyPolicy)
         return policy
+
+    def justification_required(self, party: str) -> bool:
+        """Whether the Party's policy requires a justification for every read of personal data
+        (held for a few seconds: another process's change is seen within ``POLICY_CACHE_SECONDS``)."""
+        now = time.monotonic()
+        cached = self._justification_policy.get(party)
+        if cached is not None and now - cached[1] < POLICY_CACHE_SECONDS:
+            return cached[0]
+        policy = self._get_policy(party)
+        required = bool(policy is not None and getattr(policy, "justification_required", False))
+        self._justification_policy[party] = (required, now)
+        return required
 
     def _policy_requires_writing(self, party: str) -> bool:
         policy = self._get_policy(party)

@@ -193,9 +193,13 @@ class Sealer:
                 if of_transfer == oid:
                     info["until"] = until_text
             else:
-                acting = get_path(state, getattr(type(event), "ACTING", "") + ".party")
-                acted_at = getattr(event, "timestamp", None) or self.now()
-                until = actor_log_until(acted_at, self.log_retention_years(str(acting)))
+                log_until = getattr(type(event), "LOG_UNTIL", None)
+                if log_until is not None:  # a log with a period of its own (the consultation logs)
+                    until = date.fromisoformat(state[log_until])
+                else:
+                    acting = get_path(state, getattr(type(event), "ACTING", "") + ".party")
+                    acted_at = getattr(event, "timestamp", None) or self.now()
+                    until = actor_log_until(acted_at, self.log_retention_years(str(acting)))
                 key_id, key = self._key(actor_scope(until), until, new_aggregate=False)
                 info = {"key_id": key_id, "until": until.isoformat()}
             block[retention_class] = info

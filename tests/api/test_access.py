@@ -448,6 +448,8 @@ ENDPOINTS = [
     Endpoint("GET /v1/preservations", get(lambda w: "/v1/preservations"), LEDGER, LISTS),
     Endpoint("GET /v1/audit/preservations", get(lambda w: "/v1/audit/preservations?expiring_within=7d"), LEDGER,
              AUDITORS),
+    Endpoint("GET /v1/audit/consultations", get(lambda w: "/v1/audit/consultations?purpose=lawfulness"), LEDGER,
+             AUDITORS),
     Endpoint("POST /v1/referrals", refer(False), REFERRAL, expectations(
         {"FR-recorder": 201, **{f"{p}-{R}": PARTY for p in ("DE", "INTERPOL", "BR", "NL")},
          **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),

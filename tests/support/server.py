@@ -134,3 +134,14 @@ def add_keys(settings: Settings) -> dict[str, str]:
         return keys
     finally:
         ledger.close()
+
+
+def consultation_leaves(settings: Settings) -> int:
+    """The leaves of the consultation log (one ConsultationsLogged event each) in the ledger:
+    a served ledger writes them beside the commands, for the reads it answered."""
+    ledger = TransferLedger(eventsourcing_env(settings))
+    try:
+        rows = SqlAccess(ledger.recorder).query("SELECT COUNT(DISTINCT log_id) AS n FROM {ledger_consultations}")
+        return int(rows[0]["n"])
+    finally:
+        ledger.close()
