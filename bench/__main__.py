@@ -8,6 +8,8 @@ Sections, in this order:
 - recording over HTTP with 1, 16 and 64 concurrent clients vs a bare FastAPI
   endpoint validating the same request model (bench/http.py), on both
   backends, and the 64-client rate vs the backend's single-save rate.
+- reading transfers over HTTP with every read logged in the consultation log
+  vs the same app logging nothing, on both backends (bench/reads.py).
 - full verification vs reading the same rows and SHA-256-hashing them, with
   peak memory at n/10 and n (bench/verify.py).
 - proofs from the stored nodes vs pymerkle.
@@ -524,6 +526,7 @@ def postgres_url() -> Iterator[str | None]:
 def main() -> int:
     from bench.http import REQUESTS as HTTP_REQUESTS
     from bench.http import bench_http
+    from bench.reads import bench_reads
     from bench.verify import bench_verify, events_from_env
 
     print(f"Transfer Ledger benchmarks, BENCH_EVENTS={EVENTS}, Python {sys.version.split()[0]}, "
@@ -563,6 +566,11 @@ def main() -> int:
         if url:
             print()
             bench_http(HTTP_REQUESTS, pg_single, database_url=url)
+        print()
+        bench_reads(HTTP_REQUESTS)
+        if url:
+            print()
+            bench_reads(HTTP_REQUESTS, database_url=url)
     print()
     print(f"{'verification (SQLite)':<34} {'events':>8} {'':>13} {'ledger':>13}")
     bench_verify(events_from_env())

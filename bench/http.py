@@ -79,7 +79,11 @@ def transfer_body(i: int) -> dict[str, Any]:
     }
 
 
-def build_request(port: int, key: str | None, i: int) -> bytes:
+def build_request(port: int, key: str | None, i: int, get_path: str | None = None) -> bytes:
+    """The ``i``-th request: ``POST /v1/transfers`` of :func:`transfer_body`, or ``GET get_path``."""
+    if get_path is not None:
+        auth = f"Authorization: Bearer {key}\r\n" if key else ""
+        return f"GET {get_path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}\r\n".encode()
     body = json.dumps(transfer_body(i), separators=(",", ":"), ensure_ascii=False).encode()
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
     head = (f"POST /v1/transfers HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}"
@@ -95,7 +99,7 @@ class LoadResult:
     clients: int
     requests: int  # asked for
     done: int = 0  # answered, any status
-    created: int = 0  # answered 201
+    created: int = 0  # answered 201 (200 for the reads of bench/reads.py)
     seconds: float = 0.0
     p50: float = float("nan")
     p99: float = float("nan")
@@ -182,16 +186,22 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 
 
 async def _drive(targets: list[tuple[int, str | None]], clients: int, warmup: int, requests: int, first: int,
-                 rounds: int, seconds: float) -> list[LoadResult]:
+                 rounds: int, seconds: float, get_paths: list[str] | None = None) -> list[LoadResult]:
     """For each target (port, API key): ``warmup`` requests, then ``requests`` requests in
     ``rounds`` rounds that alternate between the targets, so that all see the same machine
-    conditions; each round from ``clients`` fresh keep-alive connections, only its requests timed."""
+    conditions; each round from ``clients`` fresh keep-alive connections, only its requests timed.
+    With ``get_paths``, the requests are GETs of those paths in turn, and success is 200, not 201."""
     perf = time.perf_counter
     deadline = time.monotonic() + seconds
     results = [LoadResult(clients, requests) for _ in targets]
     latencies: list[list[float]] = [[] for _ in targets]
-    warm = [[build_request(port, key, first + i) for i in range(warmup)] for port, key in targets]
-    measured = [[build_request(port, key, first + warmup + i) for i in range(requests)] for port, key in targets]
+    success = 200 if get_paths else 201
+
+    def build(port: int, key: str | None, i: int) -> bytes:
+        return build_request(port, key, i, get_paths[i % len(get_paths)] if get_paths else None)
+
+    warm = [[build(port, key, first + i) for i in range(warmup)] for port, key in targets]
+    measured = [[build(port, key, first + warmup + i) for i in range(requests)] for port, key in targets]
 
     async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(HOST, port)
@@ -242,7 +252,7 @@ async def _drive(targets: list[tuple[int, str | None]], clients: int, warmup: in
                 if record:
                     times.append(perf() - start)
                     result.done += 1
-                    if answer.status == 201:
+                    if answer.status == success:
                         result.created += 1
                     else:
                         result.statuses[answer.status] = result.statuses.get(answer.status, 0) + 1
@@ -291,7 +301,8 @@ def _load_child() -> None:
 
 
 def run_load(targets: Sequence[tuple[int, str | None]], clients: int, warmup: int, requests: int, first: int,
-             rounds: int = ROUNDS, seconds: float = RUN_SECONDS) -> list[LoadResult]:
+             rounds: int = ROUNDS, seconds: float = RUN_SECONDS,
+             get_paths: Sequence[str] | None = None) -> list[LoadResult]:
     """Drive one run against every target (port, API key) from a process of its own,
     which imports nothing but this module."""
     argv = [sys.executable, "-c", "from bench.http import _load_child; _load_child()"]
@@ -299,7 +310,8 @@ def run_load(targets: Sequence[tuple[int, str | None]], clients: int, warmup: in
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=_clean_env(), cwd=Path(__file__).resolve().parents[1])
     try:
-        args = [list(targets), clients, warmup, requests, first, rounds, seconds]
+        args = [list(targets), clients, warmup, requests, first, rounds, seconds,
+                list(get_paths) if get_paths else None]
         out, err = process.communicate(json.dumps(args).encode(), timeout=limit)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"the load generator did not finish within {limit:.0f}s") from None

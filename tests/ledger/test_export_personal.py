@@ -471,3 +471,39 @@ def test_format_md_openings_line_is_what_the_code_writes() -> None:
     oid = "3f1c0c1e-0000-4000-8000-000000000001"
     assert block.encode() + b"\n" == openings_line(0, oid, 1, "subjects", salt, ["Ivan Petrov"])
     assert commit(salt, oid, 1, "subjects", ["Ivan Petrov"]) in text  # 17.6's commitment, which it opens
+
+
+# -- the consultation log (LED art. 25) ----------------------------------------------------------
+
+
+def consultations(world: World) -> list[dict[str, Any]]:
+    app = world.app()
+    try:
+        items, _ = app.consultations.page(limit=1000)
+        return items
+    finally:
+        app.close()
+
+
+def test_an_export_with_personal_data_is_logged_with_its_justification(world: World) -> None:
+    done = world.export("fr", "--with-personal-data", "--api-key-file", str(world.keys["fr-recorder"]),
+                        "--justification", "request 17/2026 of the prosecutor")
+    assert done.status == 0, done.stderr
+    [entry] = consultations(world)
+    assert (entry["via"], entry["route"], entry["party"]) == ("cli", "transfer-ledger export --with-personal-data",
+                                                              "FR")
+    assert entry["objects"] == ["leaves:0-2"] and entry["reader"]["justification"].startswith("request 17")
+    assert world.export("plain").status == 0  # without personal data: nothing read, nothing logged
+    assert len(consultations(world)) == 1
+
+
+def test_a_partys_policy_can_require_the_exports_justification(world: World) -> None:
+    set_policy = cli("policy", *where(world.settings), "--party", "FR", "--authority", "FR/DPO", "--officer",
+                     "Dr. Roth", "--justification-required")
+    assert set_policy.status == 0 and json.loads(set_policy.stdout)["justification_required"] is True
+    done = world.export_for("fr-recorder")
+    assert done.status == 2 and "--justification" in done.one_line_error()
+    assert not (world.tmp / "fr-recorder").exists() or not any((world.tmp / "fr-recorder").iterdir())
+    assert consultations(world) == []
+    bad = world.export("x", "--justification", "why")
+    assert bad.status == 2 and "only with --with-personal-data" in bad.one_line_error()
