@@ -62,6 +62,7 @@ from projections.model import (
     apply_all,
     evidence,
 )
+from projections.control import CONTROL_COLUMNS
 from projections.preservation import PRESERVATION_COLUMNS, PreservationRec
 from projections.schema import MODEL_TABLES, MODELS, TABLES, TRACKING, statements
 
@@ -516,6 +517,8 @@ def prepare_writes(state: State) -> Writes:
          upsert_clause(("id",), PRESERVATION_COLUMNS)),
         ("proj_referrals", REFERRAL_COLUMNS, list(state.referrals), "ON CONFLICT (id) DO NOTHING"),
     ]
+    out += [(table, columns, list(state.control.get(table, ())), "ON CONFLICT DO NOTHING")
+            for table, columns in CONTROL_COLUMNS.items()]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),
                 [(*k, v[0], v[1]) for k, v in state.stats_transfers.items()], add_clause(key, ("transfers", "onward"))))
