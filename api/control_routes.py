@@ -36,6 +36,7 @@ from ledger.service.control import control_parties
 from ledger.storage.principals import Principal
 
 router = APIRouter(tags=["internal control"])
+_MEASURE_PATH = Path(description="The measure's id in the conclusion (m1, m2, ...)", max_length=8)
 
 _HEAD = {"party": "DE", "authority": "DE/BKA", "officer": "Dir. Schulz"}
 _CHAIR = {"party": "DE", "authority": "DE/BKA", "officer": "ORR Braun"}
@@ -190,8 +191,7 @@ async def conclude(body: ConclusionIn, request: Request, principal: CurrentPrinc
              responses=_COMMAND, summary="A remedial measure of a conclusion was carried out (§11)")
 async def complete_measure(body: CompletionIn, request: Request, principal: CurrentPrincipal,
                            check_id: Annotated[str, UUID_PATH],
-                           measure_id: Annotated[str, Path(description="The measure's id in the conclusion (m1, m2, ...)",
-                                                           max_length=8)],
+                           measure_id: Annotated[str, _MEASURE_PATH],
                            idempotency_key: IdempotencyKey = None) -> Response:
     ledger = ledger_of(request)
     cid, party = await _check_party(request, principal, check_id)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+from projections.control import CONTROL_COLUMNS
 from projections.custody import CONSENT_COLUMNS, USE_COLUMNS, ConsentRec
 from projections.db import (
     DDL_LOCK,
@@ -62,7 +63,6 @@ from projections.model import (
     apply_all,
     evidence,
 )
-from projections.control import CONTROL_COLUMNS
 from projections.preservation import PRESERVATION_COLUMNS, PreservationRec
 from projections.schema import MODEL_TABLES, MODELS, TABLES, TRACKING, statements
 
