@@ -132,11 +132,11 @@ def _require_recorder(principal: Principal, party: str, field: str) -> None:
 
 
 def _require_reader(principal: Principal) -> None:
-    require_role(principal, *READER_ROLES, "admin")
+    require_role(principal, *READER_ROLES)
 
 
 def _readable(principal: Principal, view: dict[str, Any]) -> bool:
-    return principal.has_role("admin") or principal.can_read(control_parties(view))
+    return principal.can_read(control_parties(view))
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def list_checks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     _require_reader(principal)
-    mentions = () if principal.has_role("admin") else views.readable_share(principal)
+    mentions = views.readable_share(principal)
     items, next_cursor = ledger.list_control_checks(
         visible=lambda view: _readable(principal, view), party=party, after=_cursor(cursor), limit=limit,
         mentions=mentions,
