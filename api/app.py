@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, responses
 from api.audit_routes import router as audit_router
 from api.consultation_routes import router as consultation_router
+from api.control_routes import router as control_router
 from api.custody_routes import router as custody_router
 from api.preservation_routes import router as preservation_router
 from api.referral_routes import router as referral_router
@@ -235,6 +236,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(preservation_router)
     app.include_router(referral_router)
     app.include_router(consultation_router)
+    app.include_router(control_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from domain.control import ControlCheck, ControlPlan
 from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 from domain.preservation import Preservation
 from domain.referral import Referral
@@ -47,6 +48,10 @@ PRESERVATION_FOLLOW_UP = Preservation.FollowUpFiled.TOPIC
 PRESERVATION_DECIDED = Preservation.FollowUpDecided.TOPIC
 PRESERVATION_RELEASED = Preservation.Released.TOPIC
 REFERRAL_MADE = Referral.Made.TOPIC
+CONTROL_PLAN_APPROVED = ControlPlan.Approved.TOPIC
+CONTROL_CHECK_OPENED = ControlCheck.Opened.TOPIC
+CONTROL_CHECK_CONCLUDED = ControlCheck.Concluded.TOPIC
+CONTROL_MEASURE_COMPLETED = ControlCheck.MeasureCompleted.TOPIC
 
 Decode = Callable[[bytes], bytes]
 
@@ -238,6 +243,50 @@ class ReferralMadeState(msgspec.Struct, gc=False):
     timestamp: Stamp | None = None
 
 
+class PlannedCheckState(msgspec.Struct, gc=False):
+    number: int
+    starts_on: str
+    ends_on: str
+
+
+class ControlPlanApprovedState(msgspec.Struct, gc=False):
+    party: str
+    unit: str
+    year: int
+    checks: list[PlannedCheckState]
+
+
+class ControlGroundState(msgspec.Struct, gc=False):
+    kind: str
+    received_on: str
+
+
+class ControlCheckOpenedState(msgspec.Struct, gc=False):
+    party: str
+    unit: str
+    kind: str
+    decided_on: str
+    starts_on: str
+    ends_on: str
+    ground: ControlGroundState | None = None
+
+
+class ControlMeasureState(msgspec.Struct, gc=False):
+    id: str
+    deadline: str
+
+
+class ControlCheckConcludedState(msgspec.Struct, gc=False):
+    concluded_at: str
+    measures: list[ControlMeasureState]
+
+
+class ControlMeasureCompletedState(msgspec.Struct, gc=False):
+    measure_id: str
+    completed_at: str | None = None
+    timestamp: Stamp | None = None
+
+
 #: The stored state's shape per topic: only the fields the read models use.
 _DECODERS: dict[str, Any] = {
     topic: msgspec.json.Decoder(kind)
@@ -253,6 +302,9 @@ _DECODERS: dict[str, Any] = {
         (PRESERVATION_FOLLOW_UP, PreservationFollowUpState), (PRESERVATION_DECIDED, PreservationDecidedState),
         (PRESERVATION_RELEASED, PreservationReleasedState),
         (REFERRAL_MADE, ReferralMadeState),
+        (CONTROL_PLAN_APPROVED, ControlPlanApprovedState), (CONTROL_CHECK_OPENED, ControlCheckOpenedState),
+        (CONTROL_CHECK_CONCLUDED, ControlCheckConcludedState),
+        (CONTROL_MEASURE_COMPLETED, ControlMeasureCompletedState),
     )
 }
 

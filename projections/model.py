@@ -66,6 +66,8 @@ from domain.rules import (
     holder_not_recipient,
     onward_transfer_not_covered,
 )
+from projections.control import CONTROL_RULES
+from projections.control import HANDLERS as CONTROL_HANDLERS
 from projections.custody import HANDLERS as CUSTODY_HANDLERS
 from projections.custody import h2_problem
 from projections.events import (
@@ -131,6 +133,7 @@ RULES: dict[str, tuple[str, str]] = {
     "exculpatory-notice-overdue": (ART_40_19, "Exculpatory use whose notice after it came late or not at all"),
 }
 RULES.update(PRESERVATION_RULES)  # art. 42 (projections/preservation.py)
+RULES.update(CONTROL_RULES)  # Order 949 annex 3 (projections/control.py)
 
 #: How long a grant's ``valid_until`` is given, in the event's own timestamp, for the
 #: moment between the application's check and the event's creation (seconds).
@@ -301,6 +304,8 @@ class State:
         self.stats_requests: dict[tuple[str, ...], list[float]] = {}
         self.referrals: list[tuple[Any, ...]] = []  # REFERRAL_COLUMNS
         self.stats_referrals: dict[tuple[str, ...], list[int]] = {}
+        #: Rows of the internal control tables (projections.control.CONTROL_COLUMNS), by table.
+        self.control: dict[str, list[tuple[Any, ...]]] = {}
 
     # -- reads -------------------------------------------------------------------
 
@@ -837,5 +842,6 @@ _HANDLERS: dict[str, Callable[[State, FeedEvent], None]] = {
     NOTICE_ACKNOWLEDGED: _on_notice_acknowledged,
     **CUSTODY_HANDLERS,
     **PRESERVATION_HANDLERS,
+    **CONTROL_HANDLERS,
     REFERRAL_MADE: _on_referral,
 }

@@ -22,7 +22,7 @@ from typing import Any
 
 from domain.custody import EXCULPATORY_NOTICE_DEADLINE, after_notice_overdue
 from domain.regimes import URGENT_NOTICE_DEADLINE, urgent_notice_overdue
-from projections import preservation
+from projections import control, preservation
 from projections.db import Db
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, RULES, TRANSFER_COLUMNS
 
@@ -346,7 +346,8 @@ def findings(
     party_clause = _share(("origin", "sender", "recipient"), share)
     if rule is None or rule not in ("request-pending-too-long", "retention-period-expired",
                                     "erasure-notice-unacknowledged", "exculpatory-notice-overdue",
-                                    "urgent-notice-overdue", *preservation.TIME_DEPENDENT):
+                                    "urgent-notice-overdue", *preservation.TIME_DEPENDENT,
+                                    *control.TIME_DEPENDENT):
         where, params = _where(party_clause, ("rule = ?" if rule else "", [rule] if rule else []))
         for r in db.query(
             f"SELECT {', '.join(FINDING_COLUMNS)} FROM {{proj_findings}}{where} ORDER BY leaf_index, id", params
@@ -444,6 +445,7 @@ def findings(
         out.extend(_urgent_notices_overdue(db, now, share))
     if rule in (None, "preservation-expired-unattended"):
         out.extend(_finding(*args) for args in preservation.expired_unattended(db, now=now, share=share))
+    out.extend(_finding(*args) for args in control.time_dependent(db, now=now, share=share, rule=rule))
     out.sort(key=lambda f: (f["leaf_index"], f["rule"], f["id"]))
     counts: dict[str, int] = {}
     for f in out:

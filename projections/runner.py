@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+from projections.control import CONTROL_COLUMNS
 from projections.custody import CONSENT_COLUMNS, USE_COLUMNS, ConsentRec
 from projections.db import (
     DDL_LOCK,
@@ -516,6 +517,8 @@ def prepare_writes(state: State) -> Writes:
          upsert_clause(("id",), PRESERVATION_COLUMNS)),
         ("proj_referrals", REFERRAL_COLUMNS, list(state.referrals), "ON CONFLICT (id) DO NOTHING"),
     ]
+    out += [(table, columns, list(state.control.get(table, ())), "ON CONFLICT DO NOTHING")
+            for table, columns in CONTROL_COLUMNS.items()]
     key = ("month", "origin", "sender", "recipient", "legal_basis")
     out.append(("proj_stats_transfers", (*key, "transfers", "onward"),
                 [(*k, v[0], v[1]) for k, v in state.stats_transfers.items()], add_clause(key, ("transfers", "onward"))))

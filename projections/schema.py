@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from projections.control import CONTROL_TABLES
 from projections.custody import CONSENT_COLUMNS, USE_COLUMNS
 from projections.model import AUTH_COLUMNS, FINDING_COLUMNS, REFERRAL_COLUMNS, TRANSFER_COLUMNS, PolicyRec
 from projections.preservation import PRESERVATION_TABLES
@@ -45,6 +46,10 @@ MODELS: tuple[ReadModel, ...] = (
               "transfers by month, route, legal basis and category; requests and decisions; referrals"),
     ReadModel("preservations", 1, ("proj_preservations",),
               "art. 42 preservation requests: period, extensions, follow-up, decision, release"),
+    ReadModel("control", 1, ("proj_control_plans", "proj_control_checks", "proj_control_conclusions",
+                             "proj_control_measures", "proj_control_completions"),
+              "internal control checks (Order 949 annex 3): yearly plans, checks, conclusions, remedial "
+              "measures and their completion"),
 )
 MODEL_NAMES = tuple(m.name for m in MODELS)
 
@@ -149,6 +154,7 @@ TABLES: dict[str, list[str]] = {
 }
 
 TABLES.update(PRESERVATION_TABLES)
+TABLES.update(CONTROL_TABLES)
 
 MODEL_TABLES = tuple(table for model in MODELS for table in model.tables)
 

@@ -13,8 +13,13 @@ and lifts it; FR erases them; the erased fields read as erased; the Parties the
 data went on to are notified, and INTERPOL acknowledges; and a certificate of
 the erasure is written into the data dir and verified offline.
 
-Last, a third-country referral: executing FR's request, DE finds that the IP
+Then a third-country referral: executing FR's request, DE finds that the IP
 addresses lead to NL; it informs NL and tells FR to turn there, in one command.
+
+Last, DE's internal control (Order 949, annex 3): the BKA's yearly plan and its
+planned check of the first transfers, concluded with a remedial measure; and an
+unplanned check on a data subject's complaint, organized within five working
+days, whose results are reported to the responsible official.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +282,7 @@ def run_demo(ledger: TransferLedger, signer: Signer, say: Say) -> None:
         say("")
         say("(This ledger is in event format 1: its personal data are inside its leaves and cannot be erased.)")
     _referral(ledger, say, step, 19 if certificate is not None else 14)
+    _control(ledger, say, step, refused, 20 if certificate is not None else 15)
     say("")
     say("Check it all with: transfer-ledger verify")
     if certificate is not None:
@@ -319,6 +326,55 @@ def _referral(ledger: TransferLedger, say: Say, step: Callable[[str], None], num
     })
     say(f"   DE informed NL at leaf {made['transfer']['leaf_index']} (its own finding: origin {made['origin']}) "
         f"and told FR to turn to NL at leaf {made['leaf_index']}, in one commit: referral {made['id']}")
+
+
+def _control(ledger: TransferLedger, say: Say, step: Callable[[str], None],
+             refused: Callable[[Callable[[], Any]], None], number: int) -> None:
+    """The last steps: a planned and an unplanned internal control check of DE's unit (Order 949 annex 3)."""
+    today = ledger.clock().date()
+    head = {"party": "DE", "authority": "DE/BKA", "officer": "Direktor P. Schulz"}
+    chair = {"party": "DE", "authority": "DE/BKA", "officer": "Oberregierungsrat J. Braun"}
+    step(f"{number}a. The head of the BKA approves its yearly plan of checks (Order 949 annex 3 §5-§7)")
+    plan = ledger.approve_control_plan({
+        "party": "DE", "unit": "DE/BKA", "year": today.year, "approved_by": head,
+        "checks": [{"objects": ["transfers to FR and their onward transfers"], "period_from": f"{today.year}-01-01",
+                    "period_to": today.isoformat(), "starts_on": today.isoformat(),
+                    "ends_on": (today + timedelta(days=14)).isoformat(), "responsible": [chair["officer"]]}],
+    })
+    say(f"   plan {plan['id']} for {plan['year']} at leaf {plan['leaf_index']}: {len(plan['checks'])} planned check")
+    step(f"{number}b. The planned check of the first transfers: their officer may not take part (§4)")
+    checked = [0, 1]
+    refused(lambda: ledger.open_control_check({
+        "party": "DE", "unit": "DE/BKA", "plan_id": plan["id"], "check_number": 1, "decided_by": head,
+        "participants": [BKA["officer"]], "events": checked}))
+    check = ledger.open_control_check({
+        "party": "DE", "unit": "DE/BKA", "plan_id": plan["id"], "check_number": 1, "decided_by": head,
+        "participants": [chair["officer"]], "events": checked})
+    done = ledger.conclude_control_check(check["id"], {
+        "concluded_by": chair, "conclusion": "the transfers examined were lawful; one notice came late",
+        "violations": [{"description": "the notice to DE was recorded late", "leaf_index": 1}],
+        "measures": [{"description": "remind the unit of the notice deadline",
+                      "deadline": (today + timedelta(days=30)).isoformat(), "responsible": chair["officer"]}],
+    })
+    say(f"   check {check['id']} at leaf {check['leaf_index']} on the tree of {check['tree_size']} leaves; "
+        f"concluded at leaf {done['conclusion']['leaf_index']}, measure m1 due {done['measures'][0]['deadline']}")
+    step(f"{number}c. An unplanned check on a data subject's complaint (§8), organized within five working "
+         "days (§9)")
+    ground = {"kind": "complaint", "reference": "DE-BFDI-0042", "received_on": today.isoformat(),
+              "summary": "a data subject asks which States received her data"}
+    unplanned = {"party": "DE", "unit": "DE/BKA", "decided_by": head, "ground": ground,
+                 "ends_on": (today + timedelta(days=20)).isoformat(), "objects": ["the first transfer"],
+                 "participants": [chair["officer"]], "events": [0]}
+    refused(lambda: ledger.open_control_check({
+        **unplanned, "ground": {**ground, "received_on": (today - timedelta(days=30)).isoformat()}}))
+    opened = ledger.open_control_check(unplanned)
+    concluded = ledger.conclude_control_check(opened["id"], {
+        "concluded_by": chair, "conclusion": "the complainant's data went to FR and INTERPOL under DE's grants"})
+    report = concluded["conclusion"]["reported_to"]
+    completed = ledger.complete_control_measure(check["id"], "m1", {"completed_by": chair})
+    say(f"   check {opened['id']} concluded at leaf {concluded['conclusion']['leaf_index']}, reported to "
+        f"{report['officer']} ({report['authority']}); the planned check's measure completed at leaf "
+        f"{completed['measures'][0]['completion']['leaf_index']}")
 
 
 def _erasure(ledger: TransferLedger, signer: Signer, say: Say, step: Callable[[str], None],

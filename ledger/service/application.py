@@ -91,6 +91,7 @@ from domain.values import (
     parse_uuid,
 )
 from ledger.service.consultations import ConsultationLogWriter
+from ledger.service.control import ControlCommands
 from ledger.service.custody import CustodyCommands
 from ledger.service.group_commit import GroupCommitter
 from ledger.service.preservation import PreservationCommands
@@ -236,9 +237,10 @@ def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], Appe
     return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
 
 
-class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Application[UUID]):
+class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, ControlCommands, Application[UUID]):
     """The ledger of transfers and authorizations (art. 36 §3), uses and consents (art. 40 §19),
-    preservations (art. 42) and third-country referrals (art. 43)."""
+    preservations (art. 42), third-country referrals (art. 43) and internal control checks
+    (Order 949, annex 3)."""
 
     name = "TransferLedger"
 
@@ -509,6 +511,10 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Ap
         assert record.resource_id is not None
         if record.resource_kind == "preservation":
             return record.status_code, self.get_preservation(record.resource_id, version=record.resource_version)
+        if record.resource_kind == "control-plan":
+            return record.status_code, self.get_control_plan(record.resource_id, version=record.resource_version)
+        if record.resource_kind == "control-check":
+            return record.status_code, self.get_control_check(record.resource_id, version=record.resource_version)
         if record.resource_kind == "transfer":
             transfer = self._get_transfer(UUID(record.resource_id), "id")
             return record.status_code, self._transfer_view(transfer)

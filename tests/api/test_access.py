@@ -31,6 +31,7 @@ import pytest
 
 from ledger.tlog.cosignature import Cosigner
 from tests.support import builders
+from tests.support import control as ctl
 from tests.support import preservation as pres
 from tests.support.api import PARTIES, Api, problem
 
@@ -358,7 +359,54 @@ def preservation_step(allowed: str, refused: tuple[int, str]) -> dict[str, Any]:
     )
 
 
+#: A control check of a DE unit: only DE's commission (its auditor) or an admin records it.
+CONTROL = {"DE": "checked", "FR": "unrelated", "INTERPOL": "unrelated", "BR": "unrelated", "NL": "unrelated"}
+
+
+def control_check(api: Api, *, concluded: bool = False) -> dict[str, Any]:
+    """A fresh unplanned check of DE's unit (concluded with one measure, if asked)."""
+    from datetime import date, timedelta
+
+    today = date.today()
+    made = api.ok(api.post("/v1/control/checks", ctl.unplanned(
+        received_on=today.isoformat(), decided_on=today.isoformat(),
+        ends_on=(today + timedelta(days=20)).isoformat()), "DE-auditor"), 201)
+    if concluded:
+        api.ok(api.post(f"/v1/control/checks/{made['id']}/conclusion",
+                        ctl.conclusion("DE", ctl.measure((today + timedelta(days=30)).isoformat())), "DE-auditor"), 200)
+    return made
+
+
+def control_command(status: int, not_found: tuple[int, str] | None = None) -> dict[str, Any]:
+    return expectations(dict.fromkeys(PARTIES, ROLE), {
+        "*-auditor": PARTY, "DE-auditor": status, "NL-auditor": not_found or PARTY, "*-verifier": ROLE,
+        "*-admin": status, **NO_KEY})
+
+
+def control_read(rule: str) -> dict[str, Any]:
+    return expectations({"DE": 200, **dict.fromkeys(("FR", "INTERPOL", "BR", "NL"), (404, rule))},
+                        {**READ_OTHERS, "NL-auditor": (404, rule)})
+
+
 ENDPOINTS = [
+    Endpoint("POST /v1/control/plans", lambda api, w, key: ("POST", "/v1/control/plans",
+                                                            ctl.plan("DE", 2026)), CONTROL, control_command(201)),
+    Endpoint("POST /v1/control/checks", lambda api, w, key: ("POST", "/v1/control/checks", {
+        **ctl.of_plan(api.ok(api.post("/v1/control/plans", ctl.plan("DE", 2026), "DE-auditor"), 201)["id"])}),
+        CONTROL, control_command(201)),
+    Endpoint("POST /v1/control/checks/{id}/conclusion", lambda api, w, key: (
+        "POST", f"/v1/control/checks/{control_check(api)['id']}/conclusion", ctl.conclusion()), CONTROL,
+        control_command(200, (404, "control-check-not-found"))),
+    Endpoint("POST /v1/control/checks/{id}/measures/{id}/completion", lambda api, w, key: (
+        "POST", f"/v1/control/checks/{control_check(api, concluded=True)['id']}/measures/m1/completion",
+        ctl.completion()), CONTROL, control_command(200, (404, "control-check-not-found"))),
+    Endpoint("GET /v1/control/plans/{id}", lambda api, w, key: (
+        "GET", f"/v1/control/plans/{api.ok(api.post('/v1/control/plans', ctl.plan(), 'DE-auditor'), 201)['id']}",
+        None), CONTROL, control_read("control-plan-not-found")),
+    Endpoint("GET /v1/control/checks/{id}", lambda api, w, key: (
+        "GET", f"/v1/control/checks/{control_check(api)['id']}", None), CONTROL,
+        control_read("control-check-not-found")),
+    Endpoint("GET /v1/control/checks", get(lambda w: "/v1/control/checks"), LEDGER, LISTS),
     Endpoint("POST /v1/transfers (first)", record_first, FIRST_DE_FR, expectations(
         {"DE-recorder": 201, "FR-recorder": PARTY, "INTERPOL-recorder": PARTY, "BR-recorder": PARTY,
          "NL-recorder": PARTY, **{f"{p}-{A}": ROLE for p in PARTIES}}, COMMAND_OTHERS)),

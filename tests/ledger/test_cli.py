@@ -50,7 +50,8 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
     done = run("demo", settings=initialized)
     for rule in ("not-origin", "written-instrument-required", "onward-transfer-not-authorized",
                  "authorization-revoked", "h2-consent-required", "specialty-consent-required",
-                 "preservation-period-too-short", "preservation-period-running"):
+                 "preservation-period-too-short", "preservation-period-running", "interested-participant",
+                 "check-organized-late"):
         assert f"REFUSED [{rule}]" in done.stdout
     assert "INTERPOL -> BR" in done.stdout
     report = json.loads(run("verify", "--json", settings=initialized).stdout)
@@ -58,11 +59,14 @@ def test_demo_narrates_refusals_and_the_ledger_verifies(initialized: Settings) -
     # 25 leaves (the art. 36 §3 story, FR's H2 consent, uses, a consent and a notice, a preservation and
     # its extension) and a checkpoint of them; then (event format 2) a hold placed and lifted, the
     # erasure, an acknowledgement, and the checkpoint the erasure's certificate was made against; last,
-    # a referral (its transfer and its notice)
-    assert report["tree_size"] == 31 and report["checkpoints_checked"] == 2
+    # a referral (its transfer and its notice); and DE's internal control: a plan, a planned check and its
+    # conclusion, an unplanned check and its conclusion, a measure completed
+    assert report["tree_size"] == 37 and report["checkpoints_checked"] == 2
     assert "INTERPOL asked FR; FR consented at leaf 10" in done.stdout
     assert "notice to DE recorded at leaf 22" in done.stdout
     assert "DE informed NL at leaf 29 (its own finding: origin DE) and told FR to turn to NL at leaf 30" in done.stdout
+    assert "concluded at leaf 35, reported to Direktor P. Schulz (DE/BKA)" in done.stdout
+    assert "the planned check's measure completed at leaf 36" in done.stdout
     human = run("verify", settings=initialized)
     assert human.stdout.startswith("OK: ")
 
