@@ -16,9 +16,19 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api import views
-from api.deps import READER_ROLES, CurrentPrincipal, IdempotencyKey, Ledger, ledger_of, not_found, require_role
+from api.deps import READER_ROLES, CurrentPrincipal, IdempotencyKey, Ledger, Read, ledger_of, not_found, require_role
 from api.errors import ApiProblem
-from api.routers import _COMMAND, _LIST, _READ, CURSOR, UUID_PATH, _command, _cursor, _fingerprinted, _page
+from api.routers import (
+    _COMMAND,
+    _LIST_LOGGED,
+    _READ_LOGGED,
+    CURSOR,
+    UUID_PATH,
+    _command,
+    _cursor,
+    _fingerprinted,
+    _page,
+)
 from api.schemas import ActorIn, contract
 from domain.control import (
     CompletionDraft,
@@ -204,9 +214,10 @@ async def complete_measure(body: CompletionIn, request: Request, principal: Curr
 # -- reads ------------------------------------------------------------------------------------
 
 
-@router.get("/v1/control/plans/{plan_id}", response_model=ControlPlanOut, responses=_READ,
+@router.get("/v1/control/plans/{plan_id}", response_model=ControlPlanOut, responses=_READ_LOGGED,
             summary="One yearly plan of checks")
-def get_plan(principal: CurrentPrincipal, ledger: Ledger, plan_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+def get_plan(principal: CurrentPrincipal, ledger: Ledger, read: Read,
+             plan_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
     _require_reader(principal)
     pid = views.path_id(plan_id, "control-plan")
     try:
@@ -215,12 +226,14 @@ def get_plan(principal: CurrentPrincipal, ledger: Ledger, plan_id: Annotated[str
         raise not_found("control-plan", pid) from None
     if not _readable(principal, view):
         raise not_found("control-plan", pid)
+    read.objects("control-plan", [view], control_parties)
     return view
 
 
-@router.get("/v1/control/checks/{check_id}", response_model=ControlCheckOut, responses=_READ,
+@router.get("/v1/control/checks/{check_id}", response_model=ControlCheckOut, responses=_READ_LOGGED,
             summary="One check: its working set, participants, conclusion and measures")
-def get_check(principal: CurrentPrincipal, ledger: Ledger, check_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
+def get_check(principal: CurrentPrincipal, ledger: Ledger, read: Read,
+              check_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
     _require_reader(principal)
     cid = views.path_id(check_id, "control-check")
     try:
@@ -229,14 +242,16 @@ def get_check(principal: CurrentPrincipal, ledger: Ledger, check_id: Annotated[s
         raise not_found("control-check", cid) from None
     if not _readable(principal, view):
         raise not_found("control-check", cid)
+    read.objects("control-check", [view], control_parties)
     return view
 
 
-@router.get("/v1/control/checks", response_model=ControlCheckPage, responses=_LIST,
+@router.get("/v1/control/checks", response_model=ControlCheckPage, responses=_LIST_LOGGED,
             summary="Checks the key may read (of its Party's units), in commit order")
 def list_checks(
     principal: CurrentPrincipal,
     ledger: Ledger,
+    read: Read,
     party: Annotated[str | None, Query(max_length=16, description="The Party whose unit is checked")] = None,
     cursor: Annotated[str | None, CURSOR] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -247,4 +262,4 @@ def list_checks(
         visible=lambda view: _readable(principal, view), party=party, after=_cursor(cursor), limit=limit,
         mentions=mentions,
     )
-    return _page(items, next_cursor)
+    return _page(read.objects("control-check", items, control_parties), next_cursor)
