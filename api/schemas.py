@@ -436,9 +436,18 @@ class GroupCommitStats(BaseModel):
                                "first, or a repeated idempotency key): their commands ran again one by one")
 
 
+class ConsultationLogStats(BaseModel):
+    buffered: int = Field(description="Reads logged and not yet written")
+    written: int = Field(description="Entries this process wrote")
+    failed_flushes: int = Field(description="Writes of the log that failed (retried)")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     tree_size: int
     group_commit: GroupCommitStats | None = Field(
         None, description="Group commit in this API process (each `serve` worker process has its own)"
+    )
+    consultation_log: ConsultationLogStats | None = Field(
+        None, description="The consultation log of this API process (docs/API.md, \"Consultation logs\")"
     )

@@ -100,7 +100,7 @@ class ConsultationLogWriter:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._index: ConsultationIndex | None = None
-        #: Entries written, and flushes that failed (shown by /healthz).
+        #: Entries written, and flushes that failed (``GET /healthz``, ``consultation_log``).
         self.written = 0
         self.failed_flushes = 0
 

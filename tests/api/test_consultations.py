@@ -80,6 +80,16 @@ def test_reads_that_hold_no_personal_data_are_not_logged(api: Api) -> None:
     assert logs(api)["items"] == []
 
 
+def test_healthz_shows_what_waits_to_be_written(api: Api) -> None:
+    t = api.transfer("DE", "FR")
+    read(api, f"/v1/transfers/{t['id']}", "FR-recorder")
+    read(api, "/v1/transfers", "FR-recorder")
+    assert api.ok(api.get("/healthz", None), 200)["consultation_log"] == {"buffered": 2, "written": 0,
+                                                                           "failed_flushes": 0}
+    logs(api)
+    assert api.ok(api.get("/healthz", None), 200)["consultation_log"]["written"] == 2
+
+
 def test_the_feed_logs_the_range_of_leaves_read(api: Api) -> None:
     api.transfer("DE", "FR")
     api.transfer("DE", "NL")
