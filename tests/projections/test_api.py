@@ -120,7 +120,7 @@ def test_read_your_writes(api: Api) -> None:
     problem(api.get(f"/v1/audit/findings?min_index={root['leaf_index'] + 1}"), 422, "index-out-of-range")
     status = api.ok(api.get("/v1/audit/projections"), 200)
     assert status["up_to_date"] and {m["name"] for m in status["models"]} == {
-        "lineage", "authorizations", "custody", "findings", "statistics", "preservations"}
+        "lineage", "authorizations", "custody", "findings", "statistics", "preservations", "control"}
 
 
 def test_projection_behind_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

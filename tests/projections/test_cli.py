@@ -51,7 +51,7 @@ def test_status_run_and_rebuild(settings: Settings) -> None:
     rebuilt = json.loads(result.stdout)
     assert rebuilt["ok"] and rebuilt["applied"] == size and rebuilt["up_to_date"]
     result = invoke(settings, "projections", "rebuild")
-    assert result.exit_code == 0 and f"rebuilt 6 read models from {size} leaves" in result.stdout
+    assert result.exit_code == 0 and f"rebuilt 7 read models from {size} leaves" in result.stdout
 
 
 def test_replay_at_an_index_with_its_checkpoint(settings: Settings) -> None:

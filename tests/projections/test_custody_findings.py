@@ -141,7 +141,8 @@ def test_custody_findings_are_the_same_live_rebuilt_and_replayed(ledger: Transfe
     ledger.record_use(t["id"], builders.use(proceeding=OTHER_PROCEEDING, exculpatory=True,
                                             notice={"prior_impossible": "same-day hearing"}))
     live = findings(runner, now=FAR_FUTURE)
-    assert {f["rule"] for f in live} == {"use-without-consent", "exculpatory-notice-overdue"}
+    # (judged far in the future: DE's unit had no control plan for the year it sent in)
+    assert {f["rule"] for f in live} == {"use-without-consent", "exculpatory-notice-overdue", "control-plan-missing"}
     assert "is pending" in one(live, rule="use-without-consent")["detail"]  # judged at its time
     runner.rebuild()
     assert findings(runner, now=FAR_FUTURE) == live

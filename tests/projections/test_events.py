@@ -14,6 +14,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import msgspec
 import pytest
 
+from domain.control import ControlCheck, ControlPlan
 from domain.model import Authorization, ConsentRequest, PartyPolicy, Transfer
 from domain.preservation import Preservation
 from domain.referral import Referral
@@ -22,7 +23,8 @@ from tests.support.builders import record
 
 DOMAIN_EVENTS = {
     cls.TOPIC: cls
-    for aggregate in (Transfer, Authorization, ConsentRequest, PartyPolicy, Preservation, Referral)
+    for aggregate in (Transfer, Authorization, ConsentRequest, PartyPolicy, Preservation, Referral, ControlPlan,
+                      ControlCheck)
     for cls in vars(aggregate).values()
     if isinstance(cls, type) and hasattr(cls, "TOPIC") and ":v" in cls.TOPIC
 }
@@ -62,7 +64,12 @@ def test_a_plain_field_is_decoded_as_the_event_stores_it(topic: str) -> None:
     hints = get_type_hints(struct)
     for name in struct.__struct_fields__:
         stored, decoded = _without_none(event_fields[name]), _without_none(hints[name])
-        if stored in (str, int, bool) or get_origin(stored) is list:
+        if get_origin(stored) is list and get_origin(get_args(stored)[0]) is dict:
+            # a list of objects (a plan's checks, a conclusion's measures): of structs or of dicts
+            assert get_origin(decoded) is list, name
+            item = get_args(decoded)[0]
+            assert get_origin(item) is dict or issubclass(item, msgspec.Struct), name
+        elif stored in (str, int, bool) or get_origin(stored) is list:
             assert decoded == stored, f"{struct.__name__}.{name}: {decoded} but {topic} stores {stored}"
         elif get_origin(stored) is dict:
             # an object of the event (an actor, a purpose): a struct or a dict of it
