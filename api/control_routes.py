@@ -218,14 +218,8 @@ async def complete_measure(body: CompletionIn, request: Request, principal: Curr
             summary="One yearly plan of checks")
 def get_plan(principal: CurrentPrincipal, ledger: Ledger, read: Read,
              plan_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    _require_reader(principal)
-    pid = views.path_id(plan_id, "control-plan")
-    try:
-        view = ledger.get_control_plan(pid)
-    except NotFound:
-        raise not_found("control-plan", pid) from None
-    if not _readable(principal, view):
-        raise not_found("control-plan", pid)
+    view = views._readable(principal, "control-plan", views.path_id(plan_id, "control-plan"),
+                           ledger.get_control_plan, control_parties)
     read.objects("control-plan", [view], control_parties)
     return view
 
@@ -234,14 +228,8 @@ def get_plan(principal: CurrentPrincipal, ledger: Ledger, read: Read,
             summary="One check: its working set, participants, conclusion and measures")
 def get_check(principal: CurrentPrincipal, ledger: Ledger, read: Read,
               check_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    _require_reader(principal)
-    cid = views.path_id(check_id, "control-check")
-    try:
-        view = ledger.get_control_check(cid)
-    except NotFound:
-        raise not_found("control-check", cid) from None
-    if not _readable(principal, view):
-        raise not_found("control-check", cid)
+    view = views._readable(principal, "control-check", views.path_id(check_id, "control-check"),
+                           ledger.get_control_check, control_parties)
     read.objects("control-check", [view], control_parties)
     return view
 

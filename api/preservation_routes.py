@@ -240,14 +240,8 @@ async def _acting(request: Request, principal: Principal, path: str, key: str | 
             summary="One preservation: its status and days left, extensions, follow-up, decision, release")
 def get_preservation(principal: CurrentPrincipal, ledger: Ledger, read: Read,
                      preservation_id: Annotated[str, UUID_PATH]) -> dict[str, Any]:
-    require_role(principal, *READER_ROLES)
-    pid = views.path_id(preservation_id, "preservation")
-    try:
-        view = ledger.get_preservation(pid)
-    except NotFound:
-        raise not_found("preservation", pid) from None
-    if not principal.can_read(preservation_parties(view)):
-        raise not_found("preservation", pid)
+    view = views._readable(principal, "preservation", views.path_id(preservation_id, "preservation"),
+                           ledger.get_preservation, preservation_parties)
     read.objects("preservation", [view], preservation_parties)
     return view
 

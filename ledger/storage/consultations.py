@@ -74,25 +74,16 @@ class ConsultationIndex:
         """Entries in time order (then event and place): read by ``principal``, by a principal of
         ``party``, about ``object_ref``, at or after ``since`` and before ``until``; ``share``:
         only those read by a principal of that Party or about what involves it."""
-        where, params = [], []
-        if principal is not None:
-            where.append("principal = ?")
-            params.append(principal)
-        if party is not None:
-            where.append("party = ?")
-            params.append(party)
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("principal = ?", principal), ("party = ?", party), ("object_ref = ?", object_ref),
+                              ("at >= ?", since), ("at < ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
         if share is not None:
             where.append("(party = ? OR involved LIKE ?)")
             params += [share, f"%,{share},%"]
-        if object_ref is not None:
-            where.append("object_ref = ?")
-            params.append(object_ref)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("at < ?")
-            params.append(until)
         if after is not None:
             where.append("(at > ? OR (at = ? AND (log_id > ? OR (log_id = ? AND seq > ?))))")
             params += [after.at, after.at, after.log_id, after.log_id, after.seq]
