@@ -17,8 +17,9 @@ from fastapi.responses import Response
 from api.deps import CurrentPrincipal, Ledger, require_role
 from api.errors import ApiProblem
 from api.responses import UNAUTHENTICATED, problems
-from ledger.audit.report import FORMATS, MEDIA_TYPES, build_report, parse_format, parse_period, render
+from ledger.audit.report import MEDIA_TYPES, render
 from ledger.service.checkpoints import InconsistentTreeError
+from ledger.service.report import FORMATS, build_report, parse_format, parse_period
 
 router = APIRouter(tags=["audit"])
 

@@ -21,7 +21,8 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Preformatted, SimpleDocTemplate, Spacer, Table, TableStyle
 from reportlab.platypus.flowables import Flowable
 
-from ledger.audit.report import SECTIONS, report_digest
+from ledger.audit.report import SECTIONS
+from ledger.service.report import report_digest
 
 TITLES = {
     "transfers": "Transfers",
