@@ -30,19 +30,21 @@ def report_command(
     party: Annotated[str | None, typer.Option(help="One Party's share (default: the whole ledger).",
                                               show_default=False)] = None,
     from_: Annotated[str | None, typer.Option("--from", metavar="YYYY-MM-DD", help="First day of the period, "
-                                              "included [default: the ledger's beginning].",
+                                              "included (default: the ledger's beginning).",
                                               show_default=False)] = None,
     to: Annotated[str | None, typer.Option("--to", metavar="YYYY-MM-DD", help="Last day of the period, "
-                                           "included [default: open].", show_default=False)] = None,
+                                           "included (default: open).", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", help="json, csv or pdf.")] = "json",
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Write the supervisory report of a period: transfers, authorizations, consents, preservations,
-    erasures, consultations, control checks and findings, as of a checkpoint signed now, signed.
+    """Write the signed supervisory report of a period, as of a checkpoint signed now.
 
-    The report holds no personal values. Check a JSON report with verify-report. Exit 0 when written,
-    2 on a usage or environment error (a malformed date, from after to, an unknown format).
+    Transfers, authorizations, consents, preservations, erasures, consultations, control checks, findings.
+
+    The report holds no personal values. Check a JSON report with verify-report.
+
+    Exit 0 when written, 2 on a usage or environment error (a malformed date, from after to, an unknown format).
     """
     from domain.errors import DomainError
     from ledger.audit.report import render
@@ -76,12 +78,12 @@ def verify_report_command(
     vkey: Annotated[str, typer.Option(help="The ledger's verifier key, or a file holding it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
-    """Check a JSON supervisory report offline: its signature by the ledger's key, that the signed
-    note names the report's own SHA-256 (RFC 8785), origin, tree size and root hash, and that its
-    checkpoint verifies.
+    """Check a JSON supervisory report offline, with the ledger's verifier key only.
 
-    Exit 0 if it holds, 1 if not (altered, not JSON, or not signed by this key), 2 on a usage error
-    (the file cannot be read, a malformed vkey).
+    Its note's signature; that the note names the report's own SHA-256 (RFC 8785), origin, tree size, root;
+    that its checkpoint verifies and names the same tree.
+
+    Exit 0 if it holds; 1 if not (altered, not JSON, not signed by this key); 2 if unreadable, or a bad vkey.
     """
     from ledger.audit.bundles import BundleError, load_vkey
     from ledger.audit.report import ReportError, verify_report
