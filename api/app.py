@@ -26,6 +26,7 @@ from api.control_routes import router as control_router
 from api.custody_routes import router as custody_router
 from api.preservation_routes import router as preservation_router
 from api.referral_routes import router as referral_router
+from api.report_routes import router as report_router
 from api.routers import router
 from api.witness_routes import router as witness_router
 from ledger import bootstrap
@@ -237,6 +238,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(referral_router)
     app.include_router(consultation_router)
     app.include_router(control_router)
+    app.include_router(report_router)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

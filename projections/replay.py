@@ -12,6 +12,7 @@ recorded at or before T (leaf record times, the server's clock).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,9 @@ class _Head:
 class _Prefix:
     """The ledger's feed cut at leaf ``last`` and at record time ``until`` (inclusive)."""
 
-    def __init__(self, store: Any, last: int, until: str | None) -> None:
-        self.store, self.last, self.until = store, last, until
+    def __init__(self, store: Any, last: int, until: str | None,
+                 observe: Callable[[Sequence[Sequence[Any]]], None] | None = None) -> None:
+        self.store, self.last, self.until, self.observe = store, last, until, observe
         self.last_time: str | None = None
 
     def head(self) -> _Head:
@@ -55,6 +57,8 @@ class _Prefix:
                     break
         if rows:
             self.last_time = norm_time(rows[-1][1])
+            if self.observe is not None:
+                self.observe(rows)
         return rows
 
 
@@ -89,9 +93,13 @@ class Replay:
 
 def replay(
     store: Any, *, at_index: int | None = None, at_time: str | None = None, decode: Decode | None = None,
+    observe: Callable[[Sequence[Sequence[Any]]], None] | None = None, progress: Any = None,
 ) -> Replay:
     """Replay leaves 0..N into memory. N is ``at_index``, or the last leaf recorded at or
-    before ``at_time`` (RFC 3339), whichever comes first; the current head if neither."""
+    before ``at_time`` (RFC 3339), whichever comes first; the current head if neither.
+    ``observe`` sees every batch of plain feed rows replayed (leaf_index, recorded_at,
+    originator_id, version, topic, state), e.g. to read leaves no read model keeps;
+    ``progress(done, total)`` is told how far the replay is."""
     size = store.head().size
     if at_index is not None:
         if at_index < 0 or at_index >= size:
@@ -105,11 +113,11 @@ def replay(
             until = norm_time(at_time)
         except (ValueError, OverflowError):
             raise ReplayError(f"at_time {at_time!r} is not an RFC 3339 time") from None
-    prefix = _Prefix(store, last, until)
+    prefix = _Prefix(store, last, until, observe)
     db = MemoryDb()
     try:
         runner = ProjectionRunner(prefix, db, decode=decode, batch_size=REPLAY_BATCH)
-        runner.catch_up()
+        runner.catch_up(progress=progress)
         position = runner.position()
     except BaseException:
         db.close()

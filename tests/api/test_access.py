@@ -520,7 +520,7 @@ ENDPOINTS = [
              PROOFS),
     Endpoint("GET /healthz", get(lambda w: "/healthz"), LEDGER, ANYONE),
     *(Endpoint(f"GET /v1/audit/{name}", get(lambda w, name=name: f"/v1/audit/{name}"), LEDGER, AUDITORS)
-      for name in ("findings", "statistics", "authorizations", "state", "projections")),
+      for name in ("findings", "statistics", "authorizations", "state", "projections", "report")),
     Endpoint("GET /v1/audit/lineage/{id}", get(lambda w: f"/v1/audit/lineage/{w.t2['id']}"), TRANSFER_T2,
              expectations(dict.fromkeys(PARTIES, ROLE),
                           {"*-auditor": 200, "DE-auditor": 200, "NL-auditor": (404, "transfer-not-found"),
