@@ -177,3 +177,12 @@ def progress_bar(enabled: bool, description: str) -> Iterator[Callable[[int, int
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def verification_failed(message: str, as_json: bool) -> NoReturn:
+    """A document that does not verify: ``FAILED: ...`` (or ``{"ok": false, "error": ...}``), exit 1."""
+    if as_json:
+        typer.echo(json.dumps({"ok": False, "error": message}))
+    else:
+        typer.echo(f"FAILED: {message}")
+    raise typer.Exit(1)

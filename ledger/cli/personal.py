@@ -21,6 +21,7 @@ from ledger.cli.common import (
     progress_bar,
     require_initialized,
     settings_for,
+    verification_failed,
 )
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.tlog.keys import load_signing_key
@@ -149,11 +150,7 @@ def verify_certificate_command(
     try:
         report = verify_certificate(doc, verifier, witnesses=witnesses.values(), quorum=quorum)
     except CertificateError as e:
-        if as_json:
-            typer.echo(json.dumps({"ok": False, "error": str(e)}))
-        else:
-            typer.echo(f"FAILED: {e}")
-        raise typer.Exit(1) from None
+        verification_failed(str(e), as_json)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
         return

@@ -20,6 +20,7 @@ from ledger.cli.common import (
     progress_bar,
     require_initialized,
     settings_for,
+    verification_failed,
 )
 from ledger.tlog.keys import load_signing_key
 
@@ -103,11 +104,7 @@ def verify_report_command(
             raise ReportError(f"not a JSON report: {e}") from None
         checked = verify_report(doc, verifier)
     except ReportError as e:
-        if as_json:
-            typer.echo(json.dumps({"ok": False, "error": str(e)}))
-        else:
-            typer.echo(f"FAILED: {e}")
-        raise typer.Exit(1) from None
+        verification_failed(str(e), as_json)
     if as_json:
         typer.echo(json.dumps(checked.as_dict()))
         return
