@@ -73,7 +73,13 @@ run ledger "$ledger_key"
 stop_server
 if grep -q "Traceback" "$work/server.log"; then
   echo "the server logged an exception:"
-  grep -n -A 30 "Traceback" "$work/server.log" | head -n 120
+  # Each traceback's closing lines (the exception and where it was raised);
+  # tail reads all its input, so pipefail sees no broken pipe.
+  awk '/^Traceback/ {tb=1; buf=""; after=-1}
+       tb {buf=buf $0 "\n"}
+       tb && after < 0 && /^[A-Za-z_.]+(Error|Exception|Exit)?:/ {after=0}
+       tb && after >= 0 {if (after++ == 8) {print buf; tb=0}}
+       END {if (tb) print buf}' "$work/server.log" | tail -n 200
   status=1
 fi
 "$BIN/transfer-ledger" verify --data-dir "$data" || status=1

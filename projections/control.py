@@ -166,7 +166,7 @@ def time_dependent(db: Db, *, now: str, share: str | None, rule: str | None) -> 
 def _plans_missing(db: Db, now: str, share: str | None) -> Iterator[tuple[Any, ...]]:
     this_year = now[:4]
     plans: dict[tuple[str, str, int], list[Any]] = {}
-    for r in db.query("SELECT party, unit, year, planned_checks, leaf_index FROM {proj_control_plans}"):
+    for r in db.query("SELECT id, party, unit, year, planned_checks, leaf_index FROM {proj_control_plans}"):
         plans.setdefault((r["party"], r["unit"], int(r["year"])), []).append(r)
     units = db.query(
         "SELECT sender, sender_authority, substr(transferred_at, 1, 4) AS year, MIN(leaf_index) AS first_leaf "
@@ -179,9 +179,11 @@ def _plans_missing(db: Db, now: str, share: str | None) -> Iterator[tuple[Any, .
         made = plans.get((party, unit, year), [])
         if any(int(p["planned_checks"]) >= 1 for p in made):
             continue
-        proof = [{"leaf_index": int(r["first_leaf"]), "event": "TransferRecorded", "unit": unit, "year": year}]
-        proof += [{"leaf_index": int(p["leaf_index"]), "event": "ControlPlanApproved", "planned_checks": 0}
-                  for p in made]
+        first = db.query("SELECT id FROM {proj_transfers} WHERE leaf_index = ?", (int(r["first_leaf"]),))
+        proof = [{"leaf_index": int(r["first_leaf"]), "event": "TransferRecorded",
+                  "id": first[0]["id"] if first else None, "unit": unit, "year": year}]
+        proof += [{"leaf_index": int(p["leaf_index"]), "event": "ControlPlanApproved", "id": p["id"],
+                   "planned_checks": 0} for p in made]
         reason = "plan-without-checks" if made else "no-plan"
         detail = (f"{unit} ({party}) recorded transfers in {year} and had no planned internal control check that "
                   "year: at least one planned check a year (Order 949 annex 3 §6)")

@@ -113,7 +113,7 @@ def parse_period(start: str | None, end: str | None) -> Period:
     """The period ``from``..``to`` (dates YYYY-MM-DD, both inclusive); :class:`InvalidInput` naming the field."""
     days: dict[str, date | None] = {}
     for name, value in (("from", start), ("to", end)):
-        if value is None or value == "":
+        if value is None:  # absent; an empty value is not a date (422 below)
             days[name] = None
             continue
         try:

@@ -99,3 +99,13 @@ def test_overdue_measures_are_findings(api: Api) -> None:
     found = api.ok(api.get("/v1/audit/findings?rule=control-measure-overdue", "DE-auditor"), 200)
     assert [f["reason"] for f in found["items"]] == ["not-completed"]
     assert api.ok(api.get("/v1/audit/findings?rule=control-measure-overdue", "NL-auditor"), 200)["items"] == []
+
+
+def test_a_unit_without_a_plan_is_a_finding_whose_evidence_names_the_transfer(api: Api) -> None:
+    last_year = TODAY.year - 1
+    sent = api.transfer("DE", "FR", transferred_at=f"{last_year}-06-01T10:00:00Z")
+    found = api.ok(api.get("/v1/audit/findings?rule=control-plan-missing", "DE-auditor"), 200)["items"]
+    assert [(f["reason"], f["parties"]["sender"]) for f in found] == [("no-plan", "DE")]
+    assert found[0]["evidence"][0]["event"] == "TransferRecorded"
+    assert found[0]["evidence"][0]["id"] == sent["id"]
+    assert found[0]["evidence"][0]["year"] == last_year
