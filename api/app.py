@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors, responses
+from api import console, errors, responses
 from api.audit_routes import router as audit_router
 from api.consultation_routes import router as consultation_router
 from api.control_routes import router as control_router
@@ -193,6 +193,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             app.state.signer = bootstrap.signer_of(settings)
             ledger.idempotency  # noqa: B018 - made before the first request
             app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))
+            console.open_console(app, settings.data_dir)
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             if serving:  # in-process apps write the log at each query of it, every 500 reads, and at shutdown
@@ -239,6 +240,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(consultation_router)
     app.include_router(control_router)
     app.include_router(report_router)
+    console.install(app)
     _problems_as_problem_json(app)
 
     @app.get("/problems/{rule}", include_in_schema=False)

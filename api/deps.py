@@ -199,7 +199,13 @@ def reading(
         alias="X-Officer", max_length=200, description="The officer reading, logged with the read")] = None,
 ) -> Reading:
     """A read of personal data: its justification checked against the reader's Party's policy."""
-    given = x_justification if x_justification is not None else justification
+    return reading_for(request, principal, x_justification if x_justification is not None else justification,
+                       x_officer)
+
+
+def reading_for(request: Request, principal: Principal, given: str | None, officer: str | None) -> Reading:
+    """A read by ``principal`` justified by ``given`` (blank: none), checked against its Party's policy
+    (428 ``justification-required``); the API's routes and the console's pages read through it."""
     if given is not None and not given.strip():
         given = None
     if not principal.is_global:
@@ -208,7 +214,7 @@ def reading(
         if violation is not None:
             raise ApiProblem(428, violation.rule, f"{violation.detail} ({violation.article})",
                              field=violation.field)
-    return Reading(request, principal, given, x_officer)
+    return Reading(request, principal, given, officer)
 
 
 #: A route that reads personal data: it logs what it answers (``Reading.log``).

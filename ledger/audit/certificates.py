@@ -100,20 +100,7 @@ def erasure_certificate(store: LedgerStore, transfer_id: UUID, leaf_index: int, 
     [(leaf, event)] = store.read_feed(leaf_index, 1) or [(None, None)]
     if leaf is None or event is None or leaf.originator_id != str(transfer_id) or event.topic != ERASURE_TOPIC:
         raise CertificateError(f"leaf {leaf_index} is not an erasure of transfer {transfer_id}")
-    prev = bytes(32) if leaf.leaf_index == 0 else store.read_leaves(leaf.leaf_index - 1, 1)[0].leaf_hash
-    data = encode_leaf(leaf.leaf_index, prev, leaf.originator_id, leaf.originator_version, event.topic,
-                       event.state, leaf.recorded_at)
-    size = int(note.split("\n")[1])
-    if leaf.leaf_index >= size:
-        raise CertificateError(f"the checkpoint of size {size} does not cover leaf {leaf.leaf_index}")
-
-    def nodes(ids: Any) -> list[bytes]:
-        found = store.read_nodes(ids)
-        if any(h is None for h in found):
-            raise CertificateError("stored Merkle nodes are missing: run transfer-ledger verify")
-        return found  # type: ignore[return-value]
-
-    hashes = inclusion_proof(leaf.leaf_index, size, nodes)
+    data, hashes = leaf_inclusion(store, leaf, event, note)
     state = json.loads(event.state)
     cosigners = _signers(note)[1:]  # the first line is the ledger's own signature
     return {
@@ -127,6 +114,25 @@ def erasure_certificate(store: LedgerStore, transfer_id: UUID, leaf_index: int, 
         "witnessing": witnessing(cosigners, ledger_witnessed or bool(cosigners)),
         "cannot_prove": CANNOT_PROVE,
     }
+
+
+def leaf_inclusion(store: LedgerStore, leaf: Any, event: Any, note: str) -> tuple[bytes, list[bytes]]:
+    """The bytes of ``leaf`` (with its ``event``, as ``store.read_feed`` gives them) and its RFC 9162
+    inclusion proof in the tree of the signed checkpoint ``note``, from the stored nodes."""
+    prev = bytes(32) if leaf.leaf_index == 0 else store.read_leaves(leaf.leaf_index - 1, 1)[0].leaf_hash
+    data = encode_leaf(leaf.leaf_index, prev, leaf.originator_id, leaf.originator_version, event.topic,
+                       event.state, leaf.recorded_at)
+    size = int(note.split("\n")[1])
+    if leaf.leaf_index >= size:
+        raise CertificateError(f"the checkpoint of size {size} does not cover leaf {leaf.leaf_index}")
+
+    def nodes(ids: Any) -> list[bytes]:
+        found = store.read_nodes(ids)
+        if any(h is None for h in found):
+            raise CertificateError("stored Merkle nodes are missing: run transfer-ledger verify")
+        return found  # type: ignore[return-value]
+
+    return data, inclusion_proof(leaf.leaf_index, size, nodes)
 
 
 def _signers(note: str) -> list[str]:

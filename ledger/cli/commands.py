@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -14,6 +15,7 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.consultation import MAX_JUSTIFICATION, justification_missing, object_ref
+from ledger.audit.last_verify import record_verification
 from ledger.audit.verify import VerificationIncomplete, verify_ledger
 from ledger.bootstrap import open_ledger, principals_of
 from ledger.cli.common import (
@@ -146,6 +148,7 @@ def verify(
             )
         verifier = load_verifier(settings, vkey)
         trusted = load_trusted_checkpoint(since, verifier, settings.log_origin()) if since else None
+        started = time.monotonic()
         try:
             with closing(open_ledger(settings)) as ledger, \
                     progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
@@ -155,6 +158,8 @@ def verify(
                 )
         except VerificationIncomplete as stopped:
             _verification_incomplete(stopped, as_json)
+        record_verification(settings.data_dir, report, seconds=time.monotonic() - started,
+                            by="transfer-ledger verify" + (" --since" if trusted else ""))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

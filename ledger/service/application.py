@@ -39,6 +39,7 @@ from eventsourcing.application import (
 from eventsourcing.persistence import Mapper, Notification, RecordConflictError
 
 from domain.consultation import DEFAULT_CONSULTATION_LOG_YEARS
+from domain.custody import handling_codes
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.model import ActorLog, Authorization, PartyPolicy, Transfer, party_policy_id
 from domain.parties import Actor, Official, parse_party
@@ -235,6 +236,43 @@ def _insert_statement(table: str, values: Sequence[Any]) -> str:
 
 def _leaves_by_event(appended: list[AppendedLeaf]) -> dict[tuple[str, int], AppendedLeaf]:
     return {(leaf.originator_id, leaf.originator_version): leaf for leaf in appended}
+
+
+@dataclass(frozen=True)
+class TransferKeys:
+    """The legal keys a search of transfers names (each None: any); all must match.
+
+    ``authority`` matches the sender's or the recipient's authority; ``handling_code`` a code
+    of ``handling.use_restrictions`` (free text counts as H3, ``domain.custody.handling_code``);
+    ``until`` keeps transfers made before that time.
+    """
+
+    request_reference: str | None = None
+    proceeding: str | None = None
+    authority: str | None = None
+    legal_basis: str | None = None
+    regime: str | None = None
+    handling_code: str | None = None
+    until: datetime | None = None
+
+    def match(self, view: dict[str, Any]) -> bool:
+        if self.request_reference is not None and view.get("request_reference") != self.request_reference:
+            return False
+        if self.proceeding is not None and (view.get("purpose") or {}).get("proceeding") != self.proceeding:
+            return False
+        if self.authority is not None and self.authority not in (
+            view["sender"].get("authority"), view["recipient"].get("authority")
+        ):
+            return False
+        if self.legal_basis is not None and view.get("legal_basis") != self.legal_basis:
+            return False
+        if self.regime is not None and view.get("regime") != self.regime:
+            return False
+        if self.handling_code is not None and self.handling_code not in handling_codes(
+            (view.get("handling") or {}).get("use_restrictions") or ()
+        ):
+            return False
+        return self.until is None or datetime.fromisoformat(view["transferred_at"]) < self.until
 
 
 class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, ControlCommands, Application[UUID]):
@@ -1110,11 +1148,13 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         after: int = 0,
         limit: int = 50,
         mentions: Sequence[str] = (),
+        keys: TransferKeys | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Transfers in commit order after a cursor, filtered; and the next cursor.
 
         ``party`` matches the sender, the recipient or the origin; ``since``
-        keeps transfers made at or after that time. ``mentions``: values that every
+        keeps transfers made at or after that time; ``keys`` the legal keys a
+        search names (:class:`TransferKeys`). ``mentions``: values that every
         transfer ``visible`` keeps has in its recorded event (a Party, a root transfer
         id), used to pass over the others without loading them. Scans the event
         feed: the read models of ``projections/`` answer this faster.
@@ -1127,6 +1167,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
             if origin is not None and view["origin"] != origin:
                 return False
             if since is not None and datetime.fromisoformat(view["transferred_at"]) < since:
+                return False
+            if keys is not None and not keys.match(view):
                 return False
             return visible(view)
 

@@ -1,0 +1,191 @@
+"""The auditor's console in a real browser (Chromium, through Playwright) against a real server.
+
+Each test does what an auditor does: sign in, search, open a transfer, read the proof the
+page recomputed, follow the lineage to a third country, see a finding; and what an
+attacker or a careless operator does: alter a row, reach another Party's transfer by URL,
+post a form from elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from tests.console.conftest import Console, screenshot, sign_in
+
+
+def test_sign_in_keeps_the_key_out_of_urls_and_storage(page: Any, console: Console) -> None:
+    page.goto(console.url + "/console/transfers")
+    assert "/console/login" in page.url  # not signed in: sent to sign in, and back after
+    sign_in(page, console, path="/console/transfers")
+    assert page.url.endswith("/console/transfers")
+    key = console.api.keys["*-auditor"]
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["tl_console"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/console"
+    assert key not in session["value"]  # sealed, not the key in clear
+    assert page.evaluate("document.cookie") == ""  # no script can read it
+    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
+    assert key not in page.content() and key not in page.url
+
+
+def test_a_wrong_key_is_refused_on_the_form(page: Any, console: Console) -> None:
+    page.goto(console.url + "/console/login")
+    page.fill("input[name=api_key]", "tl_" + "0" * 40)
+    page.click("button[type=submit]")
+    assert "unknown or was revoked" in page.text_content("[role=alert]")
+    assert "tl_console" not in {c["name"] for c in page.context.cookies()}
+
+
+def test_search_open_a_transfer_and_its_proof_verifies_in_the_page(page: Any, console: Console) -> None:
+    root = console.seeded["root"]
+    sign_in(page, console)
+    page.click("nav >> text=Transfers")
+    page.fill("input[name=request_reference]", "MLA-2026-0042")
+    page.click("form.search button")
+    rows = page.locator("#transfers tbody tr")
+    assert rows.count() == 1
+    screenshot(page, "search")
+    rows.first.locator("a").click()
+    assert page.url.endswith(f"/console/transfers/{root['id']}")
+    result = page.locator("#proof-result")
+    result.locator("xpath=self::*[@data-state='ok']").wait_for()
+    assert "Verified in this page" in result.text_content()
+    # each step's hash was written by the page's own recomputation
+    steps = page.locator("#proof-steps tbody tr[data-step]")
+    for i in range(steps.count()):
+        assert re.fullmatch(r"[A-Za-z0-9+/]{43}=", steps.nth(i).locator(".result code").text_content())
+    assert "Transferred DE → FR" in page.text_content("#timeline")
+    assert "Authorization refused" in page.text_content("#timeline")
+    screenshot(page, "transfer")
+    with page.expect_download() as download:
+        page.click("text=Download the proof")
+    text = open(download.value.path(), encoding="utf-8").read()
+    assert text.startswith("c2sp.org/tlog-proof@v1\n") and f"\nindex {root['leaf_index']}\n" in text
+
+
+def test_a_search_with_no_match_and_paging_by_cursor(page: Any, console: Console) -> None:
+    sign_in(page, console)
+    page.goto(console.url + "/console/transfers?proceeding=no-such-proceeding")
+    assert "No transfer matches this search" in page.text_content("#transfers")
+    page.goto(console.url + "/console/transfers?party=DE&handling_code=H0")
+    assert "No transfer matches" in page.text_content("#transfers")
+    page.goto(console.url + "/console/transfers?legal_basis=art47")
+    assert page.locator("#transfers tbody tr").count() == 1  # the onward hop to BR
+
+
+def test_the_lineage_graph_leads_to_the_third_country(page: Any, console: Console) -> None:
+    root, onward = console.seeded["root"], console.seeded["onward"]
+    sign_in(page, console, path=f"/console/transfers/{root['id']}")
+    page.click("#lineage-link")
+    graph = page.locator("#lineage-graph svg")
+    assert graph.locator("a[data-status=authorized]").count() == 1
+    assert graph.locator(".hop.refused").count() == 1  # FR's request for INTERPOL, refused by DE
+    screenshot(page, "lineage")
+    graph.locator("a[data-status=authorized]").click()
+    assert page.url.endswith(f"/console/transfers/{onward['id']}")
+    assert "FR → BR" in page.text_content("h1")
+
+
+def test_a_finding_links_to_the_transfer_that_raised_it(page: Any, console: Console) -> None:
+    late = console.seeded["late"]
+    sign_in(page, console)
+    page.click("nav >> text=Findings")
+    page.select_option("select[name=rule]", "control-plan-missing")
+    page.click("form.search button")
+    row = page.locator("#findings tbody tr[data-rule=control-plan-missing]")
+    assert row.count() == 1 and "Order 949 annex 3 §6" in row.text_content()
+    screenshot(page, "findings")
+    row.locator("a", has_text="open").first.click()
+    assert page.url.endswith(f"/console/transfers/{late['id']}")
+
+
+def test_the_registry_lists_the_refusal(page: Any, console: Console) -> None:
+    sign_in(page, console)
+    page.click("nav >> text=Authorizations")
+    page.select_option("select[name=status]", "refused")
+    page.click("form.search button")
+    rows = page.locator("#authorizations tbody tr[data-status=refused]")
+    assert rows.count() == 1 and "no proceeding named" in rows.first.text_content()
+
+
+def test_a_party_auditor_cannot_reach_another_partys_transfer_by_url(page: Any, console: Console) -> None:
+    de_only = console.seeded["root"]
+    sign_in(page, console, "NL-auditor")
+    page.goto(console.url + f"/console/transfers/{de_only['id']}")
+    assert "404" in page.text_content("h1") and de_only["request_reference"] not in page.content()
+    page.goto(console.url + f"/console/transfers/{de_only['id']}/lineage")
+    assert "404" in page.text_content("h1")
+    page.goto(console.url + "/console/transfers")
+    ids = page.locator("#transfers tbody a").all_text_contents()
+    assert len(ids) == 1  # NL's share: the DE -> NL transfer only
+    page.goto(console.url + f"/console/transfers/{console.seeded['late']['id']}")
+    assert "DE → NL" in page.text_content("h1")
+
+
+def test_reads_in_the_console_are_logged_with_the_justification(page: Any, console: Console) -> None:
+    root = console.seeded["root"]
+    sign_in(page, console, justification="complaint C-7 of a data subject")
+    page.goto(console.url + f"/console/transfers/{root['id']}")
+    page.locator("#proof-result[data-state=ok]").wait_for()
+    logs = httpx.get(console.url + "/v1/audit/consultations", params={"purpose": "lawfulness", "transfer": root["id"]},
+                     headers={"Authorization": f"Bearer {console.api.keys['*-auditor']}"}, timeout=10)
+    assert logs.status_code == 200, logs.text
+    mine = [e for e in logs.json()["items"] if e["route"] == "GET /console/transfers/{transfer_id}"]
+    assert mine and mine[-1]["reader"]["justification"] == "complaint C-7 of a data subject"
+    assert mine[-1]["reader"]["officer"] == "Insp. Weber"
+
+
+def test_a_form_posted_without_its_csrf_token_changes_nothing(page: Any, console: Console) -> None:
+    sign_in(page, console)
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=console.url, cookies=cookies, timeout=10) as client:
+        forged = client.post("/console/trust", data={"action": "pin"})
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        assert "tl_console_trust" not in forged.headers.get("set-cookie", "")
+        signed_out = client.post("/console/logout", data={"csrf": "0" * 64})
+        assert signed_out.status_code == 403
+    page.goto(console.url + "/console/")
+    assert page.locator("#overall").count() == 1  # still signed in
+
+
+def test_a_verifier_sees_the_status_but_no_personal_data(page: Any, console: Console) -> None:
+    sign_in(page, console, "*-verifier")
+    assert page.locator("#overall").count() == 1
+    assert page.locator("nav >> text=Transfers").count() == 0
+    page.goto(console.url + f"/console/transfers/{console.seeded['root']['id']}")
+    assert "403" in page.text_content("h1")
+
+
+def test_pinning_then_growing_proves_consistency(page: Any, console: Console) -> None:
+    sign_in(page, console)
+    page.click("#pin")
+    page.goto(console.url + "/console/")
+    check = page.locator("[data-check=consistency]")
+    assert check.get_attribute("data-state") == "ok"
+    console.api.transfer("FR", "DE")
+    page.reload()
+    assert check.get_attribute("data-state") == "ok" and "only grew" in check.text_content()
+    screenshot(page, "status")
+
+
+def test_an_altered_row_turns_the_status_red_with_the_first_bad_index(page: Any, own_console: Console) -> None:
+    console = own_console
+    sign_in(page, console)
+    page.click("#verify-now")
+    assert page.locator("[data-check=verify]").get_attribute("data-state") == "ok"
+    assert page.get_attribute("#overall", "data-state") in ("ok", "warn")
+    target = console.seeded["onward"]["leaf_index"]
+    backend = console.backend
+    [(notification_id,)] = backend.execute(
+        "SELECT notification_id FROM ledger_leaves WHERE leaf_index = ?", (target,))
+    backend.execute(f"UPDATE {backend.events_table} SET state = ? WHERE {backend.notification_id} = ?",
+                    (b'{"tampered": true}', notification_id))
+    page.click("#verify-now")
+    assert page.get_attribute("#overall", "data-state") == "bad"
+    assert page.locator("[data-check=verify]").get_attribute("data-state") == "bad"
+    assert page.text_content("#first-bad-index") == str(target)
+    assert f"first bad index {target}" in page.text_content("[data-check=verify]")
+    screenshot(page, "status-altered")
