@@ -15,7 +15,7 @@ from typing import Any
 
 from domain.parties import is_international_organization, party_name
 
-COLUMN, ROW, BOX_W, BOX_H, MARGIN = 230, 64, 150, 40, 20
+COLUMN, ROW, BOX_W, BOX_H, MARGIN = 320, 72, 150, 40, 20
 
 
 def _label(party: str) -> str:
@@ -55,7 +55,7 @@ def lineage_svg(nodes: list[dict[str, Any]], origin: str, unauthorized: set[str]
         if start is None:
             continue
         end = box(request["recipient"]["party"], holders[start]["depth"] + 1, "refused", None)
-        edges.append((start, end, "refused", None, "refused"))
+        edges.append((start, end, "refused", None, request["requested_at"][:10]))
 
     children: dict[int, list[int]] = {}
     for start, end, *_ in edges:
@@ -87,7 +87,7 @@ def lineage_svg(nodes: list[dict[str, Any]], origin: str, unauthorized: set[str]
         (x1, y1), (x2, y2) = xy(start), xy(end)
         line = (f'<line class="hop {status}" x1="{x1 + BOX_W}" y1="{y1 + BOX_H // 2}" x2="{x2 - 4}" '
                 f'y2="{y2 + BOX_H // 2}" marker-end="url(#arrow)"/>'
-                f'<text class="hop-label {status}" x="{(x1 + BOX_W + x2) // 2}" y="{(y1 + y2) // 2 + BOX_H // 2 - 6}" '
+                f'<text class="hop-label {status}" x="{(x1 + BOX_W + x2) // 2}" y="{(y1 + y2) // 2 + BOX_H // 2 - 8}" '
                 f'text-anchor="middle">{escape(status)} · {escape(label)}</text>')
         if transfer_id:
             line = (f'<a href="/console/transfers/{escape(transfer_id)}" data-transfer="{escape(transfer_id)}" '
@@ -97,7 +97,7 @@ def lineage_svg(nodes: list[dict[str, Any]], origin: str, unauthorized: set[str]
         x, y = xy(index)
         chosen = " selected" if h["transfer"] is not None and h["transfer"] == selected else ""
         shape = (f'<rect class="holder {h["kind"]}{chosen}" x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
-                 f'<text class="holder-label" x="{x + BOX_W // 2}" y="{y + BOX_H // 2 + 5}" '
+                 f'<text class="holder-label {h["kind"]}" x="{x + BOX_W // 2}" y="{y + BOX_H // 2 + 5}" '
                  f'text-anchor="middle">{escape(_label(h["party"]))}</text>')
         if h["transfer"]:
             shape = (f'<a href="/console/transfers/{escape(h["transfer"])}" data-holder="{escape(h["party"])}">'

@@ -19,7 +19,7 @@ from typing import Any
 from ledger.audit.last_verify import last_verification, record_verification
 from ledger.audit.verify import VerificationIncomplete, verify_ledger
 from ledger.service.application import TransferLedger
-from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint, stored_root_at
 from ledger.storage.cosignatures import CosignatureStore, cosigned_note
 from ledger.tlog.cosignature import CosignatureError, CosignatureVerifier, verify_cosignatures
 from ledger.tlog.merkle import ProofError, verify_consistency
@@ -41,7 +41,8 @@ class Check:
 class Status:
     checks: list[Check]
     checkpoint: dict[str, Any] | None
-    #: On a split view (a pinned checkpoint the ledger is not consistent with): both, side by side.
+    #: On a split view (two checkpoints no consistency proof joins): both, side by side, each with a
+    #: ``title`` saying whose it is, its ``tree_size``, ``root_hash`` and signed ``note`` if any.
     split: tuple[dict[str, Any], dict[str, Any]] | None = None
     last_verify: dict[str, Any] | None = None
 
@@ -90,8 +91,8 @@ def compute_status(ledger: TransferLedger, signer: Signer, cosignatures: Cosigna
         latest = sign_current_checkpoint(ledger.store, signer)
     except InconsistentTreeError as e:
         checks.append(Check("checkpoint", "bad", f"The ledger refuses to sign its tree: {e}. The stored tree "
-                            "was altered after a checkpoint was signed."))
-        return Status(checks, None, last_verify=last_verification(data_dir))
+                            "was altered after a checkpoint was signed: both roots are shown side by side below."))
+        return Status(checks, None, _signed_against_stored(ledger), last_verify=last_verification(data_dir))
     checkpoint = {"tree_size": latest.tree_size, "root_hash": _b64(latest.root_hash), "signed_at": latest.created_at,
                   "note": cosigned_note(latest.note, cosignatures.lines(latest.tree_size))}
     checks.append(Check("checkpoint", "ok", f"The latest checkpoint covers {latest.tree_size} leaves, root "
@@ -115,6 +116,22 @@ def compute_status(ledger: TransferLedger, signer: Signer, cosignatures: Cosigna
     last = last_verification(data_dir)
     checks.append(_last_verify(last, latest.tree_size))
     return Status(checks, checkpoint, split, last)
+
+
+def _signed_against_stored(ledger: TransferLedger) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The last checkpoint the ledger signed, and the root its stored tree has at that size now."""
+    stored = ledger.store.checkpoints()
+    if not stored:
+        return None
+    last = stored[-1]
+    try:
+        now_root = _b64(stored_root_at(ledger.store, last.tree_size))
+    except Exception as e:  # nodes missing or the size beyond the tree: say so in the right column
+        now_root = f"(cannot be recomputed: {e})"
+    return ({"title": f"Signed by the ledger at {last.created_at}", "tree_size": last.tree_size,
+             "root_hash": _b64(last.root_hash), "note": last.note},
+            {"title": "What its stored tree holds at that size now", "tree_size": last.tree_size,
+             "root_hash": now_root, "note": None})
 
 
 def _witnesses(ledger: TransferLedger, verifier: Any, cosignatures: CosignatureStore,
@@ -154,7 +171,9 @@ def _witnesses(ledger: TransferLedger, verifier: Any, cosignatures: CosignatureS
 def _consistency(pin: dict[str, Any], checkpoint: dict[str, Any],
                  nodes: Any) -> tuple[Check, tuple[dict[str, Any], dict[str, Any]] | None]:
     size, root = int(pin.get("tree_size", 0)), str(pin.get("root_hash", ""))
-    pinned = {"tree_size": size, "root_hash": root, "pinned_at": pin.get("pinned_at"), "note": pin.get("note")}
+    pinned = {"title": f"You pinned, at {pin.get('pinned_at')}", "tree_size": size, "root_hash": root,
+              "note": pin.get("note")}
+    checkpoint = {**checkpoint, "title": "The ledger signs now"}
     current = checkpoint["tree_size"]
     if size > current:
         return Check("consistency", "bad", f"You pinned a checkpoint of {size} leaves, but the ledger now has "

@@ -9,10 +9,12 @@ post a form from elsewhere.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
 
+from ledger.tlog.cosignature import Cosigner
 from tests.console.conftest import Console, screenshot, sign_in
 
 
@@ -189,3 +191,49 @@ def test_an_altered_row_turns_the_status_red_with_the_first_bad_index(page: Any,
     assert page.text_content("#first-bad-index") == str(target)
     assert f"first bad index {target}" in page.text_content("[data-check=verify]")
     screenshot(page, "status-altered")
+
+
+def test_a_rewritten_tree_refuses_signing_and_shows_both_roots_side_by_side(page: Any,
+                                                                             own_console: Console) -> None:
+    console = own_console
+    sign_in(page, console)
+    page.click("#pin")  # signs and stores the checkpoint of the current tree
+    # every stored subtree starting at leaf 0 rewritten: the root at the signed size changes
+    console.backend.execute("UPDATE ledger_nodes SET hash = ? WHERE idx = 0", (bytes(32),))
+    page.goto(console.url + "/console/")
+    assert page.get_attribute("#overall", "data-state") == "bad"
+    assert page.locator("[data-check=checkpoint]").get_attribute("data-state") == "bad"
+    sides = page.locator("#split .card")
+    assert sides.count() == 2
+    left, right = (sides.nth(i).locator("code.hash").text_content() for i in (0, 1))
+    assert left != right  # what was signed, and what the stored tree holds now
+    screenshot(page, "status-split")
+
+
+def test_witness_cosignatures_are_checked_against_the_auditors_quorum(page: Any, console: Console) -> None:
+    witness = Cosigner.from_seed("witness.example/w1", bytes(range(32)))
+    note = httpx.get(console.url + "/v1/checkpoint", timeout=10,
+                     headers={"Authorization": f"Bearer {console.api.keys['*-auditor']}"}).text
+    text = note[: note.index("\n\n") + 1]
+    size = int(text.split("\n")[1])
+    line = witness.cosign(text, int(time.time()))
+    stored = httpx.post(console.url + "/v1/checkpoint/cosignatures", timeout=10,
+                        headers={"Authorization": f"Bearer {console.api.keys['*-auditor']}"},
+                        json={"tree_size": size, "vkey": witness.verifier().vkey(), "cosignature": line})
+    assert stored.status_code == 201, stored.text
+    sign_in(page, console)
+    check = page.locator("[data-check=witnesses]")
+    assert check.get_attribute("data-state") == "warn" and "no quorum is checked" in check.text_content()
+    page.fill("textarea[name=witnesses]", witness.verifier().vkey())
+    page.fill("input[name=quorum]", "1")
+    page.click("text=Save the witness policy")
+    assert check.get_attribute("data-state") == "ok", check.text_content()
+    assert "1 of your 1 trusted witnesses" in check.text_content()
+    other = Cosigner.from_seed("witness.example/w2", bytes(32))
+    page.fill("textarea[name=witnesses]", witness.verifier().vkey() + "\n" + other.verifier().vkey())
+    page.fill("input[name=quorum]", "2")
+    page.click("text=Save the witness policy")
+    assert check.get_attribute("data-state") == "bad" and "quorum is not met" in check.text_content()
+    page.fill("textarea[name=witnesses]", "not a vkey")
+    page.click("text=Save the witness policy")
+    assert "422" in page.text_content("h1")
