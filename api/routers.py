@@ -58,7 +58,7 @@ from api.witness_routes import checkpoint_note
 from domain.errors import DomainError
 from domain.values import parse_datetime
 from ledger.audit.certificates import CertificateError, certify_erasure
-from ledger.service.application import AlreadyDone, Prepare, TransferLedger
+from ledger.service.application import AlreadyDone, Prepare, TransferKeys, TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.service.group_commit import Overloaded
 from ledger.service.node_cache import NodeCache, StoredNodesMissing
@@ -205,10 +205,23 @@ def list_transfers(
     origin: Annotated[str | None, Query(max_length=16)] = None,
     since: Annotated[str | None, Query(max_length=40, description="transferred_at at or after (RFC 3339)",
                                      json_schema_extra={"format": "date-time"})] = None,
+    until: Annotated[str | None, Query(max_length=40, description="transferred_at before (RFC 3339)",
+                                     json_schema_extra={"format": "date-time"})] = None,
+    request_reference: Annotated[str | None, Query(max_length=200, description="The request answered")] = None,
+    proceeding: Annotated[str | None, Query(max_length=200, description="purpose.proceeding")] = None,
+    authority: Annotated[str | None, Query(max_length=130, description="The sender's or the recipient's "
+                                           "authority")] = None,
+    legal_basis: Annotated[str | None, Query(max_length=40)] = None,
+    regime: Annotated[str | None, Query(max_length=40)] = None,
+    handling_code: Annotated[str | None, Query(pattern="^H[0-3]$", description="A code of "
+                                               "handling.use_restrictions (free text counts as H3)")] = None,
     cursor: Annotated[str | None, CURSOR] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     require_role(principal, *READER_ROLES)
+    keys = TransferKeys(request_reference=request_reference, proceeding=proceeding, authority=authority,
+                        legal_basis=legal_basis, regime=regime, handling_code=handling_code,
+                        until=parse_datetime(until, "until") if until is not None else None)
     items, next_cursor = ledger.list_transfers(
         visible=lambda view: can_read(principal, transfer_parties(view)),
         party=party,
@@ -217,6 +230,7 @@ def list_transfers(
         after=_cursor(cursor),
         limit=limit,
         mentions=views.readable_share(principal),
+        keys=keys,
     )
     return _page(read.transfers(items), next_cursor)
 

@@ -362,6 +362,8 @@ def test_malformed_json_is_400_and_other_json_422(api: Api) -> None:
         ("/v1/transfers?cursor=abc", "cursor"),
         ("/v1/transfers?since=yesterday", "since"),
         ("/v1/transfers?since=2026-01-01T00:00:00", "since"),
+        ("/v1/transfers?until=tomorrow", "until"),
+        ("/v1/transfers?handling_code=H4", "handling_code"),
         ("/v1/authorization-requests?status=maybe", "status"),
         ("/v1/events?after=-2", "after"),
         ("/v1/events?limit=1001", "limit"),
@@ -604,6 +606,33 @@ def test_transfers_list_cursor_and_filters(api: Api) -> None:
     assert ids(pages(api, "/v1/transfers", "FR-recorder", 1)) == [a["id"], c["id"], f["id"]]
     assert ids(pages(api, "/v1/transfers", "FR-recorder", 2, party="NL")) == [c["id"]]
     assert ids(pages(api, "/v1/transfers", "DE-auditor", 2)) == [a["id"], b["id"], e["id"], f["id"]]
+
+
+def test_transfers_are_searched_by_their_legal_keys(api: Api) -> None:
+    a = api.transfer("DE", "FR", request_reference="MLA-1", transferred_at="2025-01-01T00:00:00Z",
+                     handling={"use_restrictions": ["H2"]})
+    b = api.transfer("DE", "NL", request_reference="MLA-2", transferred_at="2025-02-01T00:00:00Z",
+                     purpose={"proceeding": "NL-OM-77", "description": "fraud"},
+                     handling={"use_restrictions": ["no publication"]})
+    auth = api.grant(api.request("FR", "INTERPOL", a))
+    c = api.onward("FR", "INTERPOL", a, auth, transferred_at="2025-03-01T00:00:00Z",
+                   handling={"use_restrictions": ["H2"]})
+
+    def found(**query: str) -> list[str]:
+        return ids(pages(api, "/v1/transfers", "*-auditor", 2, **query))
+
+    assert found(request_reference="MLA-2") == [b["id"]]
+    assert found(proceeding="NL-OM-77") == [b["id"]]
+    assert found(authority=a["recipient"]["authority"]) == [a["id"], c["id"]]  # received, then sent on
+    assert found(legal_basis="art47") == [c["id"]]
+    assert found(regime=a["regime"]) == [a["id"], b["id"], c["id"]]
+    assert found(handling_code="H2") == [a["id"], c["id"]]
+    assert found(handling_code="H3") == [b["id"]]  # free text is an H3 restriction
+    assert found(until="2025-02-01T00:00:00Z") == [a["id"]]
+    assert found(since="2025-02-01T00:00:00Z", until="2025-03-01T00:00:00Z") == [b["id"]]
+    assert found(request_reference="MLA-1", handling_code="H0") == []
+    # a Party's key searches its own share only
+    assert ids(pages(api, "/v1/transfers", "NL-recorder", 2, handling_code="H2")) == []
 
 
 def test_authorization_requests_list_cursor_and_filters(api: Api) -> None:

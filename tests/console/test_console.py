@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from ledger.tlog.cosignature import Cosigner
-from tests.console.conftest import Console, screenshot, sign_in
+from tests.support.console import Console, screenshot, sign_in
 
 
 def test_sign_in_keeps_the_key_out_of_urls_and_storage(page: Any, console: Console) -> None:
