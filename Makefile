@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench demo verify clean
+.PHONY: run test lint bench demo verify screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/transfer-ledger init --data-dir $(DATA_DIR)
 	$(BIN)/transfer-ledger demo --data-dir $(DATA_DIR)
+
+## screenshots: run the console's browser tests, writing their screenshots to docs/console (needs chromium)
+screenshots: $(VENV)/.installed
+	TRANSFER_LEDGER_CONSOLE_SCREENSHOTS=docs/console TRANSFER_LEDGER_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/console
 
 verify: $(VENV)/.installed
 	$(BIN)/transfer-ledger verify --data-dir $(DATA_DIR)
