@@ -10,9 +10,15 @@ at sign-in. Nothing here decides a rule.
 from __future__ import annotations
 
 import base64
+import csv
 import functools
 import inspect
+import io
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -53,6 +59,7 @@ from domain.values import parse_datetime
 from ledger.audit.certificates import CertificateError, leaf_inclusion
 from ledger.service.application import TransferKeys
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.service.read_models import checkpoint_covering, state_as_of
 from ledger.storage.cosignatures import cosigned_note
 from ledger.storage.principals import Principal
 from ledger.tlog.cosignature import CosignatureError
@@ -61,6 +68,7 @@ from ledger.tlog.note import NoteError, open_checkpoint
 from ledger.tlog.tlog_proof import format_tlog_proof
 from projections import queries
 from projections.events import now_time
+from projections.replay import ReplayError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -187,6 +195,76 @@ def _checked(visitor: Visitor, form: dict[str, str]) -> None:
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(name, value, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
+
+
+# -- time travel, CSV ----------------------------------------------------------------
+
+#: The most rows a CSV export holds (a list longer than this is cut, and says so in its last line).
+CSV_MAX_ROWS = 10_000
+
+
+def as_of(request: Request) -> dict[str, Any] | None:
+    """The moment a page is viewed at: ``at_index`` (a leaf) or ``at_time`` (a date, to its end, or an
+    RFC 3339 time); None: now. 422 naming the parameter when it is neither."""
+    query = request.query_params
+    at_index, at_time = query.get("at_index", "").strip(), query.get("at_time", "").strip()
+    if not at_index and not at_time:
+        return None
+    out: dict[str, Any] = {"at_index": None, "at_time": None}
+    if at_index:
+        if not at_index.isdigit() or len(at_index) > 18:
+            raise ApiProblem(422, "invalid-input", f"at_index must be a leaf index, not {at_index[:20]!r}",
+                             field="at_index")
+        out["at_index"] = int(at_index)
+    if at_time:
+        text = at_time + ("T23:59:59.999999Z" if len(at_time) == 10 else "")
+        parse_datetime(text, "at_time")
+        out["at_time"] = text
+    return out
+
+
+def state_at(request: Request, visitor: Visitor, moment: dict[str, Any], models: tuple[str, ...],
+             transfer_id: str | None = None) -> dict[str, Any]:
+    """The read models replayed as of ``moment`` (as ``GET /v1/audit/state``), with the checkpoint covering it."""
+    try:
+        return state_as_of(ledger_of(request), request.app.state.signer, at_index=moment["at_index"],
+                           at_time=moment["at_time"], share=visitor.share, models=models, transfer_id=transfer_id)
+    except ReplayError as e:
+        about_time = str(e).startswith("at_time")
+        raise ApiProblem(422, "invalid-time" if about_time else "index-out-of-range", str(e),
+                         field="at_time" if about_time else "at_index") from None
+    except LookupError as e:
+        raise ApiProblem(503, "nodes-missing", str(e)) from None
+
+
+def csv_response(name: str, header: list[str], rows: list[list[Any]], cut: bool = False) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    if cut:
+        writer.writerow([f"(cut at {CSV_MAX_ROWS} rows: narrow the search)"])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def wants_csv(request: Request) -> bool:
+    fmt = request.query_params.get("format", "html")
+    if fmt not in ("html", "csv"):
+        raise ApiProblem(422, "unknown-format", f"format must be html or csv, not {fmt[:20]!r}", field="format")
+    return fmt == "csv"
+
+
+def with_query(request: Request, **changes: Any) -> str:
+    """This page's URL with some query parameters changed (None: removed)."""
+    query = {k: v for k, v in request.query_params.items()}
+    for key, value in changes.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = str(value)
+    return request.url.path + ("?" + urlencode(query) if query else "")
 
 
 # -- sign-in -----------------------------------------------------------------------
@@ -345,6 +423,31 @@ def _search_keys(params: dict[str, str]) -> tuple[dict[str, Any], TransferKeys]:
     return {"party": params.get("party") or None, "since": day_or_time("since", False)}, keys
 
 
+TRANSFER_CSV = ["leaf_index", "id", "transferred_at", "sender", "sender_authority", "recipient",
+                "recipient_authority", "origin", "parent_transfer_id", "authorization_id", "legal_basis", "regime",
+                "request_reference", "proceeding", "data_categories", "use_restrictions"]
+
+
+def _transfer_row(t: dict[str, Any]) -> list[Any]:
+    return [t["leaf_index"], t["id"], t["transferred_at"], t["sender"]["party"], t["sender"].get("authority"),
+            t["recipient"]["party"], t["recipient"].get("authority"), t["origin"], t["parent_transfer_id"],
+            t["authorization_id"], t["legal_basis"], t.get("regime"), t.get("request_reference"),
+            (t.get("purpose") or {}).get("proceeding"), " ".join(t.get("data_categories") or ()),
+            " | ".join((t.get("handling") or {}).get("use_restrictions") or ())]
+
+
+def _cover(request: Request, moment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The signed checkpoint that covers a leaf viewed as of (with the leaf's inclusion proof)."""
+    if moment is None or moment["at_index"] is None:
+        return None
+    ledger = ledger_of(request)
+    size = ledger.store.head().size
+    if moment["at_index"] >= size:
+        raise ApiProblem(422, "index-out-of-range", f"at_index {moment['at_index']} is not a leaf of the ledger "
+                         f"(it has {size} leaves)", field="at_index")
+    return checkpoint_covering(ledger, request.app.state.signer, moment["at_index"])
+
+
 @router.get("/transfers")
 @page
 def transfers_page(request: Request) -> Response:
@@ -354,17 +457,40 @@ def transfers_page(request: Request) -> Response:
     if params.get("id"):
         return RedirectResponse(f"/console/transfers/{quote(params['id'])}", status_code=303)
     plain, keys = _search_keys(params)
+    moment, as_csv = as_of(request), wants_csv(request)
+    cover = _cover(request, moment)
+    last_leaf = moment["at_index"] if moment else None
+    last_time = parse_datetime(moment["at_time"], "at_time") if moment and moment["at_time"] else None
     cursor = params.get("cursor", "")
     after = int(cursor) if cursor.isdigit() else 0
     ledger, principal = ledger_of(request), visitor.principal
-    items, next_cursor = ledger.list_transfers(
-        visible=lambda view: can_read(principal, transfer_parties(view)), party=plain["party"],
-        since=plain["since"], after=after, limit=PAGE_SIZE, mentions=views.readable_share(principal), keys=keys)
+
+    def visible(view: dict[str, Any]) -> bool:
+        if last_leaf is not None and view["leaf_index"] > last_leaf:
+            return False
+        if last_time is not None and parse_datetime(view["recorded_at"], "recorded_at") > last_time:
+            return False
+        return can_read(principal, transfer_parties(view))
+
+    def search(after: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        return ledger.list_transfers(visible=visible, party=plain["party"], since=plain["since"], after=after,
+                                     limit=limit, mentions=views.readable_share(principal), keys=keys)
+
+    if as_csv:
+        rows: list[dict[str, Any]] = []
+        position: int | None = 0
+        while position is not None and len(rows) <= CSV_MAX_ROWS:
+            page_items, position = search(position, 500)
+            rows.extend(page_items)
+        visitor.reading().transfers(rows[:CSV_MAX_ROWS])
+        return csv_response("transfers", TRANSFER_CSV, [_transfer_row(t) for t in rows[:CSV_MAX_ROWS]],
+                            cut=len(rows) > CSV_MAX_ROWS)
+    items, next_cursor = search(after, PAGE_SIZE)
     visitor.reading().transfers(items)
-    query = {k: v for k, v in params.items() if v and k != "cursor"}
-    next_url = f"/console/transfers?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
+    next_url = with_query(request, cursor=next_cursor) if next_cursor else None
+    searched = any(v for k, v in params.items() if k != "cursor")
     return html(request, "transfers.html", visitor=visitor, items=items, params=params, next_url=next_url,
-                searched=bool(query))
+                searched=searched, moment=moment, cover=cover, csv_url=with_query(request, format="csv", cursor=None))
 
 
 def _signed_note(request: Request) -> str:
@@ -376,10 +502,11 @@ def _signed_note(request: Request) -> str:
     return cosigned_note(latest.note, cosignatures_of(request).lines(latest.tree_size))
 
 
-def _leaf_proof(request: Request, leaf_index: int) -> dict[str, Any]:
-    """The leaf's bytes and hash, and its inclusion proof up to the latest signed checkpoint."""
+def _leaf_proof(request: Request, leaf_index: int, note: str | None = None) -> dict[str, Any]:
+    """The leaf's bytes and hash, and its inclusion proof up to the checkpoint ``note`` (default: the
+    latest, signed now)."""
     ledger = ledger_of(request)
-    note = _signed_note(request)
+    note = note or _signed_note(request)
     [(leaf, event)] = ledger.store.read_feed(leaf_index, 1) or [(None, None)]
     if leaf is None or event is None:
         raise ApiProblem(404, "leaf-not-found", f"no leaf {leaf_index}")
@@ -441,18 +568,35 @@ def _timeline(request: Request, visitor: Visitor, view: dict[str, Any]) -> list[
     return sorted(events, key=lambda e: (e["leaf_index"] is None, e["leaf_index"] or 0))
 
 
+def _before(moment: dict[str, Any] | None, leaf_index: int | None, at: str | None) -> bool:
+    """Whether something of this leaf (or time) had happened as of ``moment`` (None: now)."""
+    if moment is None:
+        return True
+    if moment["at_index"] is not None and (leaf_index is None or leaf_index > moment["at_index"]):
+        return False
+    if moment["at_time"] is not None and at is not None:
+        return parse_datetime(at, "at") <= parse_datetime(moment["at_time"], "at_time")
+    return True
+
+
 @router.get("/transfers/{transfer_id}")
 @page
 def transfer_page(request: Request, transfer_id: str) -> Response:
     visitor = visitor_of(request)
     visitor.require("auditor")
     ledger = ledger_of(request)
+    moment = as_of(request)
+    cover = _cover(request, moment)
     view = views.readable_transfer(ledger, visitor.principal, views.path_id(transfer_id, "transfer"))
+    if not _before(moment, view["leaf_index"], view["recorded_at"]):
+        raise ApiProblem(404, "transfer-not-found", f"transfer {view['id']} was recorded at leaf "
+                         f"{view['leaf_index']} ({view['recorded_at']}): not yet, as of this moment")
     visitor.reading().transfers([view, *view["ancestors"]])
-    proof = _leaf_proof(request, view["leaf_index"])
+    proof = _leaf_proof(request, view["leaf_index"], cover["note"] if cover else None)
     fresh(request, ledger, None, 2.0)
-    timeline = _timeline(request, visitor, view)
-    return html(request, "transfer.html", visitor=visitor, t=view, proof=proof, timeline=timeline)
+    timeline = [e for e in _timeline(request, visitor, view) if _before(moment, e["leaf_index"], e["at"])]
+    return html(request, "transfer.html", visitor=visitor, t=view, proof=proof, timeline=timeline,
+                moment=moment, cover=cover)
 
 
 @router.get("/transfers/{transfer_id}/proof.tlog-proof")
@@ -469,6 +613,49 @@ def transfer_proof(request: Request, transfer_id: str) -> Response:
                     headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
+def _lineage_at(request: Request, visitor: Visitor, tid: str,
+                moment: dict[str, Any] | None) -> tuple[dict[str, Any] | None, set[str], list[dict[str, Any]], Any]:
+    """The lineage of ``tid`` now or as of ``moment``: the lineage, the hops found unauthorized, the
+    requests refused in its tree, and the checkpoint covering the moment (None: now)."""
+    if moment is not None:
+        state = state_at(request, visitor, moment, ("lineage", "findings", "authorizations"), transfer_id=tid)
+        found = state["lineage"].get("of_transfer")
+        findings, registry, cover = state["findings"]["items"], state["authorizations"]["items"], state["checkpoint"]
+    else:
+        ledger = ledger_of(request)
+        fresh(request, ledger, None, 2.0)
+        db = read_models_of(request).db
+        now = now_time()
+        found = queries.lineage(db, tid, visitor.share)
+        findings = queries.findings(db, now=now, share=visitor.share, rule="onward-transfer-not-authorized",
+                                    limit=10000)["items"]
+        registry = queries.authorizations(db, now=now, share=visitor.share, status="refused", after=-1,
+                                          limit=1000)["items"]
+        cover = None
+    unauthorized = {f["transfer_id"] for f in findings if f["rule"] == "onward-transfer-not-authorized"}
+    refused = [a for a in registry if a["status"] == "refused" and found is not None
+               and a["root_transfer_id"] == found["root_transfer_id"]]
+    return found, unauthorized, refused, cover
+
+
+def _moment_of(value: str, name: str) -> dict[str, Any]:
+    """A diff's end: a tree size (its last leaf) or a date (to its end)."""
+    if value.isdigit() and len(value) <= 18:
+        if int(value) < 1:
+            raise ApiProblem(422, "invalid-input", f"{name} must be a tree size of at least 1", field=name)
+        return {"at_index": int(value) - 1, "at_time": None}
+    if len(value) == 10:
+        text = value + "T23:59:59.999999Z"
+        parse_datetime(text, name)
+        return {"at_index": None, "at_time": text}
+    raise ApiProblem(422, "invalid-input", f"{name} must be a tree size or a date (YYYY-MM-DD), not {value[:20]!r}",
+                     field=name)
+
+
+def _nodes(found: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*reversed(found["ancestors"]), found["transfer"], *found["descendants"]]
+
+
 @router.get("/transfers/{transfer_id}/lineage")
 @page
 def lineage_page(request: Request, transfer_id: str) -> Response:
@@ -477,27 +664,43 @@ def lineage_page(request: Request, transfer_id: str) -> Response:
     ledger = ledger_of(request)
     tid = views.path_id(transfer_id, "transfer")
     views.readable_transfer(ledger, visitor.principal, tid)  # 404 outside the share, as the API
-    fresh(request, ledger, None, 2.0)
-    db = read_models_of(request).db
-    found = queries.lineage(db, tid, visitor.share)
+    moment = as_of(request)
+    found, unauthorized, refused, cover = _lineage_at(request, visitor, tid, moment)
     if found is None:
-        raise ApiProblem(404, "transfer-not-found", f"no transfer {tid}")
-    now = now_time()
-    unauthorized = {f["transfer_id"] for f in queries.findings(db, now=now, share=visitor.share,
-                                                                 rule="onward-transfer-not-authorized",
-                                                                 limit=10000)["items"]}
-    refused = [a for a in queries.authorizations(db, now=now, share=visitor.share, status="refused", after=-1,
-                                                 limit=1000)["items"]
-               if a["root_transfer_id"] == found["root_transfer_id"]]
-    nodes = [*reversed(found["ancestors"]), found["transfer"], *found["descendants"]]
+        raise ApiProblem(404, "transfer-not-found", f"no transfer {tid}" + (" as of this moment" if moment else ""))
+    nodes = _nodes(found)
+    diff = None
+    query = request.query_params
+    diff_from, diff_to = query.get("diff_from", "").strip(), query.get("diff_to", "").strip()
+    if diff_from or diff_to:
+        ends = {}
+        for name, value in (("diff_from", diff_from), ("diff_to", diff_to)):
+            if not value:
+                raise ApiProblem(422, "invalid-input", f"{name} is needed for a diff", field=name)
+            ends[name] = _lineage_at(request, visitor, tid, _moment_of(value, name))
+        before = {n["id"]: n for n in _nodes(ends["diff_from"][0])} if ends["diff_from"][0] else {}
+        after = {n["id"]: n for n in _nodes(ends["diff_to"][0])} if ends["diff_to"][0] else {}
+        diff = {"from": diff_from, "to": diff_to,
+                "added": [n for i, n in after.items() if i not in before],
+                "gone": [n for i, n in before.items() if i not in after],
+                "newly_unauthorized": sorted(ends["diff_to"][1] - ends["diff_from"][1]),
+                "newly_refused": [r for r in ends["diff_to"][2]
+                                  if r["id"] not in {x["id"] for x in ends["diff_from"][2]}]}
     visitor.reading().log("transfer", [n["id"] for n in nodes],
                           {p for n in nodes for p in (n["sender"], n["recipient"], n["origin"])})
     drawing = graph.lineage_svg(nodes, found["origin"], unauthorized, refused, selected=tid)
     return html(request, "lineage.html", visitor=visitor, lineage=found, nodes=nodes, svg=drawing,
-                unauthorized=unauthorized, refused=refused)
+                unauthorized=unauthorized, refused=refused, moment=moment, cover=cover, diff=diff)
 
 
 # -- findings and the registry -----------------------------------------------------
+
+
+FINDING_CSV = ["rule", "reason", "article", "leaf_index", "detected_at", "origin", "sender", "recipient",
+               "transfer_id", "authorization_id", "detail", "evidence_leaves"]
+AUTHORIZATION_CSV = ["id", "status", "origin", "holder", "recipient", "parent_transfer_id", "requested_at",
+                     "requested_leaf", "decision", "decided_by", "decided_at", "decided_leaf", "reasons", "uses",
+                     "max_transfers", "valid_until", "expired"]
 
 
 @router.get("/findings")
@@ -508,14 +711,28 @@ def findings_page(request: Request) -> Response:
     rule = request.query_params.get("rule") or None
     if rule is not None and rule not in queries.RULES:
         raise ApiProblem(422, "unknown-rule", f"no rule {rule[:60]!r}", field="rule")
-    ledger = ledger_of(request)
-    fresh(request, ledger, None, 2.0)
-    answer = ledger.open_personal_named(queries.findings(read_models_of(request).db, now=now_time(),
-                                                         share=visitor.share, rule=rule, limit=1000))
+    ledger, moment, as_csv = ledger_of(request), as_of(request), wants_csv(request)
+    cover = None
+    if moment is not None:
+        state = state_at(request, visitor, moment, ("findings",))
+        answer, cover = state["findings"], state["checkpoint"]
+        if rule is not None:
+            answer = {**answer, "items": [f for f in answer["items"] if f["rule"] == rule]}
+    else:
+        fresh(request, ledger, None, 2.0)
+        answer = ledger.open_personal_named(queries.findings(read_models_of(request).db, now=now_time(),
+                                                             share=visitor.share, rule=rule, limit=CSV_MAX_ROWS))
     visitor.reading().log("findings", sorted({f["transfer_id"] for f in answer["items"] if f.get("transfer_id")}),
                           [visitor.share] if visitor.share else ())
+    if as_csv:
+        return csv_response("findings", FINDING_CSV, [
+            [f["rule"], f["reason"], f["article"], f["leaf_index"], f["detected_at"], f["parties"]["origin"],
+             f["parties"]["sender"], f["parties"]["recipient"], f["transfer_id"], f["authorization_id"], f["detail"],
+             " ".join(str(e["leaf_index"]) for e in f["evidence"])] for f in answer["items"]],
+            cut=bool(answer.get("truncated")))
     return html(request, "findings.html", visitor=visitor, answer=answer, rule=rule,
-                rules=sorted(queries.RULES.items()))
+                rules=sorted(queries.RULES.items()), moment=moment, cover=cover,
+                csv_url=with_query(request, format="csv"))
 
 
 @router.get("/authorizations")
@@ -527,15 +744,110 @@ def authorizations_page(request: Request) -> Response:
     if status is not None and status not in ("pending", "granted", "refused", "revoked"):
         raise ApiProblem(422, "unknown-status", "status must be pending, granted, refused or revoked",
                          field="status")
-    ledger = ledger_of(request)
+    ledger, moment, as_csv = ledger_of(request), as_of(request), wants_csv(request)
+    cover = None
+    if moment is not None:
+        state = state_at(request, visitor, moment, ("authorizations",))
+        answer, cover = state["authorizations"], state["checkpoint"]
+        if status is not None:
+            answer = {**answer, "items": [a for a in answer["items"] if a["status"] == status]}
+    else:
+        fresh(request, ledger, None, 2.0)
+        answer = ledger.open_personal_named(queries.authorizations(read_models_of(request).db, now=now_time(),
+                                                                   share=visitor.share, status=status, after=-1,
+                                                                   limit=CSV_MAX_ROWS))
+    items = answer["items"]
+    visitor.reading().log("authorization", [a["id"] for a in items],
+                          {p for a in items for p in (a["origin"], a["holder"]["party"], a["recipient"]["party"])})
+    if as_csv:
+        def decision(a: dict[str, Any], key: str) -> Any:
+            return (a["decision"] or {}).get(key)
+        return csv_response("authorizations", AUTHORIZATION_CSV, [
+            [a["id"], a["status"], a["origin"], a["holder"]["party"], a["recipient"]["party"], a["parent_transfer_id"],
+             a["requested_at"], a["requested_leaf"], decision(a, "decision"), decision(a, "decided_by"),
+             decision(a, "decided_at"), decision(a, "decided_leaf"), decision(a, "reasons"), a["uses"],
+             a["max_transfers"], a["valid_until"], a["expired"]] for a in items])
+    return html(request, "authorizations.html", visitor=visitor, answer=answer, status=status, moment=moment,
+                cover=cover, csv_url=with_query(request, format="csv"))
+
+
+# -- internal control ---------------------------------------------------------------
+
+
+@router.get("/control")
+@page
+def control_page(request: Request) -> Response:
+    """Internal control (Order 949 annex 3): the checks of the share's units, their conclusions and
+    measures, and the control findings."""
+    visitor = visitor_of(request)
+    visitor.require("auditor")
+    ledger, principal = ledger_of(request), visitor.principal
+    checks: list[dict[str, Any]] = []
+    position: int | None = 0
+    while position is not None and len(checks) < CSV_MAX_ROWS:
+        found, position = ledger.list_control_checks(
+            visible=lambda view: principal.can_read({view["party"]}), after=position, limit=500,
+            mentions=views.readable_share(principal))
+        checks.extend(found)
+    visitor.reading().log("control-check", [c["id"] for c in checks], {c["party"] for c in checks})
     fresh(request, ledger, None, 2.0)
-    answer = ledger.open_personal_named(queries.authorizations(read_models_of(request).db, now=now_time(),
-                                                               share=visitor.share, status=status, after=-1,
-                                                               limit=1000))
-    visitor.reading().log("authorization", [a["id"] for a in answer["items"]],
-                          {p for a in answer["items"] for p in (a["origin"], a["holder"]["party"],
-                                                                a["recipient"]["party"])})
-    return html(request, "authorizations.html", visitor=visitor, answer=answer, status=status)
+    findings = [f for f in queries.findings(read_models_of(request).db, now=now_time(), share=visitor.share,
+                                            limit=CSV_MAX_ROWS)["items"] if f["rule"].startswith("control-")]
+    if wants_csv(request):
+        return csv_response("control-checks", ["id", "party", "unit", "kind", "decided_on", "ends_on", "status",
+                                               "leaf_index", "measures_open", "measures_overdue"], [
+            [c["id"], c["party"], c["unit"], c["kind"], c.get("decided_on"), c.get("ends_on"), c["status"],
+             c.get("leaf_index"), sum(m["status"] == "open" for m in c["measures"]),
+             sum(m["status"] == "overdue" for m in c["measures"])] for c in checks])
+    return html(request, "control.html", visitor=visitor, checks=checks, findings=findings,
+                csv_url=with_query(request, format="csv"))
+
+
+# -- the audit bundle of a selection -------------------------------------------------
+
+
+@router.post("/bundle")
+@page
+async def bundle(request: Request) -> Response:
+    """The audit bundle (``transfer-ledger export``) with the tlog-proofs of the selected transfers, as a
+    zip. For auditors of the whole ledger: a bundle holds every leaf (no personal value in clear)."""
+    visitor = visitor_of(request)
+    form = await form_of(request)
+    _checked(visitor, form)
+    visitor.require("auditor")
+    if not visitor.principal.is_global:
+        raise ApiProblem(403, "not-your-party", "an audit bundle holds every leaf of the ledger: it is for "
+                         "auditors of the whole ledger (party *); a Party's auditor exports CSV of its share")
+    ids = [views.path_id(i.strip(), "transfer") for i in form.get("transfer_ids", "").replace(",", " ").split()
+           if i.strip()][:1000]
+    ledger = ledger_of(request)
+    for tid in ids:
+        views.readable_transfer(ledger, visitor.principal, tid)
+    return await run_in_threadpool(_zipped_bundle, request, visitor, ids)
+
+
+def _zipped_bundle(request: Request, visitor: Visitor, ids: list[str]) -> Response:
+    from ledger.audit.bundles import ExportError, export_bundle
+
+    ledger = ledger_of(request)
+    work = Path(tempfile.mkdtemp(prefix="console-bundle-"))
+    try:
+        out = work / "bundle"
+        try:
+            result = export_bundle(ledger, request.app.state.signer, out, ids)
+        except ExportError as e:
+            raise ApiProblem(503, "export-refused", str(e)) from None
+        visitor.reading().log("transfer", ids, set())
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"bundle/{path.relative_to(out)}")
+        name = f"audit-bundle-{result.tree_size}.zip"
+        return Response(buffer.getvalue(), media_type="application/zip",
+                        headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 READER = READER_ROLES  # the API's reader roles, for the templates' wording
