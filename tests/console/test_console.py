@@ -237,3 +237,95 @@ def test_witness_cosignatures_are_checked_against_the_auditors_quorum(page: Any,
     page.fill("textarea[name=witnesses]", "not a vkey")
     page.click("text=Save the witness policy")
     assert "422" in page.text_content("h1")
+
+
+def test_time_travel_shows_the_registry_as_it_was_and_the_checkpoint_covering_it(page: Any,
+                                                                                 console: Console) -> None:
+    registry = httpx.get(console.url + "/v1/audit/authorizations", params={"status": "refused"}, timeout=10,
+                         headers={"Authorization": f"Bearer {console.api.keys['*-auditor']}"}).json()
+    [refused] = registry["items"]
+    sign_in(page, console, path="/console/authorizations")
+    assert page.locator("#authorizations tr[data-status=refused]").count() == 1
+    before_refusal = refused["requested_leaf"]  # requested, not yet decided
+    page.fill("form.asof input[name=at_index]", str(before_refusal))
+    page.click("form.asof button")
+    assert f"at_index={before_refusal}" in page.url
+    assert page.locator("#authorizations tr[data-status=refused]").count() == 0
+    assert page.locator("#authorizations tr[data-status=pending]").count() == 1
+    covering = int(page.text_content("#asof-checkpoint"))
+    assert covering > before_refusal  # a signed tree that holds the leaf viewed
+    page.click("text=back to now")
+    assert page.locator("#authorizations tr[data-status=refused]").count() == 1
+
+
+def test_a_transfer_viewed_before_it_was_recorded_is_not_found(page: Any, console: Console) -> None:
+    onward = console.seeded["onward"]
+    sign_in(page, console)
+    page.goto(console.url + f"/console/transfers/{onward['id']}?at_index={onward['leaf_index'] - 1}")
+    assert "404" in page.text_content("h1") and "not yet" in page.text_content("[role=alert]")
+    page.goto(console.url + f"/console/transfers/{onward['id']}?at_index={onward['leaf_index']}")
+    page.locator("#proof-result[data-state=ok]").wait_for()
+    assert page.locator("#asof-banner").count() == 1
+
+
+def test_the_lineage_diff_names_the_hops_added_between_two_tree_sizes(page: Any, console: Console) -> None:
+    root, onward = console.seeded["root"], console.seeded["onward"]
+    sign_in(page, console, path=f"/console/transfers/{root['id']}/lineage")
+    assert page.locator("#diff").count() == 1, page.content()[:3000]
+    page.fill("input[name=diff_from]", "1")
+    page.fill("input[name=diff_to]", str(onward["leaf_index"] + 1))
+    page.click("#diff button")
+    assert page.text_content("#diff-added") == "1"
+    assert "FR → BR" in page.text_content("#diff-list")
+    page.locator("#diff-list a").click()
+    assert page.url.endswith(f"/console/transfers/{onward['id']}")
+
+
+def test_lists_download_as_csv(page: Any, console: Console) -> None:
+    sign_in(page, console, path="/console/transfers?party=BR")
+    with page.expect_download() as download:
+        page.click("#csv")
+    rows = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert rows[0].startswith("leaf_index,id,transferred_at,sender")
+    assert len(rows) == 2 and console.seeded["onward"]["id"] in rows[1]
+    page.goto(console.url + "/console/findings")
+    with page.expect_download() as download:
+        page.click("#csv")
+    assert "control-plan-missing" in open(download.value.path(), encoding="utf-8").read()
+
+
+def test_the_audit_bundle_of_a_selection_verifies_offline(page: Any, console: Console, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    root = console.seeded["root"]
+    sign_in(page, console, path="/console/transfers")
+    page.check(f"input[name=transfer_ids][value='{root['id']}']")
+    with page.expect_download() as download:
+        page.click("#bundle")
+    with zipfile.ZipFile(download.value.path()) as archive:
+        archive.extractall(tmp_path)
+    vkey = (console.server.settings.data_dir / "ledger.vkey").read_text().strip()
+    done = subprocess.run([sys.executable, "-m", "ledger.cli", "verify-export", str(tmp_path / "bundle"),
+                           "--vkey", vkey], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(p.name.startswith(root["id"]) or root["id"] in p.name for p in (tmp_path / "bundle").rglob("*"))
+
+
+def test_a_party_auditor_gets_no_bundle_of_the_whole_ledger(page: Any, console: Console) -> None:
+    sign_in(page, console, "DE-auditor", path="/console/transfers")
+    assert page.locator("#bundle").count() == 0
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    page.goto(console.url + "/console/")
+    token = page.get_attribute("input[name=csrf]", "value")
+    with httpx.Client(base_url=console.url, cookies=cookies, timeout=10) as client:
+        refused = client.post("/console/bundle", data={"csrf": token, "transfer_ids": console.seeded["root"]["id"]})
+    assert refused.status_code == 403 and "whole ledger" in refused.text
+
+
+def test_the_control_page_lists_the_shares_checks(page: Any, console: Console) -> None:
+    sign_in(page, console, "DE-auditor")
+    page.click("nav >> text=Control")
+    assert "No internal control check recorded for DE" in page.text_content("#checks")
+    assert page.locator("#control-findings li[data-rule=control-plan-missing]").count() == 1
