@@ -14,6 +14,7 @@ import csv
 import functools
 import inspect
 import io
+import json
 import shutil
 import tempfile
 import zipfile
@@ -53,13 +54,15 @@ from api.deps import (
     transfer_parties,
 )
 from api.errors import ApiProblem, domain_problem
-from domain.consultation import MAX_JUSTIFICATION
+from domain.consultation import LOG_PURPOSES, MAX_JUSTIFICATION, log_purpose_problem, object_ref
 from domain.errors import DomainError
 from domain.values import parse_datetime
 from ledger.audit.certificates import CertificateError, leaf_inclusion
 from ledger.service.application import TransferKeys
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
+from ledger.service.consultations import log_time
 from ledger.service.read_models import checkpoint_covering, state_as_of
+from ledger.storage.consultations import parse_cursor
 from ledger.storage.cosignatures import cosigned_note
 from ledger.storage.principals import Principal
 from ledger.tlog.cosignature import CosignatureError
@@ -801,6 +804,65 @@ def control_page(request: Request) -> Response:
              sum(m["status"] == "overdue" for m in c["measures"])] for c in checks])
     return html(request, "control.html", visitor=visitor, checks=checks, findings=findings,
                 csv_url=with_query(request, format="csv"))
+
+
+# -- a leaf, and the consultation log -------------------------------------------------
+
+
+@router.get("/leaves/{leaf_index}")
+@page
+def leaf_page(request: Request, leaf_index: str) -> Response:
+    """One leaf: its event as the feed gives it (``GET /v1/events``), its hash and its inclusion proof.
+    For auditors of the whole ledger, as the feed; a Party's auditor is sent to the transfer it concerns."""
+    visitor = visitor_of(request)
+    visitor.require("auditor")
+    if not leaf_index.isdigit() or len(leaf_index) > 18:
+        raise ApiProblem(404, "leaf-not-found", f"no leaf {leaf_index[:20]!r}")
+    index = int(leaf_index)
+    ledger = ledger_of(request)
+    if index >= ledger.store.head().size:
+        raise ApiProblem(404, "leaf-not-found", f"no leaf {index}: the ledger has {ledger.store.head().size}")
+    if not visitor.principal.is_global:
+        views.require_whole_ledger_auditor(visitor.principal)
+    [item] = views.feed(ledger, index - 1, 1)["items"]
+    visitor.reading().log("feed", [f"leaves:{index}-{index}"], set())
+    proof = _leaf_proof(request, index)
+    return html(request, "leaf.html", visitor=visitor, item=item, proof=proof,
+                event_json=json.dumps(item["event"], indent=2, ensure_ascii=False, sort_keys=True))
+
+
+@router.get("/consultations")
+@page
+def consultations_page(request: Request) -> Response:
+    """Self-monitoring (LED art. 25(2)): who read personal data, when, what and why. The purpose is asked
+    first, and reading the log is logged with it, as ``GET /v1/audit/consultations``."""
+    visitor = visitor_of(request)
+    visitor.require("auditor")
+    query = request.query_params
+    purpose = query.get("purpose") or None
+    if purpose is None:
+        return html(request, "consultations.html", visitor=visitor, purpose=None, items=[], next_url=None,
+                    purposes=LOG_PURPOSES, params={})
+    wrong = log_purpose_problem(purpose)
+    if wrong is not None:
+        raise wrong
+    params = {k: query.get(k, "").strip()[:100] for k in ("principal", "transfer", "since", "until")}
+    since = log_time(parse_datetime(params["since"] + "T00:00:00Z", "since")) if params["since"] else None
+    until = log_time(parse_datetime(params["until"] + "T23:59:59.999999Z", "until")) if params["until"] else None
+    cursor = parse_cursor(query["cursor"]) if query.get("cursor") else None
+    if query.get("cursor") and cursor is None:
+        raise ApiProblem(422, "invalid-input", "this cursor was not given by this page", field="cursor")
+    ledger = ledger_of(request)
+    ledger.consultations.flush()
+    items, next_cursor = ledger.consultations.page(
+        principal=params["principal"] or None, party=None, share=visitor.share,
+        object_ref=object_ref("transfer", params["transfer"].lower()) if params["transfer"] else None,
+        since=since, until=until, cursor=cursor, limit=PAGE_SIZE * 4)
+    visitor.reading().log("consultation", [item["id"] for item in items], [visitor.share] if visitor.share else [],
+                          purpose=purpose)
+    next_url = with_query(request, cursor=next_cursor) if next_cursor else None
+    return html(request, "consultations.html", visitor=visitor, purpose=purpose, items=items, next_url=next_url,
+                purposes=LOG_PURPOSES, params=params)
 
 
 # -- the audit bundle of a selection -------------------------------------------------

@@ -329,3 +329,32 @@ def test_the_control_page_lists_the_shares_checks(page: Any, console: Console) -
     page.click("nav >> text=Control")
     assert "No internal control check recorded for DE" in page.text_content("#checks")
     assert page.locator("#control-findings li[data-rule=control-plan-missing]").count() == 1
+
+
+def test_a_findings_evidence_leaf_opens_with_its_event_and_proof(page: Any, console: Console) -> None:
+    late = console.seeded["late"]
+    sign_in(page, console, path="/console/findings?rule=control-plan-missing")
+    page.locator("#findings a.leaf-link").first.click()
+    assert page.url.endswith(f"/console/leaves/{late['leaf_index']}")
+    assert "TransferRecorded" in page.text_content("h1")
+    assert late["id"] in page.text_content("#event") and "verified by the server" in page.content()
+    page.click("text=Sign out")
+    assert "You are signed out" in page.content()
+    sign_in(page, console, "DE-auditor", path=f"/console/leaves/{late['leaf_index']}")
+    assert "403" in page.text_content("h1")  # the whole feed is for auditors of the whole ledger
+
+
+def test_the_reads_log_asks_a_purpose_and_shows_who_read_what_and_why(page: Any, console: Console) -> None:
+    root = console.seeded["root"]
+    sign_in(page, console, justification="supervisory check SC-3")
+    page.goto(console.url + f"/console/transfers/{root['id']}")
+    page.click("nav >> text=Reads log")
+    assert page.locator("#consultations").count() == 0  # no purpose yet: nothing shown
+    page.select_option("select[name=purpose]", "self-monitoring")
+    page.fill("input[name=transfer]", root["id"])
+    page.click("form.search button")
+    rows = page.locator("#consultations tbody tr")
+    assert rows.count() >= 1
+    assert "supervisory check SC-3" in page.text_content("#consultations")
+    assert "GET /console/transfers/{transfer_id}" in page.text_content("#consultations")
+    screenshot(page, "consultations")
