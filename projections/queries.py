@@ -607,3 +607,12 @@ def audit_state(
     if "statistics" in models:
         out["statistics"] = statistics(db, share=share)
     return out
+
+
+def consents_of(db: Db, transfer_id: str) -> list[dict[str, Any]]:
+    """The consent requests about one transfer's data (art. 40 §19; H1, H2), in request order: id, status,
+    proceeding, the requesting Party, the Party asked, a recipient (H2), and the leaves asked and decided."""
+    rows = db.query("SELECT id, status, proceeding, requester, sender, recipient, requested_leaf, decided_leaf "
+                    "FROM {proj_consents} WHERE transfer_id = ? ORDER BY requested_leaf", (transfer_id,))
+    return [{**r, "requested_leaf": int(r["requested_leaf"]),
+             "decided_leaf": int(r["decided_leaf"]) if r["decided_leaf"] is not None else None} for r in rows]

@@ -561,6 +561,14 @@ def _timeline(request: Request, visitor: Visitor, view: dict[str, Any]) -> list[
             events.append({"leaf_index": d["decided_leaf"], "at": d["decided_at"],
                            "what": f"Authorization {d['decision']} by {d['decided_by']}",
                            "link": "/console/authorizations"})
+    for consent in queries.consents_of(db, view["id"]):
+        asked = f"Consent asked by {consent['requester']} of {consent['sender']} for {consent['proceeding']}"
+        if consent["recipient"]:
+            asked += f" (to pass the data to {consent['recipient']})"
+        events.append({"leaf_index": consent["requested_leaf"], "at": None, "what": asked, "link": None})
+        if consent["decided_leaf"] is not None:
+            events.append({"leaf_index": consent["decided_leaf"], "at": None,
+                           "what": f"Consent {consent['status']} by {consent['sender']}", "link": None})
     for use in view.get("uses") or []:
         events.append({"leaf_index": use.get("leaf_index"), "at": use.get("used_at") or use.get("recorded_at"),
                        "what": f"Used: {use.get('kind')} in {use.get('proceeding')}", "link": None})

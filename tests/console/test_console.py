@@ -61,6 +61,8 @@ def test_search_open_a_transfer_and_its_proof_verifies_in_the_page(page: Any, co
         assert re.fullmatch(r"[A-Za-z0-9+/]{43}=", steps.nth(i).locator(".result code").text_content())
     assert "Transferred DE → FR" in page.text_content("#timeline")
     assert "Authorization refused" in page.text_content("#timeline")
+    assert "Used: investigation" in page.text_content("#timeline")
+    assert "Consent asked by FR of DE" in page.text_content("#timeline")
     screenshot(page, "transfer")
     with page.expect_download() as download:
         page.click("text=Download the proof")

@@ -58,12 +58,15 @@ class Console:
 
 def seed(api: Api) -> dict[str, Any]:
     """DE -> FR; FR -> BR (a third country) with DE's authorization; FR's request to pass the data to
-    INTERPOL refused by DE; a DE -> NL transfer of last year, by a unit without a control plan (a finding)."""
+    INTERPOL refused by DE; FR's use of the data, and its request for DE's consent to use them in another
+    proceeding; a DE -> NL transfer of last year, by a unit without a control plan (a finding)."""
     root = api.transfer("DE", "FR", request_reference="MLA-2026-0042")
     auth = api.grant(api.request("FR", "BR", root), "DE")
     onward = api.onward("FR", "BR", root, auth)
     refused = api.request("FR", "INTERPOL", root)
     api.decide(refused, builders.refuse("DE"))
+    api.ok(api.post(f"/v1/transfers/{root['id']}/uses", builders.use("FR"), "FR-recorder"), 201)
+    api.ok(api.post("/v1/consent-requests", builders.consent_request(root, "FR"), "FR-recorder"), 201)
     late = api.transfer("DE", "NL", transferred_at=f"{date.today().year - 1}-06-01T10:00:00Z")
     return {"root": root, "onward": onward, "refused": refused, "late": late}
 
