@@ -340,15 +340,21 @@ def audit_state(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     share = _share(principal)
+    state = replayed_state(
+        ledger, request.app.state.signer, at_index=at_index, at_time=at_time, share=share,
+        models=tuple(models.split(",")) if models else queries.ALL_MODELS,
+        transfer_id=transfer_id.lower() if transfer_id else None,
+        pending_deadline_days=pending_deadline_days, limit=limit,
+    )
+    read.log("state", [f"0-{state.get('at_index', '')}"], [share] if share else ())
+    return state
+
+
+def replayed_state(ledger: TransferLedger, signer: Any, **as_of: Any) -> dict[str, Any]:
+    """``state_as_of`` (the read models replayed as of a leaf or a time), its errors as problems:
+    422 naming ``at_index`` or ``at_time``, 503 when stored nodes are missing. The console calls it too."""
     try:
-        state = state_as_of(
-            ledger, request.app.state.signer, at_index=at_index, at_time=at_time, share=share,
-            models=tuple(models.split(",")) if models else queries.ALL_MODELS,
-            transfer_id=transfer_id.lower() if transfer_id else None,
-            pending_deadline_days=pending_deadline_days, limit=limit,
-        )
-        read.log("state", [f"0-{state.get('at_index', '')}"], [share] if share else ())
-        return state
+        return state_as_of(ledger, signer, **as_of)
     except ReplayError as e:
         about_time = str(e).startswith("at_time")
         raise ApiProblem(422, "invalid-time" if about_time else "index-out-of-range", str(e),

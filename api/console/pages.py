@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from api import views
-from api.audit_routes import fresh
+from api.audit_routes import fresh, replayed_state
 from api.console import graph
 from api.console.session import (
     COOKIE_PATH,
@@ -61,7 +61,7 @@ from ledger.audit.certificates import CertificateError, leaf_inclusion
 from ledger.service.application import TransferKeys
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint
 from ledger.service.consultations import log_time
-from ledger.service.read_models import checkpoint_covering, state_as_of
+from ledger.service.read_models import checkpoint_covering
 from ledger.storage.consultations import parse_cursor
 from ledger.storage.cosignatures import cosigned_note
 from ledger.storage.principals import Principal
@@ -71,7 +71,6 @@ from ledger.tlog.note import NoteError, open_checkpoint
 from ledger.tlog.tlog_proof import format_tlog_proof
 from projections import queries
 from projections.events import now_time
-from projections.replay import ReplayError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -229,15 +228,8 @@ def as_of(request: Request) -> dict[str, Any] | None:
 def state_at(request: Request, visitor: Visitor, moment: dict[str, Any], models: tuple[str, ...],
              transfer_id: str | None = None) -> dict[str, Any]:
     """The read models replayed as of ``moment`` (as ``GET /v1/audit/state``), with the checkpoint covering it."""
-    try:
-        return state_as_of(ledger_of(request), request.app.state.signer, at_index=moment["at_index"],
-                           at_time=moment["at_time"], share=visitor.share, models=models, transfer_id=transfer_id)
-    except ReplayError as e:
-        about_time = str(e).startswith("at_time")
-        raise ApiProblem(422, "invalid-time" if about_time else "index-out-of-range", str(e),
-                         field="at_time" if about_time else "at_index") from None
-    except LookupError as e:
-        raise ApiProblem(503, "nodes-missing", str(e)) from None
+    return replayed_state(ledger_of(request), request.app.state.signer, at_index=moment["at_index"],
+                          at_time=moment["at_time"], share=visitor.share, models=models, transfer_id=transfer_id)
 
 
 def csv_response(name: str, header: list[str], rows: list[list[Any]], cut: bool = False) -> Response:
