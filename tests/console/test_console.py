@@ -360,3 +360,29 @@ def test_the_reads_log_asks_a_purpose_and_shows_who_read_what_and_why(page: Any,
     assert "supervisory check SC-3" in page.text_content("#consultations")
     assert "GET /console/transfers/{transfer_id}" in page.text_content("#consultations")
     screenshot(page, "consultations")
+
+
+def test_search_pages_by_cursor_in_commit_order(page: Any, console: Console) -> None:
+    made = [console.api.transfer("DE", "FR", request_reference="PAGED-1")["leaf_index"] for _ in range(30)]
+    sign_in(page, console, path="/console/transfers?request_reference=PAGED-1")
+    first = [int(x) for x in page.locator("#transfers tbody td:nth-child(2) a").all_text_contents()]
+    assert first == made[:25]
+    page.click("a.next")
+    second = [int(x) for x in page.locator("#transfers tbody td:nth-child(2) a").all_text_contents()]
+    assert second == made[25:] and page.locator("a.next").count() == 0
+    assert "request_reference=PAGED-1" in page.url  # the search is kept across pages
+
+
+def test_pages_work_without_javascript(browser: Any, console: Console) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, console, path=f"/console/transfers/{console.seeded['root']['id']}")
+        assert "The server's check: verified" in page.text_content("noscript") or \
+            "The server's check: verified" in page.content()
+        page.goto(console.url + f"/console/transfers/{console.seeded['root']['id']}/lineage")
+        assert page.locator("#lineage-graph svg a[data-status=authorized]").count() == 1
+        page.click("#lineage-graph svg a[data-status=authorized]")
+        assert page.url.endswith(f"/console/transfers/{console.seeded['onward']['id']}")
+    finally:
+        context.close()
