@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import console, errors, responses
@@ -24,6 +25,9 @@ from api.audit_routes import router as audit_router
 from api.consultation_routes import router as consultation_router
 from api.control_routes import router as control_router
 from api.custody_routes import router as custody_router
+from api.metrics import Metrics
+from api.metrics import router as metrics_router
+from api.observe import Observe
 from api.preservation_routes import router as preservation_router
 from api.referral_routes import router as referral_router
 from api.report_routes import router as report_router
@@ -156,15 +160,17 @@ def _load_proof_nodes(proofs: NodeCache) -> None:
         logger.exception("loading the stored Merkle nodes failed; proofs will load them on demand")
 
 
-def _run_retention(ledger: Any, interval: int, stop: threading.Event) -> None:
+def _run_retention(ledger: Any, interval: int, stop: threading.Event, metrics: Metrics) -> None:
     """``serve --retention-interval``: the retention job every ``interval`` seconds until the app stops."""
     while not stop.wait(interval):
         try:
             report = ledger.run_retention()
+            metrics.record_retention(report)
             logger.info("retention: %d transfer(s) erased, %d held, %d refused, %d actor log day(s) erased",
                         len(report["erased"]), len(report["held"]), len(report["failed"]),
                         len(report["actor_logs"]))
         except Exception:  # noqa: BLE001 - the next run tries again
+            metrics.record_retention(None)
             logger.exception("the retention job failed; it runs again in %d s", interval)
 
 
@@ -186,7 +192,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             raise ConfigError(f"{settings.data_dir} is not initialized: run `transfer-ledger init`")
         ledger = bootstrap.open_ledger(settings)
         proofs: NodeCache | None = None
-        stop, retention = threading.Event(), None
+        stop, retention, metrics_server = threading.Event(), None, None
         try:
             app.state.ledger = ledger
             app.state.principals = bootstrap.principals_of(ledger, cache_seconds=AUTH_CACHE_SECONDS)
@@ -194,13 +200,18 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             ledger.idempotency  # noqa: B018 - made before the first request
             app.state.cosignatures = CosignatureStore(SqlAccess(ledger.recorder))
             console.open_console(app, settings.data_dir)
+            app.state.metrics.watch(app, settings.data_dir)
+            if serving and settings.metrics_port:
+                metrics_server, _ = start_http_server(settings.metrics_port, addr="127.0.0.1",
+                                                      registry=app.state.metrics.registry)
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
             ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
             if serving:  # in-process apps write the log at each query of it, every 500 reads, and at shutdown
                 ledger.consultations.start(settings.consultation_flush_ms / 1000)
             app.state.proofs = proofs = NodeCache(ledger.store)
             if settings.retention_interval and ledger.event_format == 2:
-                retention = threading.Thread(target=_run_retention, args=(ledger, settings.retention_interval, stop),
+                retention = threading.Thread(target=_run_retention,
+                                             args=(ledger, settings.retention_interval, stop, app.state.metrics),
                                              name="retention", daemon=True)
                 retention.start()
             if serving:
@@ -209,6 +220,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
                 warm.start()
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
             stop.set()
             if retention is not None:
                 retention.join(timeout=30)
@@ -240,6 +253,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
     app.include_router(consultation_router)
     app.include_router(control_router)
     app.include_router(report_router)
+    app.include_router(metrics_router)
     console.install(app)
     _problems_as_problem_json(app)
 
@@ -250,6 +264,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
 
     app.state.routes = [*router.routes, *(r for r in app.router.routes if getattr(r, "methods", None))]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.state.metrics = Metrics()
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: ids, counts and logs every answer
     return app
 
 

@@ -18,6 +18,7 @@ from starlette.routing import Match
 
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
 from domain.validation import is_rule_error, rule_detail, rule_values
+from ledger.logs import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -69,6 +70,9 @@ def problem(status: int, rule: str, detail: str, *, title: str | None = None, fi
         body["instance"] = instance
     if extra:
         body.update(extra)
+    rid = current_request_id()
+    if rid is not None:
+        body["request_id"] = rid
     return body
 
 

@@ -425,6 +425,8 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = Field(
         default=None, description="invalid-input: every offending field, with its message"
     )
+    request_id: str | None = Field(default=None, description="The request's id, as in the X-Request-Id header "
+                                   "and the server's log lines")
 
 
 class GroupCommitStats(BaseModel):

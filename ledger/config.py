@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, PlainValidator, ValidationError
@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     consultation_flush_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
     #: ``serve``: seconds between two runs of the retention job (0: never; run ``retention run``).
     retention_interval: Annotated[int, Field(ge=0, le=31_536_000)] = 0
+    #: ``serve``: a port on 127.0.0.1 serving only /metrics, without a key (0: none; GET /metrics needs one).
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    #: ``serve``: log lines as text, or one JSON object per line (ledger/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     def __init__(self, data_dir: Path | str | None = None, database_url: str | None = None, **values: Any) -> None:
         if data_dir is not None:

@@ -38,6 +38,7 @@ from ledger.config import (
     ConfigError,
     eventsourcing_env,
 )
+from ledger.logs import LogFormat, LogLevel, logging_config
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.service.consultations import Consultation
 from ledger.storage.principals import (
@@ -226,6 +227,18 @@ def serve(
         int, typer.Option(help="Run the retention job (as `retention run`) every this many seconds in each "
                           "worker; 0: never.", min=0, max=31_536_000, envvar="TRANSFER_LEDGER_RETENTION_INTERVAL")
     ] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Also serve /metrics, without a key, on this port of 127.0.0.1 (one worker "
+                          "only); 0: none (GET /metrics on the API needs a verifier or admin key).",
+                          min=0, max=65535, envvar="TRANSFER_LEDGER_METRICS_PORT")
+    ] = 0,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines as text, or json: one JSON object per line.",
+                                envvar="TRANSFER_LEDGER_LOG_FORMAT")
+    ] = LogFormat.text,
+    log_level: Annotated[
+        LogLevel, typer.Option(help="The least severe level logged.", envvar="TRANSFER_LEDGER_LOG_LEVEL")
+    ] = LogLevel.info,
 ) -> None:
     """Run the HTTP API with uvicorn on the configured database.
 
@@ -255,6 +268,12 @@ def serve(
     os.environ["TRANSFER_LEDGER_COMMIT_BATCH"] = str(commit_batch)
     os.environ["TRANSFER_LEDGER_COMMIT_QUEUE"] = str(commit_queue)
     os.environ["TRANSFER_LEDGER_RETENTION_INTERVAL"] = str(retention_interval)
+    if metrics_port and workers > 1:
+        fail("--metrics-port serves one process's metrics: use it with --workers 1, or scrape each worker's "
+             "GET /metrics with a verifier key", 2)
+    os.environ["TRANSFER_LEDGER_METRICS_PORT"] = str(metrics_port)
+    os.environ["TRANSFER_LEDGER_LOG_FORMAT"] = log_format.value
+    os.environ["TRANSFER_LEDGER_LOG_LEVEL"] = log_level.value
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
     # the handler that was in place: make that a no-op, so a clean shutdown
     # exits 0 (as a service manager expects), not "killed by SIGTERM".
@@ -266,7 +285,8 @@ def serve(
         port=port,
         workers=workers,
         timeout_graceful_shutdown=graceful_timeout,
-        log_level="info",
+        log_config=logging_config(log_format.value, log_level.value),
+        access_log=False,  # the app logs each request itself, without ids or query strings (ledger/logs.py)
     ))
 
 

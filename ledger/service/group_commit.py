@@ -62,6 +62,8 @@ class CommitStats:
     #: Batches that could not be saved as one (another process wrote first, or a
     #: repeated idempotency key), whose commands then ran one by one.
     batches_rerun: int = 0
+    #: How many batches had each size (the metrics' histogram of batch sizes).
+    sizes: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -202,6 +204,7 @@ class GroupCommitter:
         self.stats.batches += 1
         self.stats.commands += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.sizes[len(batch)] = self.stats.sizes.get(len(batch), 0) + 1
         settle: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
         for waiting, (result, error) in zip(batch, outcomes, strict=True):
             waiting.result, waiting.error = result, error

@@ -103,6 +103,12 @@ class CosignatureStore:
         """The cosignature lines of ``tree_size``, in the order they were stored."""
         return [c.signature for c in self.for_size(tree_size)]
 
+    def newest_by_witness(self) -> dict[str, int]:
+        """``<key name>+<key id>`` of each witness that cosigned: the POSIX time of its newest cosignature."""
+        rows = self._sql.query("SELECT key_name, key_id, MAX(cosigned_at) AS newest FROM {ledger_cosignatures} "
+                               "GROUP BY key_name, key_id ORDER BY key_name, key_id")
+        return {f"{r['key_name']}+{r['key_id']}": int(r["newest"]) for r in rows}
+
     def for_size(self, tree_size: int) -> list[StoredCosignature]:
         rows = self._sql.query(
             f"SELECT {_COLUMNS} FROM {{ledger_cosignatures}} WHERE tree_size = ? "
