@@ -17,8 +17,10 @@ import pytest
 from tests.support.console import CHROMIUM, REQUIRED, Console, served
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one module's tests. Not longer: while Playwright's synchronous API runs, the
+    main thread has a running event loop, and tests of other modules calling asyncio.run would fail."""
     if CHROMIUM is None:
         if REQUIRED:
             pytest.fail("TRANSFER_LEDGER_REQUIRE_BROWSER=1 but no chromium is on PATH")
