@@ -1,6 +1,6 @@
 """Metrics in the Prometheus text format (``GET /metrics``, or ``serve --metrics-port`` on loopback).
 
-The official client library, ``prometheus_client`` (decision 18), with one registry per app.
+The official client library, ``prometheus_client`` (decision 20), with one registry per app.
 Requests are counted and timed by ``api.observe``, by method, route template (never
 the ids in a path: no personal data, a bounded number of series) and status; problems
 by their status and rule. Everything about the ledger is read when scraped, from what the

@@ -2,7 +2,7 @@
 
 The standard library's ``logging``, configured with ``logging.config.dictConfig`` (for
 ``serve``, through uvicorn's ``log_config``, so its own loggers and ours share the
-format), decision 18. Every line carries the id of the request being answered, if any
+format), decision 20. Every line carries the id of the request being answered, if any
 (``request_id``, set by the API's middleware, ``api.observe``). What is logged is chosen
 so that no personal data is: route templates, statuses, counts and ids of the ledger's
 objects, never request bodies, query strings or personal values (docs/OPERATIONS.md, "Logs").
