@@ -784,26 +784,31 @@ def control_page(request: Request) -> Response:
     measures, and the control findings."""
     visitor = visitor_of(request)
     visitor.require("auditor")
-    ledger, principal = ledger_of(request), visitor.principal
+    ledger, principal, moment = ledger_of(request), visitor.principal, as_of(request)
+    cover = _cover(request, moment)
     checks: list[dict[str, Any]] = []
     position: int | None = 0
     while position is not None and len(checks) < CSV_MAX_ROWS:
         found, position = ledger.list_control_checks(
-            visible=lambda view: principal.can_read({view["party"]}), after=position, limit=500,
-            mentions=views.readable_share(principal))
+            visible=lambda view: principal.can_read({view["party"]}) and _before(moment, view.get("leaf_index"), None),
+            after=position, limit=500, mentions=views.readable_share(principal))
         checks.extend(found)
     visitor.reading().log("control-check", [c["id"] for c in checks], {c["party"] for c in checks})
-    fresh(request, ledger, None, 2.0)
-    findings = [f for f in queries.findings(read_models_of(request).db, now=now_time(), share=visitor.share,
-                                            limit=CSV_MAX_ROWS)["items"] if f["rule"].startswith("control-")]
+    if moment is not None:  # the findings as of then; a check shows its conclusion as it stands now
+        all_findings = state_at(request, visitor, moment, ("findings",))["findings"]["items"]
+    else:
+        fresh(request, ledger, None, 2.0)
+        all_findings = queries.findings(read_models_of(request).db, now=now_time(), share=visitor.share,
+                                        limit=CSV_MAX_ROWS)["items"]
+    findings = [f for f in all_findings if f["rule"].startswith("control-")]
     if wants_csv(request):
         return csv_response("control-checks", ["id", "party", "unit", "kind", "decided_on", "ends_on", "status",
                                                "leaf_index", "measures_open", "measures_overdue"], [
             [c["id"], c["party"], c["unit"], c["kind"], c.get("decided_on"), c.get("ends_on"), c["status"],
              c.get("leaf_index"), sum(m["status"] == "open" for m in c["measures"]),
              sum(m["status"] == "overdue" for m in c["measures"])] for c in checks])
-    return html(request, "control.html", visitor=visitor, checks=checks, findings=findings,
-                csv_url=with_query(request, format="csv"))
+    return html(request, "control.html", visitor=visitor, checks=checks, findings=findings, moment=moment,
+                cover=cover, csv_url=with_query(request, format="csv"))
 
 
 # -- a leaf, and the consultation log -------------------------------------------------

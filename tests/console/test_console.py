@@ -386,3 +386,9 @@ def test_pages_work_without_javascript(browser: Any, console: Console) -> None:
         assert page.url.endswith(f"/console/transfers/{console.seeded['onward']['id']}")
     finally:
         context.close()
+
+
+def test_the_control_page_as_of_a_leaf_names_its_checkpoint(page: Any, console: Console) -> None:
+    sign_in(page, console, path=f"/console/control?at_index={console.seeded['late']['leaf_index']}")
+    assert page.locator("#asof-banner").count() == 1 and int(page.text_content("#asof-checkpoint")) > 0
+    assert page.locator("#control-findings li[data-rule=control-plan-missing]").count() == 1
