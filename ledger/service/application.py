@@ -444,20 +444,7 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         """
         if len(prepares) == 1:
             return [self._outcome(prepares[0])]
-        staged: list[Prepared | BaseException] = []
-        pending: dict[UUID, Any] = {}
-        self._batch.pending = pending
-        try:
-            for prepare in prepares:
-                try:
-                    prepared = prepare()
-                except Exception as error:  # noqa: BLE001 - answered after the commit
-                    staged.append(error)
-                    continue
-                pending.update((aggregate.id, aggregate) for aggregate in prepared.aggregates)
-                staged.append(prepared)
-        finally:
-            self._batch.pending = None
+        staged = self._stage(prepares)
         ready = [item for item in staged if isinstance(item, Prepared)]
         appended: list[AppendedLeaf] = []
         try:
@@ -472,6 +459,50 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
             (item.respond(leaves), None) if isinstance(item, Prepared) else (None, item)
             for item in staged
         ]
+
+    def _stage(self, prepares: Sequence[Prepare]) -> list[Prepared | BaseException]:
+        """Prepare the commands one after another, each seeing the aggregates the ones before it
+        changed; a refusal in place of each refused one."""
+        staged: list[Prepared | BaseException] = []
+        pending: dict[UUID, Any] = {}
+        self._batch.pending = pending
+        try:
+            for prepare in prepares:
+                try:
+                    prepared = prepare()
+                except Exception as error:  # noqa: BLE001 - answered after the commit
+                    staged.append(error)
+                    continue
+                pending.update((aggregate.id, aggregate) for aggregate in prepared.aggregates)
+                staged.append(prepared)
+        finally:
+            self._batch.pending = None
+        return staged
+
+    def record_planned(self, prepares: Sequence[Prepare], *, all_or_nothing: bool = False
+                       ) -> list[tuple[Any, BaseException | None]]:
+        """Run planned commands as one batch outside group commit (a bulk import): prepared in
+        order, the ones not refused saved in one transaction; one (result, refusal) each. With
+        ``all_or_nothing``, a refusal saves nothing (the others' results are then None)."""
+        with self._write_lock:
+            staged = self._stage(prepares)
+            refused = any(not isinstance(item, Prepared) for item in staged)
+            if all_or_nothing and refused:
+                return [(None, item) if isinstance(item, BaseException) else (None, None) for item in staged]
+            ready = [item for item in staged if isinstance(item, Prepared)]
+            appended: list[AppendedLeaf] = []
+            try:
+                if ready:
+                    self._save_prepared(ready, appended)
+                saved = True
+            except RecordConflictError:
+                if all_or_nothing:
+                    raise
+                saved = False
+        if not saved:  # another writer came first: each again on its own (re-checked, idempotent)
+            return [self._outcome(prepare) for prepare in prepares]
+        leaves = _leaves_by_event(appended)
+        return [(item.respond(leaves), None) if isinstance(item, Prepared) else (None, item) for item in staged]
 
     def _outcome(self, prepare: Prepare) -> tuple[Any, BaseException | None]:
         try:
