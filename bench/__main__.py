@@ -523,6 +523,18 @@ def postgres_url() -> Iterator[str | None]:
             subprocess.run(["bash", str(POSTGRES_SCRIPT), "stop", tmp], capture_output=True, check=False)
 
 
+def _bench_import(label: str, raw_env: dict[str, str], ledger_env: dict[str, str], n: int) -> None:
+    from bench.imports import bench_import
+
+    raw, ledger = RawApp(raw_env), TransferLedger(ledger_env)
+    try:
+        bench_import(label, raw, lambda p: RawTransfer._create(RawTransfer.Recorded, id=uuid4(), **p),
+                     recorded_payload, transfer_body, ledger, n)
+    finally:
+        raw.close()
+        ledger.close()
+
+
 def main() -> int:
     from bench.http import REQUESTS as HTTP_REQUESTS
     from bench.http import bench_http
@@ -536,6 +548,11 @@ def main() -> int:
         settings = Settings(Path(tmp))
         raw_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "raw.sqlite3")}
         sqlite_single = bench_recording("SQLite", raw_env, eventsourcing_env(settings), EVENTS)
+    print()
+    print(f"{'bulk import, batches of 500':<34} {'events':>8} {'raw batched':>14} {'import':>14} {'ratio':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "raw.sqlite3")}
+        _bench_import("SQLite", raw_env, eventsourcing_env(Settings(Path(tmp))), EVENTS)
     print()
     print(f"{'personal data sealed (SQLite)':<34} {'events':>8} {'format 1':>14} {'format 2':>14} {'ratio':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -553,6 +570,8 @@ def main() -> int:
                 pg_single = bench_recording(
                     "PostgreSQL", postgres_env(url), eventsourcing_env(Settings(Path("."), url)), EVENTS
                 )
+                _bench_import("PostgreSQL import, batches of 500", postgres_env(url),
+                              eventsourcing_env(Settings(Path("."), url)), EVENTS)
                 print()
                 print(f"{'personal data sealed (PostgreSQL)':<34} {'events':>8} {'format 1':>14} "
                       f"{'format 2':>14} {'ratio':>8}")
