@@ -25,6 +25,7 @@ from api.audit_routes import router as audit_router
 from api.consultation_routes import router as consultation_router
 from api.control_routes import router as control_router
 from api.custody_routes import router as custody_router
+from api.import_routes import router as import_router
 from api.metrics import Metrics
 from api.metrics import router as metrics_router
 from api.observe import Observe
@@ -244,6 +245,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         ],
     )
     errors.install(app)
+    app.include_router(import_router)  # before router: /v1/transfers/batch is not a transfer id
     app.include_router(router)
     app.include_router(witness_router)
     app.include_router(audit_router)

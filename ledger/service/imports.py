@@ -67,70 +67,117 @@ def _parsed(number: int, text: str) -> tuple[str, dict[str, Any]] | dict[str, An
     return key, transfer
 
 
-def import_transfers(ledger: Any, lines: Iterable[str], *, batch: int = DEFAULT_BATCH,
-                     all_or_nothing: bool = False,
-                     progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Record the transfers of ``lines`` (JSON lines, see the module) in batches of ``batch``;
-    ``progress(lines_done)`` after each batch."""
+@dataclass
+class Item:
+    """One transfer to record: its number (line, or place in a batch), key and body; its outcome."""
+
+    number: int
+    key: str
+    transfer: dict[str, Any]
+    view: dict[str, Any] | None = None
+    refusal: dict[str, Any] | None = None
+    #: The refusal as the domain raised it (None for a malformed line).
+    error: DomainError | None = None
+    already: bool = False
+
+
+def _digest(transfer: dict[str, Any]) -> str:
+    return hashlib.sha256(b"POST /v1/transfers\n" + json.dumps(transfer, sort_keys=True,
+                                                              separators=(",", ":")).encode()).hexdigest()
+
+
+def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPORT_PRINCIPAL,
+                 batch: int = DEFAULT_BATCH, all_or_nothing: bool = False,
+                 allowed: Callable[[dict[str, Any]], DomainError | None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[list[Item], ImportReport]:
+    """Record ``items`` in batches of ``batch`` (each key an idempotency key of ``principal_id``);
+    ``allowed(transfer)``: a refusal for a transfer the caller may not record, or None."""
     report = ImportReport()
     started = time.monotonic()
-    pending: list[tuple[int, str, Any]] = []  # line, key, plan
+    done: list[Item] = []
+    pending: list[tuple[Item, Any]] = []
     seen: set[str] = set()
+
+    def refuse(item: Item, error: DomainError) -> None:
+        item.error = error
+        item.refusal = _refusal(item.number, item.key, error.rule, error.detail, error.field)
+        report.refused.append(item.refusal)
 
     def flush() -> None:
         if not pending:
             return
-        outcomes = ledger.record_planned([plan for _, _, plan in pending], all_or_nothing=all_or_nothing)
+        outcomes = ledger.record_planned([plan for _, plan in pending], all_or_nothing=all_or_nothing)
         report.batches += 1
-        for (number, key, _), (result, error) in zip(pending, outcomes, strict=True):
+        for (item, _), (result, error) in zip(pending, outcomes, strict=True):
             if error is None:
+                item.view = result
                 report.recorded += 1 if result is not None else 0
             elif type(error).__name__ == "AlreadyDone":
+                item.already, item.view = True, getattr(error, "body", None)
                 report.already += 1
             elif isinstance(error, DomainError):
-                report.refused.append(_refusal(number, key, error.rule, error.detail, error.field))
+                refuse(item, error)
             else:
                 raise error
         pending.clear()
         if progress is not None:
             progress(report.lines)
 
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
+    for item in items:
         report.lines += 1
-        parsed = _parsed(number, text)
-        if isinstance(parsed, dict):
-            report.refused.append(parsed)
+        done.append(item)
+        if item.refusal is not None:  # refused before (a malformed line)
+            report.refused.append(item.refusal)
             continue
-        key, transfer = parsed
-        if key in seen:
-            report.refused.append(_refusal(number, key, "duplicate-key", f"line {number} repeats the key of an "
-                                           "earlier line", "key"))
+        if item.key in seen:
+            item.refusal = _refusal(item.number, item.key, "duplicate-key",
+                                    f"item {item.number} repeats the key of an earlier one", "key")
+            report.refused.append(item.refusal)
             continue
-        seen.add(key)
-        digest = hashlib.sha256(b"POST /v1/transfers\n" + json.dumps(transfer, sort_keys=True,
-                                                                     separators=(",", ":")).encode()).hexdigest()
+        seen.add(item.key)
         try:
-            claim = IdempotencyClaim(IMPORT_PRINCIPAL, key, digest, 201)
-            done = ledger.replay(claim)
-            if done is not None:
+            claim = IdempotencyClaim(principal_id, item.key, _digest(item.transfer), 201)
+            stored = ledger.replay(claim)
+            if stored is not None:
+                item.already, item.view = True, stored[1]
                 report.already += 1
                 continue
-            plan = ledger.plan_record_transfer(transfer, idempotency=claim)
+            denied = allowed(item.transfer) if allowed is not None else None
+            if denied is not None:
+                refuse(item, denied)
+                continue
+            pending.append((item, ledger.plan_record_transfer(item.transfer, idempotency=claim)))
         except DomainError as e:
-            report.refused.append(_refusal(number, key, e.rule, e.detail, e.field))
+            refuse(item, e)
             continue
-        pending.append((number, key, plan))
         if not all_or_nothing and len(pending) >= batch:
             flush()
     if all_or_nothing and report.refused:
         report.rolled_back = True
         pending.clear()
     flush()
-    if all_or_nothing and report.refused and report.recorded:  # refused while staging the one batch
-        raise AssertionError("an all-or-nothing import recorded part of the file")
     if all_or_nothing and report.refused:
+        if report.recorded:
+            raise AssertionError("an all-or-nothing import recorded part of its items")
         report.rolled_back = True
     report.seconds = time.monotonic() - started
-    return report
+    return done, report
+
+
+def import_transfers(ledger: Any, lines: Iterable[str], *, batch: int = DEFAULT_BATCH,
+                     all_or_nothing: bool = False,
+                     progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Record the transfers of ``lines`` (JSON lines, see the module) in batches of ``batch``;
+    ``progress(lines_done)`` after each batch."""
+
+    def items() -> Iterable[Item]:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            parsed = _parsed(number, text)
+            if isinstance(parsed, dict):
+                yield Item(number, parsed.get("key") or "", {}, refusal=parsed)
+            else:
+                yield Item(number, parsed[0], parsed[1])
+
+    return record_items(ledger, items(), batch=batch, all_or_nothing=all_or_nothing, progress=progress)[1]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -519,6 +520,15 @@ ENDPOINTS = [
     Endpoint("GET /v1/proofs/consistency", get(lambda w: "/v1/proofs/consistency?first=2&second=5"), LEDGER,
              PROOFS),
     Endpoint("GET /healthz", get(lambda w: "/healthz"), LEDGER, ANYONE),
+    Endpoint("GET /metrics", get(lambda w: "/metrics"), LEDGER, expectations(
+        dict.fromkeys(PARTIES, ROLE), {"*-auditor": ROLE, "DE-auditor": ROLE, "NL-auditor": ROLE, "*-verifier": 200,
+                                      "*-admin": 200, **NO_KEY})),
+    # each item answered in its place: a recorder of DE records DE's transfer; another Party's recorder
+    # is told, in the item, that it is not its Party's (the request itself answers 200)
+    Endpoint("POST /v1/transfers/batch", lambda api, w, key: ("POST", "/v1/transfers/batch", {
+        "items": [{"key": f"batch-{key}-{uuid.uuid4()}", "transfer": builders.transfer("DE", "FR")}]}),
+        FIRST_DE_FR, expectations({f"{p}-{R}": 200 for p in PARTIES} | {f"{p}-{A}": ROLE for p in PARTIES},
+                                  COMMAND_OTHERS)),
     *(Endpoint(f"GET /v1/audit/{name}", get(lambda w, name=name: f"/v1/audit/{name}"), LEDGER, AUDITORS)
       for name in ("findings", "statistics", "authorizations", "state", "projections", "report")),
     Endpoint("GET /v1/audit/lineage/{id}", get(lambda w: f"/v1/audit/lineage/{w.t2['id']}"), TRANSFER_T2,
