@@ -245,17 +245,11 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         ],
     )
     errors.install(app)
-    app.include_router(import_router)  # before router: /v1/transfers/batch is not a transfer id
-    app.include_router(router)
-    app.include_router(witness_router)
-    app.include_router(audit_router)
-    app.include_router(custody_router)
-    app.include_router(preservation_router)
-    app.include_router(referral_router)
-    app.include_router(consultation_router)
-    app.include_router(control_router)
-    app.include_router(report_router)
-    app.include_router(metrics_router)
+    routers = (import_router,  # before router: /v1/transfers/batch is not a transfer id
+               router, witness_router, audit_router, custody_router, preservation_router, referral_router,
+               consultation_router, control_router, report_router, metrics_router)
+    for included in routers:
+        app.include_router(included)
     console.install(app)
     _problems_as_problem_json(app)
 
@@ -264,7 +258,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         return {"type": errors.PROBLEM_BASE + rule, "rule": rule,
                 "see": "docs/API.md lists every rule, its status code and meaning"}
 
-    app.state.routes = [*router.routes, *(r for r in app.router.routes if getattr(r, "methods", None))]
+    app.state.routes = [*(r for included in routers for r in included.routes),
+                        *(r for r in app.router.routes if getattr(r, "methods", None))]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.metrics = Metrics()
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: ids, counts and logs every answer

@@ -185,11 +185,17 @@ def _allowed_methods(request: Request) -> list[str]:
     ``app.state.routes`` lists the routes flat (``create_app`` sets it: included routers are
     not flat in ``app.router.routes``).
     """
-    allowed: set[str] = set()
+    matched = []
     for route in getattr(request.app.state, "routes", None) or request.app.router.routes:
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
-            allowed |= set(getattr(route, "methods", None) or ())
+            matched.append(route)
+    # A path a route names literally (/v1/transfers/batch) is that route's, not an id of a
+    # templated one (/v1/transfers/{transfer_id}) that would answer it 404.
+    literal = [r for r in matched if "{" not in getattr(r, "path", "{")]
+    allowed: set[str] = set()
+    for route in literal or matched:
+        allowed |= set(getattr(route, "methods", None) or ())
     return sorted(allowed)
 
 

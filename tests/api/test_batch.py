@@ -63,3 +63,10 @@ def test_bad_requests(api: Api) -> None:
                       {"key": "same", "transfer": builders.transfer("DE", "NL")}])
     assert [i["status"] for i in dup["items"]] == [201, 422]
     assert dup["items"][1]["problem"]["rule"] == "duplicate-key"
+
+
+def test_the_batch_path_allows_post_only(api: Api) -> None:
+    """A literal path is its route's, not an id of /v1/transfers/{transfer_id} (RFC 9110 §15.5.6)."""
+    response = api.client.options("/v1/transfers/batch")  # type: ignore[union-attr]
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert api.client.options("/v1/control/checks").headers["allow"] == "GET, POST"  # type: ignore[union-attr]
