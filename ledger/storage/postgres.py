@@ -138,7 +138,8 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
         nothing: its schema is the primary's, replicated; the store is then read-only.
         """
         with self.datastore.get_connection() as conn:
-            if conn.execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on":
+            row = conn.execute("SELECT current_setting('transaction_read_only') AS read_only").fetchone()
+            if row is not None and row["read_only"] == "on":
                 self.read_only = True
                 return
             conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK,))
