@@ -196,7 +196,8 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             console.open_console(app, settings.data_dir)
             app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE,  # tables on first read
                                               read_only=ledger.read_only)
-            if ledger.read_only:  # a replica: nothing to commit, reads logged to a file or refused
+            if ledger.read_only:  # a replica (or a read-only database): nothing to commit, reads logged
+                app.state.read_only = True  # to a file or refused, every command refused
                 ledger.consultations.local_file = settings.consultation_log_file
             else:
                 ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)

@@ -207,6 +207,15 @@ def test_auditors_on_a_postgresql_replica(replica: Replica, tmp_path: Path) -> N
     count = "SELECT size FROM ledger_head"
     assert replica.standby.sql(count, db="ledger_test") == replica.primary.sql(count, db="ledger_test") \
         == str(written.tree_size)
+    # A plain `serve` on the standby finds it read-only and acts as --read-only.
+    server = Server(settings, tmp_path / "replica-plain.log").start()
+    try:
+        assert expect(httpx.get(f"{server.url}/healthz", timeout=10), 200)["read_only"] is True
+        with client(server, written.keys["DE-recorder"]) as de:
+            expect(de.post("/v1/transfers", json=builders.transfer("DE", "FR")), 503, "read-only")
+    finally:
+        server.stop()
+        server.kill()
     # verify reads the standby (a read-only database creates no schema).
     done = cli("verify", settings=settings)
     assert done.stdout.startswith(f"OK: {written.tree_size} leaves"), done.stdout
