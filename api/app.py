@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -205,12 +205,17 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
             if serving and settings.metrics_port:
                 metrics_server, _ = start_http_server(settings.metrics_port, addr="127.0.0.1",
                                                       registry=app.state.metrics.registry)
-            app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE)  # tables on first read
-            ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
-            if serving:  # in-process apps write the log at each query of it, every 500 reads, and at shutdown
-                ledger.consultations.start(settings.consultation_flush_ms / 1000)
+            app.state.projections = runner_of(ledger, cache_limit=READ_MODEL_CACHE,  # tables on first read
+                                              read_only=ledger.read_only)
+            if ledger.read_only:  # a replica (or a read-only database): nothing to commit, reads logged
+                app.state.read_only = True  # to a file or refused, every command refused
+                ledger.consultations.local_file = settings.consultation_log_file
+            else:
+                ledger.start_group_commit(max_batch=settings.commit_batch, max_queue=settings.commit_queue)
+            if serving and not ledger.read_only:  # in-process apps write the log at each query of it,
+                ledger.consultations.start(settings.consultation_flush_ms / 1000)  # every 500 reads, at shutdown
             app.state.proofs = proofs = NodeCache(ledger.store)
-            if settings.retention_interval and ledger.event_format == 2:
+            if settings.retention_interval and ledger.event_format == 2 and not ledger.read_only:
                 retention = threading.Thread(target=_run_retention,
                                              args=(ledger, settings.retention_interval, stop, app.state.metrics),
                                              name="retention", daemon=True)
@@ -235,6 +240,7 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_commands_if_read_only)],
         openapi_tags=[
             {"name": "transfers", "description": "Transfers and onward transfers of personal data"},
             {"name": "authorizations", "description": "Art. 36 §3 requests, decisions and revocations"},
@@ -258,12 +264,27 @@ def create_app(settings: Settings, *, serving: bool = False) -> FastAPI:
         return {"type": errors.PROBLEM_BASE + rule, "rule": rule,
                 "see": "docs/API.md lists every rule, its status code and meaning"}
 
+    app.state.read_only = settings.read_only
     app.state.routes = [*(r for included in routers for r in included.routes),
                         *(r for r in app.router.routes if getattr(r, "methods", None))]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.metrics = Metrics()
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: ids, counts and logs every answer
     return app
+
+
+#: Methods that never record anything: the only ones a read-only server answers.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse_commands_if_read_only(request: Request) -> None:
+    """``serve --read-only`` (a replica): every command is refused before anything is read or
+    checked, with 503 ``read-only`` (docs/decisions/0019-read-only-replicas.md). The console's
+    own forms (its login) are its business: they record nothing."""
+    if (request.method not in SAFE_METHODS and getattr(request.app.state, "read_only", False)
+            and request.url.path.startswith("/v1/")):
+        raise errors.ApiProblem(503, "read-only", "this server is read-only (a replica): nothing was recorded; "
+                                "send commands to the primary")
 
 
 def _problems_as_problem_json(app: FastAPI) -> None:
@@ -274,8 +295,10 @@ def _problems_as_problem_json(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()
             for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
+                for method, operation in operations.items():
                     _declare_app_wide_problems(operation)
+                    if method.upper() not in SAFE_METHODS:
+                        _declare_read_only(operation)
                     for status, response in operation.get("responses", {}).items():
                         schemas = [media for media in response.get("content", {}).values() if "schema" in media]
                         if status[:1] in ("4", "5") and schemas:
@@ -302,6 +325,18 @@ def _declare_app_wide_problems(operation: dict[str, Any]) -> None:
             "description": _APP_WIDE[status],
             "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         })
+
+
+def _declare_read_only(operation: dict[str, Any]) -> None:
+    """A command's 503 also says ``read-only`` (the answer of a read-only server)."""
+    declared = operation.setdefault("responses", {})
+    if "503" in declared:
+        declared["503"]["description"] += f"; {responses.READ_ONLY}"
+    else:
+        declared["503"] = {
+            "description": responses.READ_ONLY,
+            "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
 
 
 def create_app_from_env() -> FastAPI:

@@ -162,7 +162,8 @@ class Reading:
         try:
             ledger_of(self.request).consultations.log(consultation)
         except LogUnavailable as e:
-            raise ApiProblem(503, "consultation-log-unavailable", str(e), headers={"Retry-After": "5"}) from None
+            retry = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else {}
+            raise ApiProblem(503, "consultation-log-unavailable", str(e), headers=retry) from None
 
     def objects(self, kind: str, items: list[dict[str, Any]], parties_of: Any) -> list[dict[str, Any]]:
         """Log the read of these objects (a page, or one), each involving ``parties_of(item)``; the items."""

@@ -19,6 +19,7 @@ from starlette.routing import Match
 from domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
 from domain.validation import is_rule_error, rule_detail, rule_values
 from ledger.logs import current_request_id
+from ledger.storage.store import ReadOnly
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -124,6 +125,11 @@ def install(app: FastAPI) -> None:
                     instance=request.url.path),
             headers=error.headers,
         )
+
+    @app.exception_handler(ReadOnly)
+    async def on_read_only(request: Request, error: ReadOnly) -> JSONResponse:
+        # ``serve --read-only`` (a replica): what was asked would write; nothing was written.
+        return problem_response(503, problem(503, "read-only", str(error), instance=request.url.path))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -42,3 +42,9 @@ PERSONAL_READ = problems({
     503: named("The consultation log cannot take the read (its database is not being written): nothing was "
                "answered; retry after `Retry-After` seconds", "consultation-log-unavailable"),
 })
+
+
+#: The 503 of every command on a read-only server (``serve --read-only``, a replica); ``api.app``
+#: declares it on every command.
+READ_ONLY = named("This server is read-only (`serve --read-only`, a replica): nothing was recorded; send "
+                  "commands to the primary", "read-only")

@@ -487,6 +487,6 @@ def healthz(ledger: Ledger) -> dict[str, Any]:
     committer = ledger.committer
     stats = committer.stats.as_dict() if committer is not None else None
     log = ledger.consultations
-    return {"status": "ok", "tree_size": _tree_size(ledger), "group_commit": stats,
+    return {"status": "ok", "tree_size": _tree_size(ledger), "read_only": ledger.read_only, "group_commit": stats,
             "consultation_log": {"buffered": log.buffered, "written": log.written,
                                  "failed_flushes": log.failed_flushes}}

@@ -447,6 +447,7 @@ class ConsultationLogStats(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     tree_size: int
+    read_only: bool = Field(False, description="Whether this server is read-only (`serve --read-only`, a replica)")
     group_commit: GroupCommitStats | None = Field(
         None, description="Group commit in this API process (each `serve` worker process has its own)"
     )

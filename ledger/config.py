@@ -18,7 +18,7 @@ import json
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pydantic import Field, PlainValidator, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     #: ``serve``: log lines as text, or one JSON object per line (ledger/logs.py).
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    #: ``serve --read-only``: a read-only database (a replica): reads only, nothing written
+    #: (docs/OPERATIONS.md, "Auditors on a replica"; docs/decisions/0019-read-only-replicas.md).
+    read_only: bool = False
+    #: ``serve --read-only``: the file that logs reads of personal data (LED art. 25); without
+    #: one, such reads are refused (503 ``consultation-log-unavailable``).
+    consultation_log_file: Path | None = None
 
     def __init__(self, data_dir: Path | str | None = None, database_url: str | None = None, **values: Any) -> None:
         if data_dir is not None:
@@ -190,8 +196,10 @@ def _one_line(error: ValidationError, *, from_env: bool) -> str:
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing environment for the configured backend, and the data dir's
     key-encryption keys (``DATA_KEYS_DIR``: a new ledger is started in event format 2)."""
+    read_only = {"READ_ONLY": "y", "CREATE_TABLE": "n"} if settings.read_only else {}
     return {
         **_backend_env(settings),
+        **read_only,
         "DATA_KEYS_DIR": str(settings.data_keys_dir),
         "LOG_RETENTION_YEARS": str(settings.log_retention_years),
         "LOG_RETENTION_YEARS_BY_PARTY": settings.log_retention_years_by_party,
@@ -203,7 +211,8 @@ def _backend_env(settings: Settings) -> dict[str, str]:
     if not settings.database_url:
         return {
             "PERSISTENCE_MODULE": "ledger.storage.sqlite:SQLiteLedgerFactory",
-            "SQLITE_DBNAME": str(settings.database_file),
+            "SQLITE_DBNAME": (f"file:{quote(str(settings.database_file.absolute()))}?mode=ro"
+                              if settings.read_only else str(settings.database_file)),
             "SQLITE_LOCK_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": "ledger.storage.sqlite:SQLiteLedgerRecorder",
         }

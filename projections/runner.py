@@ -102,8 +102,12 @@ class ProjectionRunner:
         decode: Decode | None = None,
         batch_size: int = DEFAULT_BATCH,
         cache_limit: int = DEFAULT_CACHE,
+        read_only: bool = False,
     ) -> None:
         self.store = store
+        #: A read-only database (a replica): the read models are read as the primary wrote them
+        #: (replicated), never written here; :meth:`ensure` only checks they are there.
+        self.read_only = read_only
         self.db = db
         self.decode = decode
         self.batch_size = batch_size
@@ -127,6 +131,9 @@ class ProjectionRunner:
         with self._lock:
             if self._ready:
                 return
+            if self.read_only:
+                self._check_built()
+                return
             with self.db.transaction() as run:
                 self._lock_ddl(run)
                 for statement in TABLES[TRACKING]:
@@ -147,6 +154,18 @@ class ProjectionRunner:
                                 [(m.name, -1, m.version, now_time()) for m in MODELS])
             self._forget()
             self._ready = True
+
+    def _check_built(self) -> None:
+        """Read-only: the read models are there, at this version, as the primary built them."""
+        try:
+            rows = {r["name"]: r for r in self.db.query("SELECT name, version FROM {proj_tracking}")}
+        except Exception as e:  # noqa: BLE001 - the table is missing: never built on the primary
+            raise ProjectionError("the read models were never built on the primary and this server is "
+                                  "read-only: run `transfer-ledger projections run` on the primary") from e
+        if not all(m.name in rows and int(rows[m.name]["version"]) == m.version for m in MODELS):
+            raise ProjectionError("the primary's read models are of another version and this server is "
+                                  "read-only: run `transfer-ledger projections rebuild` on the primary")
+        self._ready = True
 
     def _lock_ddl(self, run: Exec) -> None:
         if self.db.backend == "postgresql":
@@ -181,8 +200,11 @@ class ProjectionRunner:
     # -- running ------------------------------------------------------------------
 
     def run_batch(self, *, until: int | None = None) -> int:
-        """Apply the next batch of leaves (up to leaf ``until``); how many were applied."""
+        """Apply the next batch of leaves (up to leaf ``until``); how many were applied
+        (none on a read-only database: the primary applies them)."""
         self.ensure()
+        if self.read_only:
+            return 0
         with self._lock:
             positions = self.positions()
             position = min(positions.values())
@@ -300,6 +322,9 @@ class ProjectionRunner:
         Without ``until`` and ``deadline``, when the models are a batch or more behind, batches
         are written while the next ones are read and applied (:meth:`_pipelined`).
         """
+        if self.read_only:
+            self.ensure()
+            return 0  # the primary applies them; they replicate
         done = 0
         total = None
         if until is None and deadline is None:

@@ -239,6 +239,15 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(help="The least severe level logged.", envvar="TRANSFER_LEDGER_LOG_LEVEL")
     ] = LogLevel.info,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Serve a read-only database (a replica): reads only, every "
+                           "command answered 503 read-only.", envvar="TRANSFER_LEDGER_READ_ONLY")
+    ] = False,
+    consultation_log_file: Annotated[
+        Path | None, typer.Option(help="With --read-only: log reads of personal data (LED art. 25) to this "
+                                  "file; without it they are refused.", show_default=False,
+                                  envvar="TRANSFER_LEDGER_CONSULTATION_LOG_FILE")
+    ] = None,
 ) -> None:
     """Run the HTTP API with uvicorn on the configured database.
 
@@ -254,6 +263,11 @@ def serve(
     from ledger.cli import http_server
 
     settings = settings_for(data_dir, database_url)
+    if read_only:  # docs/OPERATIONS.md, "Auditors on a replica"
+        settings = settings.model_copy(update={"read_only": True})
+        os.environ["TRANSFER_LEDGER_READ_ONLY"] = "1"
+        if consultation_log_file is not None:
+            os.environ["TRANSFER_LEDGER_CONSULTATION_LOG_FILE"] = str(consultation_log_file.absolute())
     require_initialized(settings)
     with errors_as_exit_status():
         load_signing_key(settings.signing_key_file)

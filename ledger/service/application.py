@@ -106,7 +106,7 @@ from ledger.storage.idempotency import (
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, OpeningRow, PersonalDataStore, opening_row
 from ledger.storage.sql import SqlAccess
-from ledger.storage.store import LedgerStore
+from ledger.storage.store import LedgerStore, ReadOnly
 from ledger.tlog.commitment import Opening, commit, opening_aad, seal_openings, unseal_openings
 from ledger.tlog.leaf import AppendedLeaf
 from ledger.tlog.note import NoteError, Verifier
@@ -289,6 +289,9 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(env)
+        #: ``serve --read-only`` (``READ_ONLY``, a replica): nothing is written (:class:`ReadOnly`).
+        self.read_only = self.store.read_only = (
+            getattr(self.store, "read_only", False) or self.env.get("READ_ONLY", "") in ("y", "yes", "1", "true"))
         self.clock = clock or (lambda: datetime.now(UTC))
         self._idempotency: IdempotencyStore | None = None
         self._open_personal_data()
@@ -411,6 +414,9 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
 
     def _execute(self, prepare: Prepare) -> dict[str, Any]:
         """Prepare and save one command; prepare again if another writer committed first."""
+        if self.read_only:
+            raise ReadOnly("this server is read-only (a replica): nothing was recorded; "
+                           "send commands to the primary")
         for attempt in range(MAX_ATTEMPTS):
             appended: list[AppendedLeaf] = []
             try:
@@ -1063,8 +1069,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
     def reapply_erasures(self) -> int:
         """Erasures the data dir's journal holds that this database does not: destroyed again
         (a database restored from an older backup), before anything is served. How many."""
-        if self.keyring is None or self.event_format != 2:
-            return 0
+        if self.keyring is None or self.event_format != 2 or self.read_only:
+            return 0  # a read-only replica: the primary reapplies them, and they replicate
         count = 0
         for entry in self.keyring.journaled():
             fields = [ErasedField(*f) for f in entry.get("fields", [])]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.storage.store import LedgerStore, StoredCheckpoint
+from ledger.storage.store import LedgerStore, ReadOnly, StoredCheckpoint
 from ledger.tlog.merkle import root_at
 from ledger.tlog.note import Checkpoint, Signer, sign_checkpoint
 
@@ -38,7 +38,12 @@ def sign_current_checkpoint(store: LedgerStore, signer: Signer) -> StoredCheckpo
     recomputed from the stored nodes first, and signing is refused if it
     differs. Signing the same size twice returns the stored checkpoint
     (Ed25519 signatures are deterministic, so the bytes are the same).
+
+    On a read-only store (``serve --read-only``, a replica) nothing is signed: the newest
+    stored checkpoint is returned (:class:`ReadOnly` if there is none yet).
     """
+    if getattr(store, "read_only", False):
+        return newest_stored_checkpoint(store)
     # The stored checkpoints first, then the head: the head only grows, so a
     # checkpoint another process signed meanwhile is never beyond the size read.
     previous = store.checkpoints()
@@ -56,3 +61,12 @@ def sign_current_checkpoint(store: LedgerStore, signer: Signer) -> StoredCheckpo
             )
     note = sign_checkpoint(Checkpoint(origin=signer.name, size=size, root_hash=root), signer)
     return store.save_checkpoint(size, root, note)
+
+
+def newest_stored_checkpoint(store: LedgerStore) -> StoredCheckpoint:
+    """The checkpoint of the largest tree stored (a replica serves it instead of signing)."""
+    stored = store.checkpoints()
+    if not stored:
+        raise ReadOnly("no checkpoint is stored yet and this server is read-only: "
+                       "sign one on the primary (`transfer-ledger checkpoint`)")
+    return stored[-1]

@@ -20,11 +20,14 @@ when :meth:`flush` or :meth:`close` is called.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -46,7 +49,12 @@ DEFAULT_FLUSH_INTERVAL = 0.1
 
 
 class LogUnavailable(Exception):
-    """The consultation log cannot take more entries (the database has not been written for a while)."""
+    """The consultation log cannot take more entries (the database has not been written for a while,
+    or cannot be: a read-only replica). ``retry_after``: seconds worth waiting, None if not."""
+
+    def __init__(self, detail: str, *, retry_after: int | None = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 def log_time(moment: datetime) -> str:
@@ -103,6 +111,9 @@ class ConsultationLogWriter:
         #: Entries written, and flushes that failed (``GET /healthz``, ``consultation_log``).
         self.written = 0
         self.failed_flushes = 0
+        #: A read-only ledger (a replica): the file the entries are appended to instead, if the
+        #: operator chose one (``consultation_log_file``); without one, reads are refused.
+        self.local_file: Path | None = None
 
     @property
     def index(self) -> ConsultationIndex:
@@ -117,6 +128,9 @@ class ConsultationLogWriter:
 
     def log(self, consultation: Consultation) -> None:
         """Take one read into the log (written at the next flush); :class:`LogUnavailable` if full."""
+        if self._ledger.read_only:
+            self._log_read_only(consultation)
+            return
         with self._lock:
             if len(self._buffer) >= self.max_buffered:
                 raise LogUnavailable(f"{len(self._buffer)} consultations wait to be logged: the database is not "
@@ -125,6 +139,26 @@ class ConsultationLogWriter:
             full = self._thread is None and len(self._buffer) >= ENTRIES_PER_EVENT
         if full:  # no flusher: an event's worth is written by the reader that filled it
             self.flush()
+
+    def _log_read_only(self, consultation: Consultation) -> None:
+        """A read-only ledger cannot log the read in the ledger: append it to :attr:`local_file`
+        (one JSON line, on disk before the read is answered), or refuse the read."""
+        if self.local_file is None:
+            raise LogUnavailable("this server is read-only (a replica): a read of personal data must be logged "
+                                 "(LED art. 25) and the ledger cannot be written here; read it on the primary",
+                                 retry_after=None)
+        line = json.dumps({**consultation.entry(self._ledger.clock()), **consultation.reader()},
+                          ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            try:
+                with self.local_file.open("a", encoding="utf-8") as out:
+                    out.write(line)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as e:
+                raise LogUnavailable(f"the local consultation log {self.local_file} cannot be written: {e}",
+                                     retry_after=None) from None
+            self.written += 1
 
     def start(self, interval: float | None = None) -> None:
         """Flush every ``interval`` seconds in a thread of its own, until :meth:`close`."""

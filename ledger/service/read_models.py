@@ -14,6 +14,7 @@ from typing import Any
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.storage.sql import SqlAccess
+from ledger.storage.store import ReadOnly
 from ledger.tlog.merkle import inclusion_proof
 from ledger.tlog.note import Signer
 from projections import runner_for
@@ -34,6 +35,9 @@ def checkpoint_covering(ledger: TransferLedger, signer: Signer, index: int) -> d
     stored = covering_checkpoint(ledger.store, index)
     if stored is None:
         stored = sign_current_checkpoint(ledger.store, signer)
+        if stored.tree_size <= index:  # a read-only store signs nothing: its newest is too small
+            raise ReadOnly(f"no stored checkpoint covers leaf {index} yet and this server is read-only: "
+                           "sign one on the primary (`transfer-ledger checkpoint`)")
 
     def get_nodes(ids: Any) -> list[bytes]:
         found = ledger.store.read_nodes(ids)

@@ -133,8 +133,15 @@ class PostgresLedgerRecorder(LedgerReads, PostgresApplicationRecorder):
         Concurrent DDL from several starting processes fails in PostgreSQL
         ("tuple concurrently updated"): a session advisory lock, held on a
         connection of its own, serializes it across processes and hosts.
+
+        A read-only database (a hot standby, ``default_transaction_read_only``) creates
+        nothing: its schema is the primary's, replicated; the store is then read-only.
         """
         with self.datastore.get_connection() as conn:
+            row = conn.execute("SELECT current_setting('transaction_read_only') AS read_only").fetchone()
+            if row is not None and row["read_only"] == "on":
+                self.read_only = True
+                return
             conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK,))
             try:
                 super().create_table()

@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.values import format_datetime
-from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, StoredCheckpoint
+from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, ReadOnly, StoredCheckpoint
 from ledger.tlog.leaf import originator_id_text
 from ledger.tlog.merkle import NodeId
 
@@ -108,6 +108,8 @@ class LedgerReads:
 
     _dialect: Dialect
     _reads: dict[str, str]
+    #: A read-only database (``serve --read-only``, a replica): nothing is signed or stored.
+    read_only: bool = False
 
     def _use_dialect(self, dialect: Dialect) -> None:
         self._dialect = dialect
@@ -211,6 +213,8 @@ class LedgerReads:
 
     def save_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> StoredCheckpoint:
         """Store a checkpoint; one per tree size (the first stored is kept, and returned)."""
+        if self.read_only:
+            raise ReadOnly("this server is read-only: checkpoints are signed on the primary")
         with self._cursor(commit=True) as cursor:
             cursor.execute(self._reads["save_checkpoint"],
                            (tree_size, root_hash, note, format_datetime(datetime.now(UTC))))

@@ -88,6 +88,11 @@ class EventRow(NamedTuple):
 FeedRow = tuple[int, str, str, int, str, bytes]
 
 
+class ReadOnly(Exception):
+    """This process serves a read-only database (``serve --read-only``, a replica): what was
+    asked would write, and nothing was written (503 ``read-only`` in the API)."""
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     tree_size: int

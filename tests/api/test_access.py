@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import re
-import uuid
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any

@@ -176,7 +176,7 @@ def test_healthz(api: Api) -> None:
     idle = {"batches": 0, "commands": 0, "largest_batch": 0, "refused_overloaded": 0,
             "batches_rerun": 0}
     assert api.ok(api.get("/healthz", None), 200) == {
-        "status": "ok", "tree_size": 0, "group_commit": idle,
+        "status": "ok", "tree_size": 0, "read_only": False, "group_commit": idle,
         "consultation_log": {"buffered": 0, "written": 0, "failed_flushes": 0}}
     api.transfer("DE", "FR")
     assert api.tree_size() == 1

@@ -98,3 +98,23 @@ def test_the_command_line_says_a_bad_value_in_one_line(tmp_path: Path, command: 
     assert result.exit_code == 2, result.output
     assert result.stderr == (
         "transfer-ledger: error: TRANSFER_LEDGER_COMMIT_BATCH must be a whole number from 1 to 100000, not 'abc'\n")
+
+
+def test_read_only_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``serve --read-only`` (docs/decisions/0019-read-only-replicas.md): nothing created at open,
+    SQLite opened read-only, the application told."""
+    from ledger.config import eventsourcing_env
+
+    assert Settings.from_env().read_only is False
+    assert "CREATE_TABLE" not in eventsourcing_env(Settings(tmp_path))
+    monkeypatch.setenv("TRANSFER_LEDGER_READ_ONLY", "1")
+    monkeypatch.setenv("TRANSFER_LEDGER_CONSULTATION_LOG_FILE", str(tmp_path / "reads.jsonl"))
+    settings = Settings.from_env(tmp_path)
+    assert settings.read_only is True and settings.consultation_log_file == tmp_path / "reads.jsonl"
+    env = eventsourcing_env(settings)
+    assert env["CREATE_TABLE"] == "n" and env["READ_ONLY"] == "y"
+    assert env["SQLITE_DBNAME"] == f"file:{(tmp_path / 'ledger.sqlite3').absolute()}?mode=ro"
+    assert eventsourcing_env(Settings(tmp_path, PG, read_only=True))["CREATE_TABLE"] == "n"
+    monkeypatch.setenv("TRANSFER_LEDGER_READ_ONLY", "maybe")
+    with pytest.raises(ConfigError, match="TRANSFER_LEDGER_READ_ONLY"):
+        Settings.from_env()
