@@ -123,6 +123,9 @@ def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPO
         if progress is not None:
             progress(report.lines)
 
+    items = list(items)
+    # One query per 500 keys for the keys used before; only those are looked up one by one.
+    used = ledger.idempotency.existing_keys(principal_id, [i.key for i in items if i.refusal is None and i.key])
     for item in items:
         report.lines += 1
         done.append(item)
@@ -137,7 +140,7 @@ def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPO
         seen.add(item.key)
         try:
             claim = IdempotencyClaim(principal_id, item.key, _digest(item.transfer), 201)
-            stored = ledger.replay(claim)
+            stored = ledger.replay(claim) if item.key in used else None
             if stored is not None:
                 item.already, item.view = True, stored[1]
                 report.already += 1

@@ -97,6 +97,17 @@ class IdempotencyStore:
             response=json.loads(row["response"]) if row["response"] is not None else None,
         )
 
+    def existing_keys(self, principal_id: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` the principal already used (one query per 500 keys)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.sql.query("SELECT idem_key FROM {" + TABLE + "} WHERE principal_id = ? AND idem_key IN ("
+                                  + marks + ")", (principal_id, *chunk))
+            found.update(row["idem_key"] for row in rows)
+        return found
+
     @staticmethod
     def row_for(claim: IdempotencyClaim, kind: str, resource_id: str, version: int) -> tuple[str, tuple[Any, ...]]:
         """The row to insert in the same transaction as the command's events."""
