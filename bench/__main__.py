@@ -44,6 +44,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.http import transfer_body
+from bench.rounds import alternating
 from domain.model import Transfer
 from domain.values import TransferDraft
 from ledger.config import Settings, eventsourcing_env, postgres_env
@@ -94,7 +95,6 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
         # rounds so that both sides see the same machine conditions.
         raw.save(RawTransfer._create(RawTransfer.Recorded, id=uuid4(), **payloads[0]))
         ledger.record_transfer(bodies[0])
-        t_raw = t_ledger = 0.0
         rounds = 10
         per = n // rounds
 
@@ -110,16 +110,7 @@ def bench_recording(label: str, raw_env: dict[str, str], ledger_env: dict[str, s
                 ledger.record_transfer(bodies[i])
             return time.perf_counter() - start
 
-        for r in range(rounds):
-            chunk = range(r * per, (r + 1) * per)
-            # Alternate which side goes first, so neither always follows the
-            # other's leftovers (a WAL checkpoint, a busy disk).
-            if r % 2 == 0:
-                t_raw += raw_round(chunk)
-                t_ledger += ledger_round(chunk)
-            else:
-                t_ledger += ledger_round(chunk)
-                t_raw += raw_round(chunk)
+        t_raw, t_ledger = alternating(rounds, per, raw_round, ledger_round)
         done = per * rounds
         raw_rate, ledger_rate = rate(done, t_raw), rate(done, t_ledger)
         ratio = ledger_rate / raw_rate

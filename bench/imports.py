@@ -14,6 +14,7 @@ import time
 from typing import Any
 from uuid import uuid4
 
+from bench.rounds import alternating
 from ledger.service.application import TransferLedger
 from ledger.service.imports import import_transfers
 
@@ -29,7 +30,6 @@ def bench_import(label: str, raw: Any, raw_aggregate: Any, payload: Any, body: A
     lines = [json.dumps({"key": f"bench-{uuid4()}", "transfer": body(i)}) for i in range(per * rounds)]
     raw.save(raw_aggregate(payloads[0]))  # warm up both
     import_transfers(ledger, [json.dumps({"key": f"warm-{uuid4()}", "transfer": body(0)})])
-    t_raw = t_ledger = 0.0
 
     def raw_round(chunk: range) -> float:
         start = time.perf_counter()
@@ -45,14 +45,7 @@ def bench_import(label: str, raw: Any, raw_aggregate: Any, payload: Any, body: A
             raise AssertionError(f"the import recorded {report.recorded} of {len(chunk)}: {report.refused[:3]}")
         return elapsed
 
-    for r in range(rounds):
-        chunk = range(r * per, (r + 1) * per)
-        if r % 2 == 0:
-            t_raw += raw_round(chunk)
-            t_ledger += ledger_round(chunk)
-        else:
-            t_ledger += ledger_round(chunk)
-            t_raw += raw_round(chunk)
+    t_raw, t_ledger = alternating(rounds, per, raw_round, ledger_round)
     done = per * rounds
     raw_rate, ledger_rate = done / t_raw, done / t_ledger
     ratio = ledger_rate / raw_rate
