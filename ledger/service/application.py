@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import rfc8785
@@ -98,6 +98,7 @@ from ledger.service.group_commit import GroupCommitter
 from ledger.service.preservation import PreservationCommands
 from ledger.service.referrals import ReferralCommands
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
+from ledger.storage.high_water import HighWater
 from ledger.storage.idempotency import (
     IdempotencyClaim,
     IdempotencyRecord,
@@ -105,6 +106,7 @@ from ledger.storage.idempotency import (
 )
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, OpeningRow, PersonalDataStore, opening_row
+from ledger.storage.reads import LedgerReads
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore
 from ledger.tlog.commitment import Opening, commit, opening_aad, seal_openings, unseal_openings
@@ -289,6 +291,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(env)
+        if self.env.get("CHECKPOINT_HIGH_WATER"):  # every checkpoint stored raises the data dir's record
+            cast(LedgerReads, self.recorder).high_water = HighWater(self.env["CHECKPOINT_HIGH_WATER"])
         self.clock = clock or (lambda: datetime.now(UTC))
         self._idempotency: IdempotencyStore | None = None
         self._open_personal_data()
