@@ -86,7 +86,8 @@ def restore(
         "signed: verifiers holding that checkpoint will see the ledger go back.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Put a backup in place of the data dir's SQLite database, checked first. Stop the server first.
+    """Put a backup in place of the data dir's SQLite database, checked first. Stop the server first
+    (refused while another process has the database open).
 
     The copy is made beside the database, opened (every erasure of the data dir's journal made after
     the backup is applied again), verified, and compared with the newest checkpoint this data dir

@@ -24,6 +24,7 @@ from ledger.storage.backup import (
     Progress,
     copy_database,
     describe_database,
+    in_use,
     newest_checkpoint,
     put_in_place,
     remove_database,
@@ -72,6 +73,12 @@ def high_water_mark(record: HighWater, database: Path) -> HighWaterMark | None:
     return max(marks, key=lambda m: m.tree_size) if marks else None
 
 
+def _not_in_use(database: Path) -> None:
+    if in_use(database):
+        raise RestoreRefused(f"{database} is open in another process (a server?): stop every process of "
+                             "the data dir before restoring")
+
+
 def rollback_problem(store: LedgerStore, mark: HighWaterMark | None) -> str | None:
     """Why the tree of ``store`` does not extend the checkpoint ``mark``, or None if it does."""
     if mark is None:
@@ -109,6 +116,7 @@ def restore_database(
     in each case ``database`` is left as it was.
     """
     describe_database(backup)  # a ledger database, or a BackupError before anything is made
+    _not_in_use(database)
     mark = high_water_mark(record, database)
     prepared = database.with_name(database.name + ".restoring")
     remove_database(prepared)
@@ -130,6 +138,7 @@ def restore_database(
         finally:
             ledger.close()
         settle(prepared)
+        _not_in_use(database)
         put_in_place(prepared, database)
     finally:
         remove_database(prepared)

@@ -167,6 +167,27 @@ def newest_checkpoint(path: Path) -> HighWaterMark | None:
     return HighWaterMark(int(row[0]), bytes(row[1]), str(row[2])) if row else None
 
 
+def in_use(path: Path) -> bool:
+    """Whether another connection, of any process, has the database ``path`` open (a server):
+    an exclusive lock in exclusive locking mode is refused while any other connection is open,
+    even an idle one in WAL mode."""
+    if not path.is_file():
+        return False
+    try:
+        db = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("BEGIN EXCLUSIVE")
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            return True
+        raise BackupError(f"cannot open {path}: {e}") from e
+    return False
+
+
 def settle(path: Path) -> None:
     """Fold the WAL of the database ``path`` into its file (no connection may be open on it):
     afterwards the file alone is the database."""

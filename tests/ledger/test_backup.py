@@ -82,6 +82,8 @@ def test_a_backup_under_load_holds_every_transfer_answered_before_it(settings: S
             load.wait_for_answers(answered_before + 50)  # the server went on recording meanwhile
         finally:
             outcomes = load.stop()
+        busy = run("restore", str(out), settings=settings, check=2)  # not under a serving server
+        assert "stop every process of the data dir" in one_line_error(busy)
         server.assert_stopped_cleanly(server.stop())
     finally:
         server.kill()
