@@ -60,7 +60,13 @@ class HighWater:
             raise HighWaterError(f"cannot read {self.path}: {e}") from e
 
     def raise_to(self, tree_size: int, root_hash: bytes, note: str) -> bool:
-        """Record this checkpoint if it is larger than the mark; whether it was."""
+        """Record this checkpoint if it is larger than the mark; whether it was. (A ledger opened
+        on a data dir that does not exist, as some PostgreSQL jobs are, records nothing.)"""
+        if not self.path.parent.is_dir():
+            return False
+        current = self._read_quietly()
+        if current is not None and current.tree_size >= tree_size:
+            return False  # the usual case, a checkpoint signed again: no lock, no write
         with self._locked():
             current = self._read_quietly()
             if current is not None and current.tree_size >= tree_size:

@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 
 from ledger.audit.verify import verify_ledger
-from ledger.bootstrap import open_ledger
+from ledger.bootstrap import open_ledger, signer_of
 from ledger.config import Settings
+from ledger.service.checkpoints import sign_current_checkpoint
 from ledger.storage import backup as backup_module
+from ledger.storage.high_water import HighWater
 from ledger.tlog.note import Verifier
 from tests.support.api import run_init
 from tests.support.backends import BACKEND
@@ -255,3 +257,28 @@ def test_bad_input_is_one_line_and_changes_nothing(settings: Settings, tmp_path:
     uninitialized.mkdir()
     line = one_line_error(run("restore", str(existing), "--data-dir", str(uninitialized), check=2))
     assert "not an initialized ledger data dir" in line
+
+
+def test_every_checkpoint_stored_raises_the_high_water_record_and_none_lowers_it(settings: Settings) -> None:
+    run_init(settings)
+    record(settings)
+    assert not settings.high_water_file.exists()
+    note = run("checkpoint", settings=settings).stdout
+    mark = HighWater(settings.high_water_file).read()
+    assert mark is not None and (mark.tree_size, mark.note) == (1, note)
+    record(settings, 2)
+    with closing(open_ledger(settings)) as ledger:  # any signer of the data dir: the API, the console...
+        stored = sign_current_checkpoint(ledger.store, signer_of(settings))
+    mark = HighWater(settings.high_water_file).read()
+    assert mark is not None and (mark.tree_size, mark.root_hash, mark.note) == (3, stored.root_hash, stored.note)
+    # a smaller one, from any process, never lowers it
+    assert HighWater(settings.high_water_file).raise_to(1, b"\0" * 32, note) is False
+    marks = [HighWater(settings.high_water_file) for _ in range(8)]
+    threads = [threading.Thread(target=m.raise_to, args=(size, bytes([size]) * 32, f"note {size}\n"))
+               for size, m in zip(range(10, 18), marks, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = HighWater(settings.high_water_file).read()
+    assert final is not None and (final.tree_size, final.note) == (17, "note 17\n")
