@@ -49,10 +49,12 @@ def backup(
 ) -> None:
     """Copy the ledger's SQLite database into a new file, consistently, while it serves.
 
-    SQLite's online backup API copies the pages in steps, so writers go on meanwhile; the copy is
-    the ledger as of one moment, checked, one self-contained file. The signing key, data-keys/ and
-    checkpoint-high-water.json are not in it: back them up apart (docs/OPERATIONS.md). On
-    PostgreSQL, use pg_dump. Exit status 0 copied, 2 usage or environment error (nothing written).
+    SQLite's online backup API copies the pages in steps, so writers go on
+    meanwhile; the copy is the ledger as of one moment, checked, one
+    self-contained file. The signing key, data-keys/ and
+    checkpoint-high-water.json are not in it: back them up apart
+    (docs/OPERATIONS.md). On PostgreSQL, use pg_dump.
+    Exit status 0 copied, 2 usage or environment error (nothing written).
     """
     settings = settings_for(data_dir, database_url)
     _sqlite_only(settings, "backup")
@@ -78,24 +80,28 @@ def backup(
 @app.command()
 def restore(
     file: Annotated[Path, typer.Argument(help="A database file made by `transfer-ledger backup`.",
-                                         show_default=False)],
+                                         metavar="FILE", show_default=False)],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     accept_rollback: Annotated[bool, typer.Option(
         "--accept-rollback",
         help="Restore even a ledger older than (or forking from) the newest checkpoint this data dir "
         "signed: verifiers holding that checkpoint will see the ledger go back.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Put a backup in place of the data dir's SQLite database, checked first. Stop the server first
-    (refused while another process has the database open).
+    """Put a backup in place of the data dir's SQLite database, checked first.
 
-    The copy is made beside the database, opened (every erasure of the data dir's journal made after
-    the backup is applied again), verified, and compared with the newest checkpoint this data dir
-    signed (checkpoint-high-water.json): a smaller tree, or another root at that size, is refused
-    unless --accept-rollback. Only then is it renamed into place. Exit status 0 restored, 1 the
-    backup does not verify, 2 refused (a rollback) or usage error; the old database stays unless 0.
+    Stop the server first: refused while another process has the database
+    open. The copy is made beside the database, opened (the erasures of the
+    data dir's journal made after the backup are applied again), verified,
+    and compared with the newest checkpoint this data dir signed
+    (checkpoint-high-water.json): a smaller tree, or another root at that
+    size, is refused unless --accept-rollback. Only then is it renamed into
+    place. On PostgreSQL, use pg_restore.
+    Exit status 0 restored, 1 the backup does not verify, 2 refused (a
+    rollback, a fork) or usage error; the old database stays unless 0.
     """
-    settings = settings_for(data_dir, None)
+    settings = settings_for(data_dir, database_url)
     _sqlite_only(settings, "restore")
     require_initialized(settings)
     interactive = not as_json and sys.stderr.isatty()

@@ -234,6 +234,8 @@ def test_backup_on_postgresql_points_to_pg_dump(settings: Settings, tmp_path: Pa
     line = one_line_error(refused)
     assert "pg_dump" in line and "docs/OPERATIONS.md" in line
     assert not out.exists()
+    refused = run("restore", str(out), settings=target, check=2)
+    assert "pg_restore" in one_line_error(refused)
 
 
 @sqlite_only
