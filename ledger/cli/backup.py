@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +28,7 @@ from ledger.cli.common import (
 from ledger.config import Settings, eventsourcing_env
 from ledger.service.application import TransferLedger
 from ledger.service.restore import RestoreFailed, RestoreRefused, restore_database
-from ledger.storage.backup import BackupError, backup_file
+from ledger.storage.backup import BackupError, Progress, backup_file
 from ledger.storage.high_water import HighWater, HighWaterError
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -110,16 +112,15 @@ def restore(
         verifier = load_verifier(settings, None)
         origin = settings.log_origin()
 
-        def verify(ledger: TransferLedger) -> VerifyReport:
-            with progress_bar(interactive, "verifying leaves") as progress:
-                return verify_ledger(ledger.store, verifier, origin, progress=progress,
-                                     open_state=ledger.open_event_state)
-
         try:
-            with progress_bar(interactive, "copying pages") as progress:
+            with _stages(interactive) as stage:
+                def verify(ledger: TransferLedger) -> VerifyReport:
+                    return verify_ledger(ledger.store, verifier, origin, progress=stage("verifying leaves"),
+                                         open_state=ledger.open_event_state)
+
                 restored = restore_database(
                     file, settings.database_file, eventsourcing_env(settings), HighWater(settings.high_water_file),
-                    verify, accept_rollback=accept_rollback, progress=progress,
+                    verify, accept_rollback=accept_rollback, progress=stage("copying pages"),
                 )
         except (BackupError, HighWaterError, RestoreRefused) as e:
             fail(str(e))
@@ -144,6 +145,26 @@ def restore(
                f"{restored.root_hash.hex()}, verified; {restored.erasures_reapplied} erasure(s) re-applied")
     if restored.rollback is not None:
         typer.echo(f"rollback accepted: {restored.rollback}", err=True)
+
+
+@contextmanager
+def _stages(enabled: bool) -> Iterator[Callable[[str], Progress | None]]:
+    """Progress bars on stderr, one per stage of a job, in one display (``stage(description)``
+    gives a stage's ``update(done, total)``); every stage None when ``enabled`` is false."""
+    if not enabled:
+        yield lambda description: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bars
+
+    with Bars("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+              TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as bars:
+        def stage(description: str) -> Progress:
+            task = bars.add_task(description, total=None)
+            return lambda done, total: bars.update(task, completed=done, total=total)
+
+        yield stage
 
 
 def _failed(report: VerifyReport, as_json: bool) -> None:

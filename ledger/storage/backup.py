@@ -8,7 +8,7 @@ connection between two steps makes SQLite start the copy again; after
 ``MAX_RESTARTS`` of those (a busy ledger) the rest is copied in one step, one
 read transaction, which in WAL mode does not block writers either. The copy is
 then checked (``PRAGMA quick_check``), switched to a rollback journal so that
-it is one self-contained file, and written to disk.
+it is one self-contained file (mode 0600), and written to disk.
 
 :func:`newest_checkpoint` reads a database's largest stored checkpoint, without
 opening it as a ledger (the ``restore`` command reads the database it replaces).
@@ -62,6 +62,7 @@ def copy_database(source: Path, target: Path, progress: Progress | None = None) 
         try:
             dst = _connect(target)
             try:
+                os.chmod(target, 0o600)  # the principals' key hashes and sealed personal data
                 _backup(src, dst, progress)
                 check = dst.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":

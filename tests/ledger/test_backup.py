@@ -91,6 +91,7 @@ def test_a_backup_under_load_holds_every_transfer_answered_before_it(settings: S
         server.kill()
     copied = json.loads(done.stdout)
     assert copied["ok"] is True and copied["tree_size"] >= len(acknowledged) > 0
+    assert out.stat().st_mode & 0o777 == 0o600
     assert sum(1 for o in outcomes if o.status == 201) > len(acknowledged)
 
     # restored in a new data dir, with the keys copied as an operator would
