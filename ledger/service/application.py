@@ -1040,11 +1040,17 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
             return 0
         count = 0
         for entry in self.keyring.journaled():
+            live = [k for k in self.personal.keys([entry["key_id"]]) if k.wrapped is not None]
+            if not live:
+                continue
             fields = [ErasedField(*f) for f in entry.get("fields", [])]
             erasure = entry["erasure"]
-            if self.personal.reapply(entry["key_id"], fields, erasure["transfer_id"], erasure["version"],
-                                     entry["erased_at"]):
-                count += 1
+            # As the erasure did: the key destroyed, its openings deleted, the commitments noted, and
+            # the stored answers that quoted a value scrubbed (those its key-encryption key still opens).
+            opened = [o for _, openings in self._opened_under(live) for o in openings.values()]
+            self.personal.sql.script(self._destroying(live, fields, opened, erasure["transfer_id"],
+                                                      erasure["version"], entry["erased_at"]))
+            count += 1
         if count:
             self.store.clear_old_pages()
         return count
