@@ -32,6 +32,8 @@ SIGNING_KEY_FILE = "signing.key"
 VKEY_FILE = "ledger.vkey"
 SETTINGS_FILE = "settings.json"
 DATA_KEYS_DIR = "data-keys"
+#: The newest checkpoint signed in the data dir, kept outside the database (``ledger.storage.high_water``).
+HIGH_WATER_FILE = "checkpoint-high-water.json"
 DEFAULT_LOG_ORIGIN = "transfer-ledger.example/ledger"
 #: Group commit (``serve``): most commands written in one transaction, and most waiting.
 DEFAULT_COMMIT_BATCH = 64
@@ -154,6 +156,10 @@ class Settings(BaseSettings):
         return self.data_dir / DATA_KEYS_DIR
 
     @property
+    def high_water_file(self) -> Path:
+        return self.data_dir / HIGH_WATER_FILE
+
+    @property
     def settings_file(self) -> Path:
         return self.data_dir / SETTINGS_FILE
 
@@ -194,13 +200,15 @@ def _one_line(error: ValidationError, *, from_env: bool) -> str:
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
-    """The eventsourcing environment for the configured backend, and the data dir's
-    key-encryption keys (``DATA_KEYS_DIR``: a new ledger is started in event format 2)."""
+    """The eventsourcing environment for the configured backend, the data dir's
+    key-encryption keys (``DATA_KEYS_DIR``: a new ledger is started in event format 2)
+    and its record of the newest checkpoint (``CHECKPOINT_HIGH_WATER``)."""
     read_only = {"READ_ONLY": "y", "CREATE_TABLE": "n"} if settings.read_only else {}
     return {
         **_backend_env(settings),
         **read_only,
         "DATA_KEYS_DIR": str(settings.data_keys_dir),
+        "CHECKPOINT_HIGH_WATER": str(settings.high_water_file),
         "LOG_RETENTION_YEARS": str(settings.log_retention_years),
         "LOG_RETENTION_YEARS_BY_PARTY": settings.log_retention_years_by_party,
         "CONSULTATION_LOG_YEARS": str(settings.consultation_log_years),

@@ -11,7 +11,7 @@ from typing import Any
 # The commands register on the root app as their modules are imported, in this order
 # (the order --help lists them in).
 # isort: off
-from ledger.cli import commands, principals, policy, witness, projections, personal, report, imports  # noqa: F401
+from ledger.cli import commands, principals, policy, witness, projections, personal, report, imports, backup  # noqa: F401
 # isort: on
 from ledger.cli.common import app
 

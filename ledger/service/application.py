@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import rfc8785
@@ -98,6 +98,7 @@ from ledger.service.group_commit import GroupCommitter
 from ledger.service.preservation import PreservationCommands
 from ledger.service.referrals import ReferralCommands
 from ledger.service.sealing import Opener, Sealer, SealingMapper, subject_scope
+from ledger.storage.high_water import HighWater
 from ledger.storage.idempotency import (
     IdempotencyClaim,
     IdempotencyRecord,
@@ -105,6 +106,7 @@ from ledger.storage.idempotency import (
 )
 from ledger.storage.keyring import OPEN_BUCKET, Keyring
 from ledger.storage.personal import DataKeyRow, ErasedField, OpeningRow, PersonalDataStore, opening_row
+from ledger.storage.reads import LedgerReads
 from ledger.storage.sql import SqlAccess
 from ledger.storage.store import LedgerStore, ReadOnly
 from ledger.tlog.commitment import Opening, commit, opening_aad, seal_openings, unseal_openings
@@ -292,6 +294,8 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         #: ``serve --read-only`` (``READ_ONLY``, a replica): nothing is written (:class:`ReadOnly`).
         self.read_only = self.store.read_only = (
             getattr(self.store, "read_only", False) or self.env.get("READ_ONLY", "") in ("y", "yes", "1", "true"))
+        if self.env.get("CHECKPOINT_HIGH_WATER"):  # every checkpoint stored raises the data dir's record
+            cast(LedgerReads, self.recorder).high_water = HighWater(self.env["CHECKPOINT_HIGH_WATER"])
         self.clock = clock or (lambda: datetime.now(UTC))
         self._idempotency: IdempotencyStore | None = None
         self._open_personal_data()
@@ -1073,11 +1077,17 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
             return 0  # a read-only replica: the primary reapplies them, and they replicate
         count = 0
         for entry in self.keyring.journaled():
+            live = [k for k in self.personal.keys([entry["key_id"]]) if k.wrapped is not None]
+            if not live:
+                continue
             fields = [ErasedField(*f) for f in entry.get("fields", [])]
             erasure = entry["erasure"]
-            if self.personal.reapply(entry["key_id"], fields, erasure["transfer_id"], erasure["version"],
-                                     entry["erased_at"]):
-                count += 1
+            # As the erasure did: the key destroyed, its openings deleted, the commitments noted, and
+            # the stored answers that quoted a value scrubbed (those its key-encryption key still opens).
+            opened = [o for _, openings in self._opened_under(live) for o in openings.values()]
+            self.personal.sql.script(self._destroying(live, fields, opened, erasure["transfer_id"],
+                                                      erasure["version"], entry["erased_at"]))
+            count += 1
         if count:
             self.store.clear_old_pages()
         return count

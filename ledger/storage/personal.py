@@ -214,12 +214,3 @@ class PersonalDataStore:
                  field.retention_class, erasure_id, erasure_version, erased_at),
             ))
         return statements
-
-    def reapply(self, key_id: str, erased: Sequence[ErasedField], erasure_id: str, erasure_version: int,
-                destroyed_at: str) -> bool:
-        """Destroy again a key an erasure destroyed, if this database still holds it live
-        (restored from a backup older than the erasure); whether it did."""
-        if not any(k.wrapped is not None for k in self.keys([key_id])):
-            return False
-        self.sql.script(self.erasure_statements([key_id], erased, erasure_id, erasure_version, destroyed_at))
-        return True

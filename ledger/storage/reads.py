@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.values import format_datetime
+from ledger.storage.high_water import HighWater
 from ledger.storage.store import EventRow, FeedRow, Head, LeafRow, ReadOnly, StoredCheckpoint
 from ledger.tlog.leaf import originator_id_text
 from ledger.tlog.merkle import NodeId
@@ -110,6 +111,9 @@ class LedgerReads:
     _reads: dict[str, str]
     #: A read-only database (``serve --read-only``, a replica): nothing is signed or stored.
     read_only: bool = False
+    #: The data dir's record of the newest checkpoint (``ledger.storage.high_water``), raised by
+    #: every checkpoint stored; None where the ledger was opened without a data dir to keep it in.
+    high_water: HighWater | None = None
 
     def _use_dialect(self, dialect: Dialect) -> None:
         self._dialect = dialect
@@ -221,5 +225,8 @@ class LedgerReads:
             cursor.execute(self._reads["checkpoint"], (tree_size,))
             r = cursor.fetchone()
         assert r is not None
-        return StoredCheckpoint(r[0], bytes(r[1]), r[2], r[3])
+        stored = StoredCheckpoint(r[0], bytes(r[1]), r[2], r[3])
+        if self.high_water is not None:
+            self.high_water.raise_to(stored.tree_size, stored.root_hash, stored.note)
+        return stored
 
