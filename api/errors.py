@@ -193,6 +193,8 @@ def _allowed_methods(request: Request) -> list[str]:
     """
     matched = []
     for route in getattr(request.app.state, "routes", None) or request.app.router.routes:
+        if getattr(getattr(route, "endpoint", None), "method_guard", False):
+            continue  # answers 405 for methods the path does not have
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
             matched.append(route)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import views
 from api.deps import CurrentPrincipal, ledger_of, require_role
@@ -107,3 +108,13 @@ async def record_batch(body: BatchIn, request: Request, principal: CurrentPrinci
                         "transfer": item.view if not report.rolled_back else None, "problem": None})
     return {"recorded": report.recorded, "already": report.already, "refused": len(report.refused),
             "rolled_back": report.rolled_back, "items": out}
+
+
+@router.api_route("/v1/transfers/batch", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+def batch_other_methods() -> None:
+    """POST only: ``GET /v1/transfers/batch`` is not a transfer whose id is "batch" (405, not 404)."""
+    raise StarletteHTTPException(405, "Method Not Allowed")
+
+
+#: Not a method of the path: ``api.errors`` leaves it out of ``Allow``.
+batch_other_methods.method_guard = True  # type: ignore[attr-defined]

@@ -70,3 +70,10 @@ def test_the_batch_path_allows_post_only(api: Api) -> None:
     response = api.client.options("/v1/transfers/batch")  # type: ignore[union-attr]
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     assert api.client.options("/v1/control/checks").headers["allow"] == "GET, POST"  # type: ignore[union-attr]
+
+
+def test_other_methods_of_the_batch_path_are_405_not_a_transfer_named_batch(api: Api) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        response = api.client.request(method, "/v1/transfers/batch", headers=api.headers("DE-recorder"))  # type: ignore[union-attr]
+        body = problem(response, 405, "method-not-allowed")
+        assert response.headers["allow"] == "POST", body
