@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import views
@@ -40,7 +40,7 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[BatchItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
-    all_or_nothing: bool = Field(default=False, description="Record nothing if any item is refused")
+    all_or_nothing: StrictBool = Field(default=False, description="Record nothing if any item is refused")
 
 
 class BatchItemOut(BaseModel):
@@ -76,6 +76,8 @@ async def record_batch(body: BatchIn, request: Request, principal: CurrentPrinci
     def allowed(transfer: dict[str, Any]) -> DomainError | None:
         """As POST /v1/transfers: only for the recorder's own Party, naming only what it may read."""
         sender = (transfer.get("sender") or {}).get("party") if isinstance(transfer.get("sender"), dict) else None
+        if sender is None:
+            return None  # no sender: the transfer's own validation names the field
         if sender != principal.party:
             return DomainError(f"this key belongs to {principal.party}; it cannot record transfers sent by "
                                f"{sender}", rule="not-your-party", field="sender.party")

@@ -77,3 +77,10 @@ def test_other_methods_of_the_batch_path_are_405_not_a_transfer_named_batch(api:
         response = api.client.request(method, "/v1/transfers/batch", headers=api.headers("DE-recorder"))  # type: ignore[union-attr]
         body = problem(response, 405, "method-not-allowed")
         assert response.headers["allow"] == "POST", body
+
+
+def test_a_transfer_without_a_sender_is_refused_by_its_own_validation(api: Api) -> None:
+    answer = batch(api, [{"key": "empty", "transfer": {}}])
+    assert answer["items"][0]["status"] == 422 and answer["items"][0]["problem"]["field"] == "sender"
+    problem(api.post("/v1/transfers/batch", {"items": [{"key": "a", "transfer": {}}], "all_or_nothing": 0},
+                     "DE-recorder"), 422, "invalid-input")
