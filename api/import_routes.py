@@ -101,10 +101,6 @@ async def record_batch(body: BatchIn, request: Request, principal: CurrentPrinci
                 status, problem = 403, {**problem, "status": 403, "title": "Forbidden"}
             out.append({"index": item.number, "key": item.key, "status": status, "transfer": None,
                         "problem": problem})
-        elif item.refusal is not None:  # refused within the batch (a key repeated)
-            problem = {"type": f"/problems/{item.refusal['rule']}", "title": "Invalid request", "status": 422,
-                       "detail": item.refusal["detail"], "rule": item.refusal["rule"], "field": "key"}
-            out.append({"index": item.number, "key": item.key, "status": 422, "transfer": None, "problem": problem})
         else:
             out.append({"index": item.number, "key": item.key, "status": 200 if item.already else 201,
                         "transfer": item.view if not report.rolled_back else None, "problem": None})

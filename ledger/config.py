@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pydantic import Field, PlainValidator, ValidationError
@@ -97,9 +97,6 @@ class Settings(BaseSettings):
     retention_interval: Annotated[int, Field(ge=0, le=31_536_000)] = 0
     #: ``serve``: a port on 127.0.0.1 serving only /metrics, without a key (0: none; GET /metrics needs one).
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
-    #: ``serve``: log lines as text, or one JSON object per line (ledger/logs.py).
-    log_format: Literal["text", "json"] = "text"
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     #: ``serve --read-only``: a read-only database (a replica): reads only, nothing written
     #: (docs/OPERATIONS.md, "Auditors on a replica"; docs/decisions/0019-read-only-replicas.md).
     read_only: bool = False

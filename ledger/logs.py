@@ -17,9 +17,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-LOG_FORMATS = ("text", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
 
 class LogFormat(StrEnum):
     text = "text"
@@ -76,15 +73,11 @@ class JsonFormatter(logging.Formatter):
 
 def logging_config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
     """The ``dictConfig`` of a server process: uvicorn's loggers and ours, in one format, at one level."""
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
-    if level not in LOG_LEVELS:
-        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-    formatter = ({"()": "ledger.logs.JsonFormatter"} if log_format == "json"
+    fmt, loud = LogFormat(log_format), LogLevel(level).upper()  # ValueError naming a value neither is
+    formatter = ({"()": "ledger.logs.JsonFormatter"} if fmt is LogFormat.json
                  else {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"})
     handler = {"class": "logging.StreamHandler", "formatter": "main", "filters": ["request_id"],
                "stream": "ext://sys.stderr"}
-    loud = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -216,15 +216,18 @@ def authorization_item(row: dict[str, Any], now: str) -> dict[str, Any]:
 
 def authorizations(
     db: Db, *, now: str, share: str | None = None, status: str | None = None, after: int = -1,
-    limit: int = 100,
+    limit: int = 100, parent_id: str | None = None, root_id: str | None = None,
 ) -> dict[str, Any]:
-    """Requests by status (counts, then items in request order after ``after``)."""
+    """Requests by status (counts, then items in request order after ``after``); the items only of
+    the requests about ``parent_id``'s data, or of ``root_id``'s lineage, when given."""
     share_clause = _share(("origin", "holder", "recipient"), share)
     where, params = _where(share_clause)
     counts = {"pending": 0, "granted": 0, "refused": 0, "revoked": 0}
     for r in db.query(f"SELECT status, COUNT(*) AS n FROM {{proj_authorizations}}{where} GROUP BY status", params):
         counts[r["status"]] = int(r["n"])
     where, params = _where(share_clause, ("status = ?" if status else "", [status] if status else []),
+                           ("parent_id = ?" if parent_id else "", [parent_id] if parent_id else []),
+                           ("root_id = ?" if root_id else "", [root_id] if root_id else []),
                            ("requested_leaf > ?", [after]))
     rows = db.query(
         f"SELECT {_A_COLUMNS} FROM {{proj_authorizations}}{where} ORDER BY requested_leaf LIMIT ?",

@@ -44,7 +44,6 @@ from api.console.session import (
 )
 from api.console.status import compute_status, parse_witnesses, run_verification
 from api.deps import (
-    READER_ROLES,
     Reading,
     can_read,
     cosignatures_of,
@@ -54,6 +53,7 @@ from api.deps import (
     transfer_parties,
 )
 from api.errors import ApiProblem, domain_problem
+from api.witness_routes import checkpoint_note
 from domain.consultation import LOG_PURPOSES, MAX_JUSTIFICATION, log_purpose_problem, object_ref
 from domain.errors import DomainError
 from domain.values import parse_datetime
@@ -63,7 +63,6 @@ from ledger.service.checkpoints import InconsistentTreeError, sign_current_check
 from ledger.service.consultations import log_time
 from ledger.service.read_models import checkpoint_covering
 from ledger.storage.consultations import parse_cursor
-from ledger.storage.cosignatures import cosigned_note
 from ledger.storage.principals import Principal
 from ledger.tlog.cosignature import CosignatureError
 from ledger.tlog.merkle import ProofError, leaf_hash, verify_inclusion
@@ -253,7 +252,7 @@ def wants_csv(request: Request) -> bool:
 
 def with_query(request: Request, **changes: Any) -> str:
     """This page's URL with some query parameters changed (None: removed)."""
-    query = {k: v for k, v in request.query_params.items()}
+    query = dict(request.query_params)
     for key, value in changes.items():
         if value is None:
             query.pop(key, None)
@@ -488,20 +487,11 @@ def transfers_page(request: Request) -> Response:
                 searched=searched, moment=moment, cover=cover, csv_url=with_query(request, format="csv", cursor=None))
 
 
-def _signed_note(request: Request) -> str:
-    ledger = ledger_of(request)
-    try:
-        latest = sign_current_checkpoint(ledger.store, request.app.state.signer)
-    except InconsistentTreeError as e:
-        raise ApiProblem(503, "tree-inconsistent", f"{e}; nothing was signed") from None
-    return cosigned_note(latest.note, cosignatures_of(request).lines(latest.tree_size))
-
-
 def _leaf_proof(request: Request, leaf_index: int, note: str | None = None) -> dict[str, Any]:
     """The leaf's bytes and hash, and its inclusion proof up to the checkpoint ``note`` (default: the
     latest, signed now)."""
     ledger = ledger_of(request)
-    note = note or _signed_note(request)
+    note = note or checkpoint_note(request, ledger, None)
     [(leaf, event)] = ledger.store.read_feed(leaf_index, 1) or [(None, None)]
     if leaf is None or event is None:
         raise ApiProblem(404, "leaf-not-found", f"no leaf {leaf_index}")
@@ -541,10 +531,8 @@ def _timeline(request: Request, visitor: Visitor, view: dict[str, Any]) -> list[
         events.append({"leaf_index": hop["leaf_index"], "at": hop["transferred_at"],
                        "what": f"Onward transfer {hop['sender']} → {hop['recipient']}",
                        "link": f"/console/transfers/{hop['id']}"})
-    registry = queries.authorizations(db, now=now_time(), share=share, after=-1, limit=1000)
-    for item in registry.get("items", []):
-        if item["parent_transfer_id"] != view["id"]:
-            continue
+    registry = queries.authorizations(db, now=now_time(), share=share, parent_id=view["id"], limit=CSV_MAX_ROWS)
+    for item in registry["items"]:
         events.append({"leaf_index": item["requested_leaf"], "at": item["requested_at"],
                        "what": f"Authorization requested by {item['holder']['party']} to pass the data to "
                                f"{item['recipient']['party']}", "link": "/console/authorizations"})
@@ -631,9 +619,9 @@ def _lineage_at(request: Request, visitor: Visitor, tid: str,
         now = now_time()
         found = queries.lineage(db, tid, visitor.share)
         findings = queries.findings(db, now=now, share=visitor.share, rule="onward-transfer-not-authorized",
-                                    limit=10000)["items"]
-        registry = queries.authorizations(db, now=now, share=visitor.share, status="refused", after=-1,
-                                          limit=1000)["items"]
+                                    limit=CSV_MAX_ROWS)["items"]
+        registry = queries.authorizations(db, now=now, share=visitor.share, status="refused", limit=CSV_MAX_ROWS,
+                                          root_id=found["root_transfer_id"] if found else None)["items"]
         cover = None
     unauthorized = {f["transfer_id"] for f in findings if f["rule"] == "onward-transfer-not-authorized"}
     refused = [a for a in registry if a["status"] == "refused" and found is not None
@@ -916,5 +904,3 @@ def _zipped_bundle(request: Request, visitor: Visitor, ids: list[str]) -> Respon
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-
-READER = READER_ROLES  # the API's reader roles, for the templates' wording

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger.audit.last_verify import last_verification, record_verification
-from ledger.audit.verify import VerificationIncomplete, verify_ledger
+from ledger.audit.last_verify import last_verification, verify_and_record
+from ledger.audit.verify import VerificationIncomplete
 from ledger.service.application import TransferLedger
 from ledger.service.checkpoints import InconsistentTreeError, sign_current_checkpoint, stored_root_at
 from ledger.storage.cosignatures import CosignatureStore, cosigned_note
@@ -104,7 +104,7 @@ def compute_status(ledger: TransferLedger, signer: Signer, cosignatures: Cosigna
                             f"{verifier.key_id:08x}."))
     except (NoteError, AssertionError) as e:
         checks.append(Check("signature", "bad", f"Its signature does not verify: {e}."))
-    checks.append(_witnesses(ledger, verifier, cosignatures, trust))
+    checks.append(_witnesses(verifier, cosignatures, trust))
     split = None
     pin = trust.get("pin")
     if isinstance(pin, dict):
@@ -134,36 +134,35 @@ def _signed_against_stored(ledger: TransferLedger) -> tuple[dict[str, Any], dict
              "root_hash": now_root, "note": None})
 
 
-def _witnesses(ledger: TransferLedger, verifier: Any, cosignatures: CosignatureStore,
-               trust: dict[str, Any]) -> Check:
-    cosigned = [c for c in reversed(ledger.store.checkpoints()) if cosignatures.lines(c.tree_size)]
-    if not cosigned:
+def _witnesses(verifier: Any, cosignatures: CosignatureStore, trust: dict[str, Any]) -> Check:
+    size = cosignatures.newest_cosigned_size()
+    note = cosignatures.checkpoint_note(size) if size is not None else None
+    if size is None or note is None:
         return Check("witnesses", "warn", "No witness has cosigned any checkpoint: nothing outside this server "
                      "vouches that it shows everyone the same log.")
-    newest = cosigned[0]
-    note = cosigned_note(newest.note, cosignatures.lines(newest.tree_size))
-    stored = cosignatures.for_size(newest.tree_size)
+    stored = cosignatures.for_size(size)
+    note = cosigned_note(note, [s.signature for s in stored])
     now = time.time()
     rows = [{"witness": f"{s.key_name}+{s.key_id}", "timestamp": _when(s.cosigned_at),
              "age": _age(now - s.cosigned_at), "fresh": now - s.cosigned_at <= FRESH_COSIGNATURE_SECONDS}
             for s in stored]
-    details = {"tree_size": newest.tree_size, "cosignatures": rows}
+    details = {"tree_size": size, "cosignatures": rows}
     try:
         witnesses = parse_witnesses(str(trust.get("witnesses") or ""))
     except CosignatureError as e:
         return Check("witnesses", "bad", f"Your witness policy cannot be read: {e}.", details)
     if not witnesses:
         return Check("witnesses", "warn", f"{len(stored)} witness(es) cosigned the checkpoint of size "
-                     f"{newest.tree_size}; you have set no witnesses you trust, so no quorum is checked.", details)
+                     f"{size}; you have set no witnesses you trust, so no quorum is checked.", details)
     quorum = min(int(trust.get("quorum") or len(witnesses)), len(witnesses))
     try:
         _, verified = verify_cosignatures(note, verifier, witnesses, quorum)
     except CosignatureError as e:
-        return Check("witnesses", "bad", f"The witness quorum is not met at size {newest.tree_size}: {e}.", details)
+        return Check("witnesses", "bad", f"The witness quorum is not met at size {size}: {e}.", details)
     stale = [r["witness"] for r in rows if not r["fresh"]]
     state = "warn" if stale else "ok"
     line = (f"{len(verified)} of your {len(witnesses)} trusted witnesses cosigned the checkpoint of size "
-            f"{newest.tree_size} (quorum {quorum})")
+            f"{size} (quorum {quorum})")
     line += f"; stale (older than a day): {', '.join(stale)}." if stale else "; every cosignature is fresh."
     return Check("witnesses", state, line, details)
 
@@ -210,9 +209,7 @@ def _last_verify(last: dict[str, Any] | None, tree_size: int) -> Check:
 
 def run_verification(ledger: TransferLedger, signer: Signer, data_dir: Path, by: str) -> dict[str, Any]:
     """Verify the whole ledger now (as ``transfer-ledger verify``) and record the result."""
-    started = time.monotonic()
     try:
-        report = verify_ledger(ledger.store, signer.verifier(), signer.name, open_state=ledger.open_event_state)
+        return verify_and_record(ledger, signer.verifier(), signer.name, data_dir, by=by)[1]
     except VerificationIncomplete as stopped:
         return {"ok": False, "incomplete": True, "error": str(stopped.__cause__ or stopped)}
-    return record_verification(data_dir, report, seconds=time.monotonic() - started, by=by)

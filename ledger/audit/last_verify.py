@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from domain.values import format_datetime
-from ledger.audit.verify import VerifyReport
+from ledger.audit.verify import VerifyReport, verify_ledger
 
 FILE = "last-verify.json"
 
@@ -38,6 +39,17 @@ def record_verification(data_dir: Path, report: VerifyReport, *, seconds: float,
         Path(tmp).unlink(missing_ok=True)
         raise
     return record
+
+
+def verify_and_record(ledger: Any, verifier: Any, origin: str, data_dir: Path, *, by: str, since: Any = None,
+                      progress: Any = None) -> tuple[VerifyReport, dict[str, Any]]:
+    """Verify ``ledger`` (as ``verify_ledger``, its sealed values opened) and keep the result as the
+    last verification of ``data_dir``: the report and the record kept. A verification that does not
+    complete raises :class:`~ledger.audit.verify.VerificationIncomplete` and records nothing."""
+    started = time.monotonic()
+    report = verify_ledger(ledger.store, verifier, origin, since=since, progress=progress,
+                           open_state=ledger.open_event_state)
+    return report, record_verification(data_dir, report, seconds=time.monotonic() - started, by=by)
 
 
 def last_verification(data_dir: Path) -> dict[str, Any] | None:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -15,8 +14,8 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.consultation import MAX_JUSTIFICATION, justification_missing, object_ref
-from ledger.audit.last_verify import record_verification
-from ledger.audit.verify import VerificationIncomplete, verify_ledger
+from ledger.audit.last_verify import verify_and_record
+from ledger.audit.verify import VerificationIncomplete
 from ledger.bootstrap import open_ledger, principals_of
 from ledger.cli.common import (
     DatabaseUrl,
@@ -149,18 +148,14 @@ def verify(
             )
         verifier = load_verifier(settings, vkey)
         trusted = load_trusted_checkpoint(since, verifier, settings.log_origin()) if since else None
-        started = time.monotonic()
         try:
             with closing(open_ledger(settings)) as ledger, \
                     progress_bar(not as_json and sys.stderr.isatty(), "verifying leaves") as progress:
-                report = verify_ledger(
-                    ledger.store, verifier, settings.log_origin(), since=trusted, progress=progress,
-                    open_state=ledger.open_event_state,
-                )
+                report, _ = verify_and_record(ledger, verifier, settings.log_origin(), settings.data_dir,
+                                              by="transfer-ledger verify" + (" --since" if trusted else ""),
+                                              since=trusted, progress=progress)
         except VerificationIncomplete as stopped:
             _verification_incomplete(stopped, as_json)
-        record_verification(settings.data_dir, report, seconds=time.monotonic() - started,
-                            by="transfer-ledger verify" + (" --since" if trusted else ""))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -286,8 +281,6 @@ def serve(
         fail("--metrics-port serves one process's metrics: use it with --workers 1, or scrape each worker's "
              "GET /metrics with a verifier key", 2)
     os.environ["TRANSFER_LEDGER_METRICS_PORT"] = str(metrics_port)
-    os.environ["TRANSFER_LEDGER_LOG_FORMAT"] = log_format.value
-    os.environ["TRANSFER_LEDGER_LOG_LEVEL"] = log_level.value
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to
     # the handler that was in place: make that a no-op, so a clean shutdown
     # exits 0 (as a service manager expects), not "killed by SIGTERM".

@@ -454,21 +454,32 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         """
         if len(prepares) == 1:
             return [self._outcome(prepares[0])]
+        outcomes = self._saved_together(prepares)
+        if outcomes is None:  # nothing of the batch was saved
+            if self._committer is not None:
+                self._committer.stats.batches_rerun += 1
+            return [self._outcome(prepare) for prepare in prepares]
+        return outcomes
+
+    def _saved_together(self, prepares: Sequence[Prepare], *, all_or_nothing: bool = False
+                        ) -> list[tuple[Any, BaseException | None]] | None:
+        """Stage the commands and save those not refused in one transaction: one (result, refusal)
+        each; None when the transaction failed (nothing saved). With ``all_or_nothing``, a refusal
+        saves nothing (the others' results are then None)."""
         staged = self._stage(prepares)
+        if all_or_nothing and any(not isinstance(item, Prepared) for item in staged):
+            return [(None, item) if isinstance(item, BaseException) else (None, None) for item in staged]
         ready = [item for item in staged if isinstance(item, Prepared)]
         appended: list[AppendedLeaf] = []
         try:
             if ready:
                 self._save_prepared(ready, appended)
-        except Exception:  # noqa: BLE001 - nothing of the batch was saved
-            if self._committer is not None:
-                self._committer.stats.batches_rerun += 1
-            return [self._outcome(prepare) for prepare in prepares]
+        except Exception:  # noqa: BLE001 - the caller runs them again, or reports it
+            if all_or_nothing:
+                raise
+            return None
         leaves = _leaves_by_event(appended)
-        return [
-            (item.respond(leaves), None) if isinstance(item, Prepared) else (None, item)
-            for item in staged
-        ]
+        return [(item.respond(leaves), None) if isinstance(item, Prepared) else (None, item) for item in staged]
 
     def _stage(self, prepares: Sequence[Prepare]) -> list[Prepared | BaseException]:
         """Prepare the commands one after another, each seeing the aggregates the ones before it
@@ -495,24 +506,10 @@ class TransferLedger(CustodyCommands, PreservationCommands, ReferralCommands, Co
         order, the ones not refused saved in one transaction; one (result, refusal) each. With
         ``all_or_nothing``, a refusal saves nothing (the others' results are then None)."""
         with self._write_lock:
-            staged = self._stage(prepares)
-            refused = any(not isinstance(item, Prepared) for item in staged)
-            if all_or_nothing and refused:
-                return [(None, item) if isinstance(item, BaseException) else (None, None) for item in staged]
-            ready = [item for item in staged if isinstance(item, Prepared)]
-            appended: list[AppendedLeaf] = []
-            try:
-                if ready:
-                    self._save_prepared(ready, appended)
-                saved = True
-            except RecordConflictError:
-                if all_or_nothing:
-                    raise
-                saved = False
-        if not saved:  # another writer came first: each again on its own (re-checked, idempotent)
+            outcomes = self._saved_together(prepares, all_or_nothing=all_or_nothing)
+        if outcomes is None:  # another writer came first: each again on its own (re-checked, idempotent)
             return [self._outcome(prepare) for prepare in prepares]
-        leaves = _leaves_by_event(appended)
-        return [(item.respond(leaves), None) if isinstance(item, Prepared) else (None, item) for item in staged]
+        return outcomes
 
     def _outcome(self, prepare: Prepare) -> tuple[Any, BaseException | None]:
         try:

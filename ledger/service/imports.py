@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidInput
+from ledger.service.application import AlreadyDone
 from ledger.storage.idempotency import IdempotencyClaim
 
 #: The principal an import's idempotency keys belong to.
@@ -46,24 +47,19 @@ class ImportReport:
                 "per_second": round(self.recorded / self.seconds, 1) if self.seconds else None}
 
 
-def _refusal(line: int, key: str | None, rule: str, detail: str, field_: str | None = None) -> dict[str, Any]:
-    return {"line": line, "key": key, "rule": rule, "detail": detail, "field": field_}
-
-
-def _parsed(number: int, text: str) -> tuple[str, dict[str, Any]] | dict[str, Any]:
-    """The line's key and transfer, or its refusal."""
+def _parsed(number: int, text: str) -> tuple[str, dict[str, Any]]:
+    """The line's key and transfer; :class:`InvalidInput` naming what is wrong with it."""
     try:
         doc = json.loads(text)
     except ValueError as e:
-        return _refusal(number, None, "malformed-json", f"line {number} is not JSON: {e}")
+        raise InvalidInput(f"line {number} is not JSON: {e}", rule="malformed-json") from None
     if not isinstance(doc, dict) or set(doc) - {"key", "transfer"}:
-        return _refusal(number, None, "invalid-input", f"line {number} must be an object with key and transfer "
-                        "only")
+        raise InvalidInput(f"line {number} must be an object with key and transfer only", rule="invalid-input")
     key, transfer = doc.get("key"), doc.get("transfer")
     if not isinstance(key, str) or not key:
-        return _refusal(number, None, "missing-field", f"line {number} has no key", "key")
+        raise InvalidInput(f"line {number} has no key", rule="missing-field", field="key")
     if not isinstance(transfer, dict):
-        return _refusal(number, key, "missing-field", f"line {number} has no transfer object", "transfer")
+        raise InvalidInput(f"line {number} has no transfer object", rule="missing-field", field="transfer")
     return key, transfer
 
 
@@ -75,10 +71,17 @@ class Item:
     key: str
     transfer: dict[str, Any]
     view: dict[str, Any] | None = None
-    refusal: dict[str, Any] | None = None
-    #: The refusal as the domain raised it (None for a malformed line).
+    #: Why it was not recorded, as the domain refuses (a malformed line is refused before it is read).
     error: DomainError | None = None
     already: bool = False
+
+    @property
+    def refusal(self) -> dict[str, Any] | None:
+        """The refusal as the import's report lists it."""
+        if self.error is None:
+            return None
+        return {"line": self.number, "key": self.key or None, "rule": self.error.rule, "detail": self.error.detail,
+                "field": self.error.field}
 
 
 def _digest(transfer: dict[str, Any]) -> str:
@@ -94,14 +97,9 @@ def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPO
     ``allowed(transfer)``: a refusal for a transfer the caller may not record, or None."""
     report = ImportReport()
     started = time.monotonic()
-    done: list[Item] = []
     pending: list[tuple[Item, Any]] = []
     seen: set[str] = set()
-
-    def refuse(item: Item, error: DomainError) -> None:
-        item.error = error
-        item.refusal = _refusal(item.number, item.key, error.rule, error.detail, error.field)
-        report.refused.append(item.refusal)
+    read = 0  # items read so far, for progress
 
     def flush() -> None:
         if not pending:
@@ -109,33 +107,27 @@ def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPO
         outcomes = ledger.record_planned([plan for _, plan in pending], all_or_nothing=all_or_nothing)
         report.batches += 1
         for (item, _), (result, error) in zip(pending, outcomes, strict=True):
-            if error is None:
-                item.view = result
-                report.recorded += 1 if result is not None else 0
-            elif type(error).__name__ == "AlreadyDone":
-                item.already, item.view = True, getattr(error, "body", None)
-                report.already += 1
+            if isinstance(error, AlreadyDone):
+                item.already, item.view = True, error.body
             elif isinstance(error, DomainError):
-                refuse(item, error)
-            else:
+                item.error = error
+            elif error is not None:
                 raise error
+            else:
+                item.view = result
         pending.clear()
         if progress is not None:
-            progress(report.lines)
+            progress(read)
 
     items = list(items)
     # One query per 500 keys for the keys used before; only those are looked up one by one.
-    used = ledger.idempotency.existing_keys(principal_id, [i.key for i in items if i.refusal is None and i.key])
-    for item in items:
-        report.lines += 1
-        done.append(item)
-        if item.refusal is not None:  # refused before (a malformed line)
-            report.refused.append(item.refusal)
+    used = ledger.idempotency.existing_keys(principal_id, [i.key for i in items if i.error is None and i.key])
+    for read, item in enumerate(items, start=1):  # noqa: B007 - read by flush()
+        if item.error is not None:
             continue
         if item.key in seen:
-            item.refusal = _refusal(item.number, item.key, "duplicate-key",
-                                    f"item {item.number} repeats the key of an earlier one", "key")
-            report.refused.append(item.refusal)
+            item.error = InvalidInput(f"item {item.number} repeats the key of an earlier one", rule="duplicate-key",
+                                      field="key")
             continue
         seen.add(item.key)
         try:
@@ -143,28 +135,25 @@ def record_items(ledger: Any, items: Iterable[Item], *, principal_id: str = IMPO
             stored = ledger.replay(claim) if item.key in used else None
             if stored is not None:
                 item.already, item.view = True, stored[1]
-                report.already += 1
                 continue
-            denied = allowed(item.transfer) if allowed is not None else None
-            if denied is not None:
-                refuse(item, denied)
-                continue
-            pending.append((item, ledger.plan_record_transfer(item.transfer, idempotency=claim)))
+            item.error = allowed(item.transfer) if allowed is not None else None
+            if item.error is None:
+                pending.append((item, ledger.plan_record_transfer(item.transfer, idempotency=claim)))
         except DomainError as e:
-            refuse(item, e)
-            continue
+            item.error = e
         if not all_or_nothing and len(pending) >= batch:
             flush()
-    if all_or_nothing and report.refused:
-        report.rolled_back = True
-        pending.clear()
-    flush()
-    if all_or_nothing and report.refused:
-        if report.recorded:
-            raise AssertionError("an all-or-nothing import recorded part of its items")
-        report.rolled_back = True
+    report.rolled_back = all_or_nothing and any(item.error is not None for item in items)
+    if report.rolled_back:
+        pending.clear()  # refused while reading: nothing is recorded
+    flush()  # all_or_nothing: the one batch, which records nothing if staging refuses one
+    report.rolled_back = all_or_nothing and any(item.error is not None for item in items)
+    report.lines = len(items)
+    report.recorded = sum(1 for item in items if item.view is not None and not item.already and not report.rolled_back)
+    report.already = sum(1 for item in items if item.already)
+    report.refused = [item.refusal for item in items if item.refusal is not None]
     report.seconds = time.monotonic() - started
-    return done, report
+    return items, report
 
 
 def import_transfers(ledger: Any, lines: Iterable[str], *, batch: int = DEFAULT_BATCH,
@@ -177,10 +166,11 @@ def import_transfers(ledger: Any, lines: Iterable[str], *, batch: int = DEFAULT_
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
-            parsed = _parsed(number, text)
-            if isinstance(parsed, dict):
-                yield Item(number, parsed.get("key") or "", {}, refusal=parsed)
+            try:
+                key, transfer = _parsed(number, text)
+            except InvalidInput as e:
+                yield Item(number, "", {}, error=e)
             else:
-                yield Item(number, parsed[0], parsed[1])
+                yield Item(number, key, transfer)
 
     return record_items(ledger, items(), batch=batch, all_or_nothing=all_or_nothing, progress=progress)[1]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.storage.high_water import HighWaterMark
+from ledger.storage.keyring import fsync_path
 
 PAGES_PER_STEP = 1024
 MAX_RESTARTS = 3
@@ -73,7 +74,7 @@ def copy_database(source: Path, target: Path, progress: Progress | None = None) 
                 dst.close()
         finally:
             src.close()
-        _fsync(target)
+        fsync_path(target)
     except sqlite3.Error as e:
         raise BackupError(f"cannot copy {source}: {e}") from e
     return copied
@@ -94,7 +95,7 @@ def backup_file(source: Path, out: Path, progress: Progress | None = None) -> Co
             os.link(partial, out)
         except FileExistsError:
             raise BackupError(f"{out} exists; it is not overwritten") from None
-        _fsync(out.parent)
+        fsync_path(out.parent)
     finally:
         remove_database(partial)
     return copied
@@ -201,7 +202,7 @@ def settle(path: Path) -> None:
             db.close()
     except sqlite3.Error as e:
         raise BackupError(f"cannot settle {path}: {e}") from e
-    _fsync(path)
+    fsync_path(path)
 
 
 def put_in_place(prepared: Path, database: Path) -> None:
@@ -212,18 +213,10 @@ def put_in_place(prepared: Path, database: Path) -> None:
     for stale in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
         stale.unlink(missing_ok=True)
     os.replace(prepared, database)
-    _fsync(database.parent)
+    fsync_path(database.parent)
 
 
 def remove_database(path: Path) -> None:
     """Remove a database file and its ``-wal``, ``-shm`` and ``-journal`` files."""
     for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
         path.with_name(name).unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

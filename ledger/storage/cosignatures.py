@@ -103,6 +103,11 @@ class CosignatureStore:
         """The cosignature lines of ``tree_size``, in the order they were stored."""
         return [c.signature for c in self.for_size(tree_size)]
 
+    def newest_cosigned_size(self) -> int | None:
+        """The tree size of the newest checkpoint any witness cosigned, or None."""
+        rows = self._sql.query("SELECT MAX(tree_size) AS size FROM {ledger_cosignatures}")
+        return int(rows[0]["size"]) if rows and rows[0]["size"] is not None else None
+
     def newest_by_witness(self) -> dict[str, int]:
         """``<key name>+<key id>`` of each witness that cosigned: the POSIX time of its newest cosignature."""
         rows = self._sql.query("SELECT key_name, key_id, MAX(cosigned_at) AS newest FROM {ledger_cosignatures} "

@@ -103,7 +103,7 @@ class Keyring:
                     pass
             finally:
                 temp.unlink(missing_ok=True)
-            _fsync_directory(self.directory)
+            fsync_path(self.directory)
         kek = self._read(path)
         if kek is None:
             raise KeyringError(f"key-encryption key {path} vanished as it was made")
@@ -141,7 +141,7 @@ class Keyring:
                 path.unlink()
             except FileNotFoundError:
                 pass
-            _fsync_directory(self.directory)
+            fsync_path(self.directory)
             self._by_id.pop(kek.kek_id, None)
             self._by_bucket.pop(bucket, None)
         return kek.kek_id
@@ -186,8 +186,9 @@ class Keyring:
         return sorted(p.name[4:-4] for p in self.directory.glob("kek-*.key"))
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make a file's or a directory's content (a directory: its entries) durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
