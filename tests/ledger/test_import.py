@@ -76,3 +76,13 @@ def test_a_key_repeated_within_the_file_and_a_missing_file(settings: Settings, t
     assert report["recorded"] == 1 and [(r["line"], r["rule"]) for r in report["refused"]] == [(2, "duplicate-key")]
     missing = run("import", str(tmp_path / "none.jsonl"), settings=settings, check=2)
     assert "cannot read" in one_line_error(missing)
+
+
+def test_a_key_used_before_for_another_transfer_is_refused(settings: Settings, tmp_path: Path) -> None:
+    run_init(settings)
+    imported(settings, lines(tmp_path / "a.jsonl", [{"key": "k", "transfer": builders.transfer("DE", "FR")}]),
+             check=0)
+    other = imported(settings, lines(tmp_path / "b.jsonl", [{"key": "k", "transfer": builders.transfer("DE", "NL")}]),
+                     check=1)
+    assert [(r["line"], r["rule"]) for r in other["refused"]] == [(1, "idempotency-key-reused")]
+    assert len(transfers_in(settings)) == 1
