@@ -131,3 +131,11 @@ def test_a_served_ledger_logs_json_lines_without_personal_data_and_serves_metric
     log = server.output()
     assert subject not in log and "Exemplaire" not in log  # neither the body nor the query string
     assert created.json()["id"] not in log
+
+
+def test_a_metrics_port_with_several_workers_is_refused(settings: Any) -> None:
+    run_init(settings)
+    done = cli("serve", "--metrics-port", str(free_port()), "--workers", "2", settings=settings, check=2)
+    assert "--metrics-port serves one process's metrics" in done.stderr
+    bad = cli("serve", "--log-format", "xml", settings=settings, check=2)
+    assert "xml" in bad.stderr
